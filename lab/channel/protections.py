@@ -1,0 +1,135 @@
+"""The protections of the lab channel: one frozen value, one switch per protection id.
+
+Real TLS cannot switch its protections off one at a time; the lab channel can, so that running an attack
+with and without a protection shows what that protection is for. The ids are the vocabulary of the
+brief, the CLI, the reports and the tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+PROTECTION_IDS: Final = (
+    "encryption",
+    "ca_trust",
+    "hostname",
+    "validity",
+    "pinning",
+    "mac",
+    "sequence_numbers",
+    "server_random",
+    "per_direction_keys",
+    "transcript",
+    "forward_secrecy",
+)
+
+
+PROTECTION_DOCS: Final[Mapping[str, str]] = {
+    "encryption": "Application records are encrypted. Off: the endpoint offers only plaintext suites, "
+    "and anyone on the path reads them (seed 001 §4.1).",
+    "ca_trust": "The server certificate must chain to a CA the client trusts. Off: any certificate's key "
+    "is used, the attacker's own included (seed 000, seed 001 §4.2.5-4.2.8).",
+    "hostname": "The certificate must name the host the client dialled. Off: a CA-signed certificate "
+    "for any name passes (seed 001 §4.2.6, seed 003 验证host).",
+    "validity": "The certificate must be inside its validity period. Off: an expired certificate, whose "
+    "key may have leaked, passes (seed 001 §5.2.3 b).",
+    "pinning": "The server key is remembered on first use, like SSH's known_hosts, and a changed key is "
+    "refused (seed 002 §三). Not part of `recommended`: it is the extra.",
+    "mac": "Every record is authenticated (AEAD or HMAC). Off: the endpoint offers only unauthenticated "
+    "AES-CTR, whose bits an attacker can flip (seed 002 §一.2, seed 003 完整性).",
+    "sequence_numbers": "An implicit per-direction record counter is bound into every record's MAC. "
+    "Off: a recorded record played again is accepted (seed 003 加密数据传输).",
+    "server_random": "The server sends a fresh random that goes into the key derivation. Off: the server "
+    "sends zeros, so a recorded client flight derives the same keys in a new connection (seed 001 §5.2.2).",
+    "per_direction_keys": "client_write_key differs from server_write_key. Off: one key both ways, so a "
+    "record sent back to its sender decrypts and verifies (seed 003 为什么要生成两个会话密钥).",
+    "transcript": "Finished messages carry a MAC over the whole handshake. Off: an edited handshake, "
+    "such as a ClientHello with its strong suites stripped, goes unnoticed (seed 001 §5.2.3 g).",
+    "forward_secrecy": "Ephemeral X25519 key exchange, signed by the server key, is offered and "
+    "preferred. Off: only RSA key transport, so whoever later steals the server key decrypts "
+    "recordings (seed 003 ECDHE).",
+}
+"""For each protection: what it does when on, and what turning it off allows, with its seed."""
+
+
+class UnknownProtectionError(ValueError):
+    """A protection id or profile name that the lab does not have."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Protections:
+    """Which protections an endpoint applies; `PROTECTION_DOCS` says what each one does.
+
+    The default is the `recommended` profile: everything on except `pinning`.
+    """
+
+    encryption: bool = True
+    ca_trust: bool = True
+    hostname: bool = True
+    validity: bool = True
+    pinning: bool = False
+    mac: bool = True
+    sequence_numbers: bool = True
+    server_random: bool = True
+    per_direction_keys: bool = True
+    transcript: bool = True
+    forward_secrecy: bool = True
+
+    def enabled(self) -> frozenset[str]:
+        return frozenset(pid for pid in PROTECTION_IDS if getattr(self, pid))
+
+    def without(self, *ids: str) -> Protections:
+        """A copy with the given protections off."""
+        return dataclasses.replace(self, **{_checked(pid): False for pid in ids})
+
+    def plus(self, *ids: str) -> Protections:
+        """A copy with the given protections on."""
+        return dataclasses.replace(self, **{_checked(pid): True for pid in ids})
+
+    def with_switches(self, switches: Mapping[str, bool]) -> Protections:
+        """A copy with each id in `switches` set to its value."""
+        return dataclasses.replace(self, **{_checked(pid): on for pid, on in switches.items()})
+
+    def as_dict(self) -> dict[str, bool]:
+        return {pid: getattr(self, pid) for pid in PROTECTION_IDS}
+
+    @classmethod
+    def only(cls, ids: Iterable[str]) -> Protections:
+        """Exactly the given protections on, every other off."""
+        return NONE.plus(*ids)
+
+    @classmethod
+    def profile(cls, name: str) -> Protections:
+        try:
+            return PROFILES[name]
+        except KeyError:
+            raise UnknownProtectionError(
+                f"unknown profile {name!r}; profiles are: {', '.join(PROFILES)}"
+            ) from None
+
+    def describe(self) -> str:
+        """A short human name: a profile name, or a profile plus/minus the differences."""
+        for name, profile in PROFILES.items():
+            if self == profile:
+                return name
+        missing = sorted(RECOMMENDED.enabled() - self.enabled())
+        extra = sorted(self.enabled() - RECOMMENDED.enabled())
+        if len(missing) + len(extra) <= len(self.enabled()):
+            parts = ["recommended"] + [f"-{p}" for p in missing] + [f"+{p}" for p in extra]
+            return " ".join(parts)
+        return "none " + " ".join(f"+{p}" for p in sorted(self.enabled())) if self.enabled() else "none"
+
+
+def _checked(pid: str) -> str:
+    if pid not in PROTECTION_IDS:
+        raise UnknownProtectionError(
+            f"unknown protection {pid!r}; protections are: {', '.join(PROTECTION_IDS)}"
+        )
+    return pid
+
+
+RECOMMENDED: Final = Protections()
+NONE: Final = Protections(**{pid: False for pid in PROTECTION_IDS})
+PROFILES: Final[Mapping[str, Protections]] = {"recommended": RECOMMENDED, "none": NONE}

@@ -1,0 +1,36 @@
+"""The `mitmlab` command."""
+
+from __future__ import annotations
+
+import click
+
+from lab.cli.roles import client, demo, init, server
+
+HELP = """\
+mitm-lab: watch man-in-the-middle attacks work, and watch each protection stop them.
+
+The lab has its own secure channel, built like the HTTPS handshake the seeds describe, in which every
+protection (CA trust, hostname, validity, pinning, MAC, sequence numbers, server random, per-direction
+keys, transcript, forward secrecy) is a switch. A bank runs over it; an attacker (mitmproxy addons)
+sits in the middle; the evidence each role writes decides who won.
+
+\b
+Start here:
+  mitmlab demo                          a clean session, narrated
+  mitmlab server & mitmlab client balance
+  mitmlab client --no-hostname transfer 100 bob
+"""
+
+
+@click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="mitm-lab")
+def cli() -> None:
+    pass
+
+
+for command in (init, server, client, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,55 @@
+"""Turning what goes wrong into one clear line on stderr and a documented exit code, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from rich.console import Console
+
+from lab.channel.errors import ChannelError, PeerRefused, Refusal
+from lab.channel.protections import UnknownProtectionError
+from lab.roles.client import BankRefused, NoReply
+from lab.state import StateError
+
+EXIT_REFUSED = 3
+EXIT_PEER_REFUSED = 4
+EXIT_CONNECTION = 5
+EXIT_BANK = 6
+EXIT_SETUP = 7
+
+EXIT_CODES_HELP = """\b
+Exit codes: 0 success; 2 usage error; 3 a protection on this side refused (the message names it and
+the step); 4 the peer refused; 5 connection or protocol failure; 6 the bank declined the request;
+7 the state directory is missing or unusable."""
+
+stderr = Console(stderr=True, highlight=False)
+
+
+def fail(code: int, message: str) -> NoReturn:
+    stderr.print(f"[bold red]mitmlab:[/] {message}")
+    sys.exit(code)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    try:
+        yield
+    except Refusal as exc:
+        fail(EXIT_REFUSED, f"REFUSED by [bold]{exc.protection}[/] at step [bold]{exc.step}[/]: {exc.message}")
+    except PeerRefused as exc:
+        fail(EXIT_PEER_REFUSED, str(exc))
+    except ChannelError as exc:
+        fail(EXIT_CONNECTION, str(exc))
+    except (BankRefused, NoReply) as exc:
+        fail(EXIT_BANK, str(exc))
+    except (StateError, UnknownProtectionError) as exc:
+        fail(EXIT_SETUP, str(exc))
+    except ConnectionRefusedError:
+        fail(EXIT_CONNECTION, "connection refused: is the server (or attacker) running at that address?")
+    except TimeoutError:
+        fail(EXIT_CONNECTION, "timed out connecting")
+    except OSError as exc:
+        fail(EXIT_CONNECTION, f"{exc.strerror or exc}")

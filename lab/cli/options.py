@@ -1,0 +1,61 @@
+"""Options that several commands share: the state directory, endpoints, and the protection switches."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from lab.channel.protections import PROFILES, PROTECTION_DOCS, PROTECTION_IDS, Protections
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_STATE_DIR = "state"
+
+
+def endpoint(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
+    """Parse HOST:PORT (a click callback), with a message that shows the expected form."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT (for example 127.0.0.1:4433)")
+    return host.strip("[]"), int(port)
+
+
+def state_dir_option(f: F) -> F:
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=lambda: os.environ.get("MITMLAB_STATE_DIR", DEFAULT_STATE_DIR),
+        show_default="./state, or $MITMLAB_STATE_DIR",
+        help="Where the lab keeps its keys, certificates, bank and evidence (made at run time).",
+    )(f)
+
+
+def protection_options(f: F) -> F:
+    """--profile NAME plus --<id>/--no-<id> for every protection; see `protections_from`."""
+    for pid in reversed(PROTECTION_IDS):
+        flag = pid.replace("_", "-")
+        doc = PROTECTION_DOCS[pid].split(". ")[0]
+        f = click.option(
+            f"--{flag}/--no-{flag}",
+            f"switch_{pid}",
+            default=None,
+            help=f"Turn {pid} on/off. {doc}.",
+        )(f)
+    return click.option(
+        "--profile",
+        type=click.Choice(list(PROFILES)),
+        default="recommended",
+        show_default=True,
+        help="Starting set of protections; switches then turn single ones on or off.",
+    )(f)
+
+
+def protections_from(kwargs: dict[str, Any]) -> Protections:
+    """Pop the --profile and switch options from a command's kwargs and build the Protections."""
+    base = Protections.profile(kwargs.pop("profile"))
+    switches = {pid: kwargs.pop(f"switch_{pid}") for pid in PROTECTION_IDS}
+    return base.with_switches({pid: on for pid, on in switches.items() if on is not None})

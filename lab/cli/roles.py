@@ -1,0 +1,175 @@
+"""The roles as commands: init, server, client, and demo (both in one process, narrated)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from lab.channel.protections import Protections
+from lab.cli.errors import EXIT_CODES_HELP, EXIT_CONNECTION, fail, reported_errors
+from lab.cli.options import endpoint, protection_options, protections_from, state_dir_option
+from lab.evidence import read_evidence
+from lab.narrate import print_timeline
+from lab.roles.client import Command, SessionResult, run_session
+from lab.roles.server import BankServer, run_server
+from lab.state import SERVER_NAME, StateDir
+
+console = Console(highlight=False)
+
+
+@click.command()
+@state_dir_option
+def init(state_dir: Path) -> None:
+    """Make the state directory: CA, certificates (the attacker's too), bank, demo accounts."""
+    with reported_errors():
+        state = StateDir(state_dir)
+        if state.exists():
+            console.print(f"{state_dir} is already a lab state directory; nothing to do.")
+            return
+        state.create(datetime.datetime.now(datetime.UTC))
+    console.print(f"Created {state_dir}: lab CA, {SERVER_NAME} certificate, attacker certificates, bank.")
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--listen",
+    callback=endpoint,
+    metavar="HOST:PORT",
+    default="127.0.0.1:4433",
+    show_default=True,
+    help="Address to listen on (port 0 picks a free port).",
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the bound port here once listening (for scripts: no sleeping).",
+)
+@state_dir_option
+@protection_options
+def server(listen: tuple[str, int], port_file: Path | None, state_dir: Path, **switches: Any) -> None:
+    """Run the bank behind the lab channel. Creates the state directory if it is missing."""
+    protections = protections_from(switches)
+    with reported_errors():
+        state = StateDir(state_dir).ensure()
+
+        def ready(port: int) -> None:
+            if port_file is not None:
+                port_file.write_text(f"{port}\n")
+            console.print(
+                f"{SERVER_NAME} listening on {listen[0]}:{port} with {protections.describe()}; "
+                "Ctrl-C stops it."
+            )
+
+        try:
+            asyncio.run(run_server(state, listen[0], listen[1], protections, on_ready=ready))
+        except KeyboardInterrupt:
+            console.print("stopped.")
+        except OSError as exc:
+            fail(EXIT_CONNECTION, f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")
+
+
+@click.group(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--connect",
+    callback=endpoint,
+    metavar="HOST:PORT",
+    default="127.0.0.1:4433",
+    show_default=True,
+    help="Where to dial: the server, or the attacker standing in front of it.",
+)
+@click.option(
+    "--server-name",
+    default=SERVER_NAME,
+    show_default=True,
+    help="The name the client expects the certificate to carry.",
+)
+@state_dir_option
+@protection_options
+@click.pass_context
+def client(
+    ctx: click.Context, /, connect: tuple[str, int], server_name: str, state_dir: Path, **switches: Any
+) -> None:
+    """Log in to the bank as alice, then run a command. Exits non-zero when anything refuses."""
+    ctx.obj = {
+        "connect": connect,
+        "server_name": server_name,
+        "state": StateDir(state_dir),
+        "protections": protections_from(switches),
+    }
+
+
+def _run_client(obj: dict[str, Any], commands: list[Command]) -> SessionResult:
+    host, port = obj["connect"]
+    with reported_errors():
+        state = obj["state"].require()
+        return asyncio.run(
+            run_session(state, host, port, obj["protections"], commands, server_name=obj["server_name"])
+        )
+
+
+@client.command()
+@click.pass_obj
+def balance(obj: dict[str, Any]) -> None:
+    """Print alice's balance."""
+    result = _run_client(obj, [Command("balance")])
+    console.print(f"balance: {result.replies[-1]['balance']}  (suite {result.handshake.suite})")
+
+
+@client.command()
+@click.argument("amount", type=click.IntRange(min=1))
+@click.argument("to")
+@click.pass_obj
+def transfer(obj: dict[str, Any], amount: int, to: str) -> None:
+    """Transfer AMOUNT from alice to the account TO (bob, eve)."""
+    result = _run_client(obj, [Command("transfer", to=to, amount=amount)])
+    reply = result.replies[-1]
+    console.print(
+        f"transfer #{reply['transfer']} done: {amount} to {to}; balance {reply['balance']}  "
+        f"(suite {result.handshake.suite})"
+    )
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the state here instead of a fresh temporary directory.",
+)
+@protection_options
+def demo(state_dir: Path | None, **switches: Any) -> None:
+    """Run one session on loopback (log in, transfer 100 to bob, read the balance) and narrate it."""
+    protections = protections_from(switches)
+    with reported_errors(), tempfile.TemporaryDirectory(prefix="mitmlab-demo-") as scratch:
+        state = StateDir(state_dir or Path(scratch)).ensure()
+        console.print(f"[bold]Demo:[/] a clean session with {protections.describe()}, no attacker.\n")
+        try:
+            asyncio.run(_demo_session(state, protections))
+        finally:
+            events = [
+                *read_evidence(state.evidence_path("server")),
+                *read_evidence(state.evidence_path("client")),
+            ]
+            print_timeline(events, console)
+
+
+async def _demo_session(state: StateDir, protections: Protections) -> None:
+    server = BankServer(state, protections)
+    port = await server.start("127.0.0.1", 0)
+    task = asyncio.create_task(server.serve_forever())
+    try:
+        await run_session(
+            state,
+            "127.0.0.1",
+            port,
+            protections,
+            [Command("transfer", to="bob", amount=100), Command("balance")],
+        )
+    finally:
+        task.cancel()
+        await server.stop()

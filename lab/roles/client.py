@@ -1,0 +1,137 @@
+"""The client role: a bank customer who logs in, transfers, and reads the balance over the lab channel."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lab.bank import protocol
+from lab.channel.connection import ClientConfig, ClientConnection, HandshakeComplete
+from lab.channel.errors import ChannelError
+from lab.channel.protections import Protections
+from lab.evidence import EvidenceLog, digest
+from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
+from lab.state import CLIENT_ACCOUNT, SERVER_NAME, StateDir
+
+
+class BankRefused(Exception):
+    """The bank answered with an error (wrong password, insufficient funds, ...)."""
+
+
+class NoReply(Exception):
+    """The server closed the session without answering a request."""
+
+
+@dataclass(frozen=True)
+class Command:
+    op: Literal["balance", "transfer"]
+    to: str = ""
+    amount: int = 0
+
+    def request(self) -> bytes:
+        return protocol.transfer(self.to, self.amount) if self.op == "transfer" else protocol.balance()
+
+
+@dataclass
+class SessionResult:
+    handshake: HandshakeComplete
+    replies: list[dict[str, Any]] = field(default_factory=list)
+
+
+async def run_session(
+    state: StateDir,
+    host: str,
+    port: int,
+    protections: Protections,
+    commands: list[Command],
+    *,
+    server_name: str = SERVER_NAME,
+    user: str = CLIENT_ACCOUNT,
+    password: str | None = None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+) -> SessionResult:
+    """Log in and run `commands`. Raises `ChannelError`, `BankRefused`, `NoReply` or `OSError`."""
+    evidence = state.evidence("client")
+    config = ClientConfig(protections, server_name, state.trust())
+    evidence.record(
+        "connecting", host=host, port=port, server_name=server_name, protections=protections.as_dict()
+    )
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeouts.handshake)
+    stream = ChannelStream(ClientConnection(config), reader, writer)
+    try:
+        done = await stream.handshake(timeouts.handshake)
+        identity = done.identity
+        assert identity is not None
+        evidence.record(
+            "session_opened",
+            suite=done.suite.name,
+            offered=[s.name for s in done.offered],
+            client_random=done.client_random,
+            server_random=done.server_random,
+            server_subject=identity.subject,
+            server_key=identity.fingerprint,
+            checks=identity.checks,
+            pin=identity.pin,
+        )
+        result = SessionResult(done)
+        secret = password if password is not None else state.client_password(user)
+        await _exchange(stream, evidence, "login", protocol.login(user, secret), timeouts, result)
+        for command in commands:
+            await _exchange(
+                stream,
+                evidence,
+                command.op,
+                command.request(),
+                timeouts,
+                result,
+                to=command.to or None,
+                amount=command.amount or None,
+            )
+        evidence.record("session_closed")
+        return result
+    except ChannelError as error:
+        evidence.channel_error(error)
+        raise
+    finally:
+        await stream.close()
+
+
+async def _exchange(
+    stream: ChannelStream,
+    evidence: EvidenceLog,
+    op: str,
+    request: bytes,
+    timeouts: Timeouts,
+    result: SessionResult,
+    **details: Any,
+) -> None:
+    sent = await stream.send(request)
+    evidence.record(
+        "record_sent",
+        seq=sent.seq,
+        op=op,
+        plaintext=digest(request),
+        frame=digest(sent.frame),
+        **{k: v for k, v in details.items() if v is not None},
+    )
+    record = await stream.receive(timeouts.idle)
+    if record is None:
+        evidence.record("no_reply", op=op)
+        raise NoReply(f"the server closed the session without answering {op}")
+    evidence.record(
+        "record_received",
+        seq=record.seq,
+        plaintext=digest(record.data),
+        frame=digest(record.frame),
+        size=len(record.data),
+    )
+    try:
+        reply = protocol.parse_reply(record.data)
+    except protocol.BankProtocolError as exc:
+        evidence.record("reply_rejected", op=op, reason=str(exc))
+        raise BankRefused(f"unreadable reply to {op}: {exc}") from None
+    evidence.record("reply", op=op, reply=reply)
+    result.replies.append(reply)
+    if not reply["ok"]:
+        raise BankRefused(f"{op}: {reply.get('error', 'refused')}")

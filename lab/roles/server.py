@@ -1,0 +1,142 @@
+"""The server role: the bank behind the lab channel, serving many connections at once.
+
+A connection that misbehaves (garbage, an oversized frame, a stall, a refused record) gets its alert and
+is closed; the others go on, and what the ledger and the evidence already hold stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable
+
+from lab.bank.ledger import Ledger
+from lab.bank.service import BankSession
+from lab.channel.connection import ServerConfig, ServerConnection
+from lab.channel.errors import ChannelError
+from lab.channel.protections import Protections
+from lab.evidence import digest
+from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
+from lab.state import StateDir
+
+
+class BankServer:
+    def __init__(
+        self, state: StateDir, protections: Protections, timeouts: Timeouts = DEFAULT_TIMEOUTS
+    ) -> None:
+        leaf = state.server_leaf()
+        self.config = ServerConfig(protections, leaf.chain, leaf.private_key)
+        self.ledger = Ledger(state.ledger_path)
+        self.evidence = state.evidence("server")
+        self.timeouts = timeouts
+        self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int) -> int:
+        """Listen and return the bound port (port 0 picks a free one)."""
+        self._server = await asyncio.start_server(self._handle, host, port)
+        bound: int = self._server.sockets[0].getsockname()[1]
+        self.evidence.record(
+            "listening", host=host, port=bound, protections=self.config.protections.as_dict()
+        )
+        return bound
+
+    async def serve_forever(self) -> None:
+        assert self._server is not None, "start() first"
+        async with self._server:
+            await self._server.serve_forever()
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop listening, give open sessions `grace` seconds to finish, then cut them off."""
+        if self._server is not None:
+            self._server.close()
+        if self._sessions:
+            _, unfinished = await asyncio.wait(self._sessions, timeout=grace)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
+        self.ledger.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+        session = secrets.token_hex(6)
+        peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
+        stream = ChannelStream(ServerConnection(self.config), reader, writer)
+        try:
+            await self._converse(stream, session, peer)
+        except ChannelError as error:
+            self.evidence.channel_error(error, session=session)
+        except asyncio.CancelledError:
+            self.evidence.record("session_cut", session=session, reason="the server is stopping")
+        except Exception as error:  # a lab bug: keep serving the others, and say so in the evidence
+            self.evidence.record("internal_error", session=session, error=f"{type(error).__name__}: {error}")
+        finally:
+            stream.writer.close()
+
+    async def _converse(self, stream: ChannelStream, session: str, peer: str) -> None:
+        evidence = self.evidence
+        done = await stream.handshake(self.timeouts.handshake)
+        evidence.record(
+            "session_opened",
+            session=session,
+            peer=peer,
+            suite=done.suite.name,
+            offered=[s.name for s in done.offered],
+            supported=[s.name for s in done.supported],
+            client_random=done.client_random,
+            server_random=done.server_random,
+        )
+        bank = BankSession(self.ledger, session)
+        while (record := await stream.receive(self.timeouts.idle)) is not None:
+            evidence.record(
+                "record_received",
+                session=session,
+                seq=record.seq,
+                plaintext=digest(record.data),
+                frame=digest(record.frame),
+                size=len(record.data),
+            )
+            outcome = bank.handle(record.data, record.seq)
+            evidence.record("request", session=session, seq=record.seq, op=outcome.op, error=outcome.error)
+            if outcome.transfer is not None:
+                t = outcome.transfer
+                evidence.record(
+                    "transfer_executed",
+                    session=session,
+                    seq=record.seq,
+                    transfer=t.id,
+                    from_account=t.from_account,
+                    to_account=t.to_account,
+                    amount=t.amount,
+                )
+            sent = await stream.send(outcome.reply)
+            evidence.record(
+                "record_sent",
+                session=session,
+                seq=sent.seq,
+                plaintext=digest(outcome.reply),
+                frame=digest(sent.frame),
+            )
+        evidence.record("session_closed", session=session)
+
+
+async def run_server(
+    state: StateDir,
+    host: str,
+    port: int,
+    protections: Protections,
+    *,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    server = BankServer(state, protections, timeouts)
+    bound = await server.start(host, port)
+    if on_ready is not None:
+        on_ready(bound)
+    try:
+        await server.serve_forever()
+    finally:
+        await server.stop()

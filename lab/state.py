@@ -1,0 +1,192 @@
+"""The state directory: everything the lab makes at run time, never committed.
+
+STATE/
+  pki/ca.crt.pem                         the lab CA that the client trusts
+  pki/ca.key.pem                         its key (held by the CA only)
+  pki/server/bank.lab.{crt,key}.pem      the server's certificate and key
+  pki/attacker/...                       what an attacker holds: see ATTACKER_CERTIFICATES
+  client/known_hosts                     pinned server keys (trust on first use)
+  client/accounts.json                   the client's own credentials
+  server/bank.sqlite3                    accounts and the append-only transfer ledger
+  evidence/<role>.jsonl                  what each role saw
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from lab.bank.ledger import Ledger
+from lab.evidence import EvidenceLog
+from lab.pki.authority import CertificateAuthority, Leaf, new_rsa_key, self_signed
+from lab.pki.pins import KnownHosts
+from lab.pki.verify import LabTrust
+
+SERVER_NAME: Final = "bank.lab"
+ATTACKER_NAME: Final = "attacker.lab"
+DEMO_BALANCES: Final = {"alice": 1000, "bob": 1000, "eve": 0}
+"""alice is the client's account, bob the payee she pays, eve the attacker's account."""
+CLIENT_ACCOUNT: Final = "alice"
+
+ATTACKER_CERTIFICATES: Final = {
+    "self-signed": "a self-signed certificate for bank.lab: no CA vouches for it",
+    "attacker.lab": "a certificate the lab CA really issued, to attacker.lab: the attacker bought one too",
+    "expired": "the server's previous bank.lab certificate, expired, whose key leaked",
+    "rogue-ca": "the attacker's own CA, which a careless user may have installed",
+    "rogue-bank.lab": "a bank.lab certificate issued by the rogue CA",
+}
+
+
+class StateError(Exception):
+    """The state directory is missing, incomplete or not writable."""
+
+
+@dataclass(frozen=True)
+class StateDir:
+    root: Path
+
+    # Paths ------------------------------------------------------------------------------------------
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.root / "pki" / "ca.crt.pem"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.root / "pki" / "ca.key.pem"
+
+    @property
+    def server_cert(self) -> Path:
+        return self.root / "pki" / "server" / f"{SERVER_NAME}.crt.pem"
+
+    @property
+    def server_key(self) -> Path:
+        return self.root / "pki" / "server" / f"{SERVER_NAME}.key.pem"
+
+    def attacker_cert(self, name: str) -> Path:
+        return self.root / "pki" / "attacker" / f"{name}.crt.pem"
+
+    def attacker_key(self, name: str) -> Path:
+        return self.root / "pki" / "attacker" / f"{name}.key.pem"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "client" / "known_hosts"
+
+    @property
+    def accounts(self) -> Path:
+        return self.root / "client" / "accounts.json"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.root / "server" / "bank.sqlite3"
+
+    def evidence_path(self, role: str) -> Path:
+        return self.root / "evidence" / f"{role}.jsonl"
+
+    # Making it --------------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return self.server_key.exists() and self.ledger_path.exists() and self.accounts.exists()
+
+    def ensure(self, now: datetime.datetime | None = None) -> StateDir:
+        """Create the state directory unless it is already complete."""
+        if not self.exists():
+            self.create(now or datetime.datetime.now(datetime.UTC))
+        return self
+
+    def create(self, now: datetime.datetime) -> None:
+        try:
+            for sub in ("pki/server", "pki/attacker", "client", "server", "evidence"):
+                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            self._make_pki(now)
+            passwords = {name: secrets.token_urlsafe(12) for name in DEMO_BALANCES}
+            Ledger.create(self.ledger_path, {n: (passwords[n], b) for n, b in DEMO_BALANCES.items()})
+            self.accounts.touch(mode=0o600)
+            self.accounts.write_text(json.dumps({CLIENT_ACCOUNT: passwords[CLIENT_ACCOUNT]}, indent=2) + "\n")
+        except OSError as exc:
+            raise StateError(f"cannot create the state directory {self.root}: {exc.strerror}") from exc
+
+    def _make_pki(self, now: datetime.datetime) -> None:
+        ca = CertificateAuthority.create("mitm-lab CA", now=now)
+        ca.write(self.ca_cert, self.ca_key)
+        ca.issue(SERVER_NAME, now=now).write(self.server_cert, self.server_key)
+        old_key = new_rsa_key()
+        forged = {
+            "self-signed": self_signed(SERVER_NAME, now=now),
+            "attacker.lab": ca.issue(ATTACKER_NAME, now=now),
+            "expired": ca.issue(
+                SERVER_NAME,
+                now=now,
+                not_before=now - datetime.timedelta(days=2 * 365),
+                not_after=now - datetime.timedelta(days=365),
+                key=old_key,
+            ),
+        }
+        for name, leaf in forged.items():
+            leaf.write(self.attacker_cert(name), self.attacker_key(name))
+        rogue = CertificateAuthority.create("Totally Legit Proxy CA", now=now)
+        rogue.write(self.attacker_cert("rogue-ca"), self.attacker_key("rogue-ca"))
+        rogue.issue(SERVER_NAME, now=now).write(
+            self.attacker_cert("rogue-bank.lab"), self.attacker_key("rogue-bank.lab")
+        )
+
+    def reset(self) -> None:
+        """Back to a fresh bank, no pins, no evidence; the certificates stay (they are slow to make)."""
+        passwords = {CLIENT_ACCOUNT: self.client_password()}
+        for path in (self.known_hosts, self.ledger_path):
+            path.unlink(missing_ok=True)
+        shutil.rmtree(self.root / "evidence", ignore_errors=True)
+        (self.root / "evidence").mkdir()
+        balances = {n: (passwords.get(n, secrets.token_urlsafe(12)), b) for n, b in DEMO_BALANCES.items()}
+        Ledger.create(self.ledger_path, balances)
+
+    # Reading it -------------------------------------------------------------------------------------
+
+    def require(self) -> StateDir:
+        if not self.exists():
+            raise StateError(
+                f"{self.root} is not a lab state directory yet: run `mitmlab init --state-dir {self.root}` "
+                "(or start `mitmlab server`, which creates it)"
+            )
+        return self
+
+    def client_password(self, account: str = CLIENT_ACCOUNT) -> str:
+        accounts: dict[str, str] = json.loads(self.accounts.read_text())
+        try:
+            return accounts[account]
+        except KeyError:
+            raise StateError(f"no password for {account!r} in {self.accounts}") from None
+
+    def trust(self) -> LabTrust:
+        return LabTrust(load_certificates(self.ca_cert), KnownHosts(self.known_hosts))
+
+    def server_leaf(self) -> Leaf:
+        return load_leaf(self.server_cert, self.server_key)
+
+    def attacker_leaf(self, name: str) -> Leaf:
+        return load_leaf(self.attacker_cert(name), self.attacker_key(name))
+
+    def evidence(self, role: str) -> EvidenceLog:
+        return EvidenceLog(self.evidence_path(role), role)
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    return x509.load_pem_x509_certificates(path.read_bytes())
+
+
+def load_leaf(cert_path: Path, key_path: Path) -> Leaf:
+    chain = tuple(load_certificates(cert_path))
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise StateError(f"{key_path} does not hold an RSA key")
+    return Leaf(chain[0], key, chain)
