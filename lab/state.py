@@ -31,6 +31,7 @@ from lab.pki.authority import CertificateAuthority, Leaf, new_rsa_key, self_sign
 from lab.pki.pins import KnownHosts
 from lab.pki.verify import LabTrust
 
+YEAR: Final = datetime.timedelta(days=365)
 SERVER_NAME: Final = "bank.lab"
 ATTACKER_NAME: Final = "attacker.lab"
 DEMO_BALANCES: Final = {"alice": 1000, "bob": 1000, "eve": 0}
@@ -117,7 +118,8 @@ class StateDir:
             raise StateError(f"cannot create the state directory {self.root}: {exc.strerror}") from exc
 
     def _make_pki(self, now: datetime.datetime) -> None:
-        ca = CertificateAuthority.create("mitm-lab CA", now=now)
+        # The CA is older than the expired certificate it once issued.
+        ca = CertificateAuthority.create("mitm-lab CA", now=now, not_before=now - 5 * YEAR)
         ca.write(self.ca_cert, self.ca_key)
         ca.issue(SERVER_NAME, now=now).write(self.server_cert, self.server_key)
         old_key = new_rsa_key()
@@ -127,8 +129,8 @@ class StateDir:
             "expired": ca.issue(
                 SERVER_NAME,
                 now=now,
-                not_before=now - datetime.timedelta(days=2 * 365),
-                not_after=now - datetime.timedelta(days=365),
+                not_before=now - 2 * YEAR,
+                not_after=now - YEAR,
                 key=old_key,
             ),
         }

@@ -544,10 +544,18 @@ class ServerConnection(_Endpoint):
 
 
 def _parse_chain(chain: tuple[bytes, ...]) -> list[x509.Certificate]:
+    """Load the chain and touch every field the checks read, so that a malformed certificate fails here,
+    as a protocol error, and never later inside a check (cryptography parses fields lazily)."""
+    certificates = []
     try:
-        return [x509.load_der_x509_certificate(der) for der in chain]
-    except ValueError as exc:
+        for der in chain:
+            cert = x509.load_der_x509_certificate(der)
+            _ = (cert.public_key(), cert.extensions, cert.subject.rfc4514_string())
+            _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
+            certificates.append(cert)
+    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
         raise RemoteProtocolError(f"malformed certificate: {exc}", step="server_certificate") from None
+    return certificates
 
 
 def _x25519(private: X25519PrivateKey, peer_share: bytes, step: str) -> bytes:

@@ -66,7 +66,10 @@ class CertificateAuthority:
     private_key: ec.EllipticCurvePrivateKey
 
     @classmethod
-    def create(cls, common_name: str, *, now: datetime.datetime) -> CertificateAuthority:
+    def create(
+        cls, common_name: str, *, now: datetime.datetime, not_before: datetime.datetime | None = None
+    ) -> CertificateAuthority:
+        """A root CA valid from `not_before` (default: now) for CA_LIFETIME."""
         key = ec.generate_private_key(ec.SECP256R1())
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
         certificate = (
@@ -75,7 +78,7 @@ class CertificateAuthority:
             .issuer_name(_name(common_name))
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - BACKDATE)
+            .not_valid_before(not_before or now - BACKDATE)
             .not_valid_after(now + CA_LIFETIME)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(

@@ -1,0 +1,107 @@
+"""The handshake completes for every suite, negotiates the strongest common one, and carries data."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from lab.channel.connection import ApplicationData
+from lab.channel.errors import LocalProtocolError, RemoteProtocolError
+from lab.channel.protections import NONE, RECOMMENDED, Protections
+from lab.channel.suites import KeyExchange, RecordProtection, Suite, offered_suites
+from lab.state import StateDir
+from tests.pair import make_pair
+
+SUITE_SWITCHES = list(itertools.product([True, False], repeat=3))
+
+
+@pytest.mark.parametrize(("encryption", "mac", "forward_secrecy"), SUITE_SWITCHES)
+def test_session_in_both_directions_for_every_suite_family(
+    state: StateDir, encryption: bool, mac: bool, forward_secrecy: bool
+) -> None:
+    protections = RECOMMENDED.with_switches(
+        {"encryption": encryption, "mac": mac, "forward_secrecy": forward_secrecy}
+    )
+    pair = make_pair(state, protections)
+    done = pair.handshake()
+
+    assert done.suite == offered_suites(protections)[0]
+    assert done.suite.record.encrypts is encryption
+    assert done.suite.record.authenticates is mac
+    assert (done.suite.key_exchange is KeyExchange.ECDHE) is forward_secrecy
+    for i in range(3):
+        assert pair.client_sends(b"ping %d" % i) == [b"ping %d" % i]
+        assert pair.server_sends(b"pong %d" % i) == [b"pong %d" % i]
+
+
+def test_recommended_negotiates_ecdhe_with_aes_gcm(state: StateDir) -> None:
+    done = make_pair(state, RECOMMENDED).handshake()
+    assert done.suite == Suite(RecordProtection.AES128_GCM, KeyExchange.ECDHE)
+    assert done.identity is not None
+    assert done.identity.checks == ("validity", "ca_trust", "hostname")
+
+
+def test_none_negotiates_plaintext_rsa_and_the_wire_shows_the_data(state: StateDir) -> None:
+    pair = make_pair(state, NONE)
+    assert pair.handshake().suite == Suite(RecordProtection.NULL, KeyExchange.RSA)
+    pair.client_sends(b"password=hunter2")
+    assert any(b"password=hunter2" in frame for _, frame in pair.wire)
+
+
+def test_encrypted_records_hide_the_data_on_the_wire(state: StateDir) -> None:
+    pair = make_pair(state, RECOMMENDED)
+    pair.handshake()
+    pair.client_sends(b"password=hunter2")
+    assert not any(b"hunter2" in frame for _, frame in pair.wire)
+
+
+def test_a_client_with_legacy_support_meets_a_legacy_server(state: StateDir) -> None:
+    """A strong client still accepts the legacy suite a weaker server picks, as TLS 1.2 clients do."""
+    server = RECOMMENDED.without("mac", "forward_secrecy")
+    done = make_pair(state, RECOMMENDED, server).handshake()
+    assert done.suite == Suite(RecordProtection.AES128_CTR, KeyExchange.RSA)
+
+
+def test_no_common_suite_is_a_protocol_error(state: StateDir) -> None:
+    pair = make_pair(state, RECOMMENDED, NONE)
+    with pytest.raises(RemoteProtocolError, match="no suite in common") as caught:
+        pair.handshake()
+    assert caught.value.step == "client_hello"
+
+
+def test_application_data_before_the_handshake_is_an_api_misuse(state: StateDir) -> None:
+    pair = make_pair(state, RECOMMENDED)
+    with pytest.raises(LocalProtocolError):
+        pair.client.send_application_data(b"too early")
+
+
+def test_records_count_up_per_direction(state: StateDir) -> None:
+    pair = make_pair(state, RECOMMENDED)
+    pair.handshake()
+    for _ in range(3):
+        pair.client_sends(b"x")
+    pair.server_sends(b"y")
+    seqs = [e.seq for e in pair.server_events if isinstance(e, ApplicationData)]
+    assert seqs == [0, 1, 2]
+    assert [e.seq for e in pair.client_events if isinstance(e, ApplicationData)] == [0]
+
+
+def test_an_endpoint_with_different_record_keys_fails_its_first_record(state: StateDir) -> None:
+    """The record-layer switches are shared settings: a mismatch cannot go unnoticed."""
+    pair = make_pair(state, RECOMMENDED, RECOMMENDED.without("per_direction_keys"))
+    pair.handshake()
+    with pytest.raises(Exception) as caught:
+        pair.client_sends(b"hello")
+    assert getattr(caught.value, "protection", None) == "mac"
+
+
+def test_protections_value_api() -> None:
+    assert Protections() == RECOMMENDED
+    assert not RECOMMENDED.pinning
+    assert RECOMMENDED.without("mac").enabled() == RECOMMENDED.enabled() - {"mac"}
+    assert Protections.only(["mac"]).enabled() == {"mac"}
+    assert RECOMMENDED.without("hostname").describe() == "recommended -hostname"
+    assert NONE.plus("mac").describe() == "none +mac"
+    with pytest.raises(ValueError, match="unknown protection 'macc'"):
+        RECOMMENDED.without("macc")
