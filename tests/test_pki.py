@@ -1,0 +1,106 @@
+"""The lab PKI and the identity checks, one protection at a time, through cryptography's verifier."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+
+import pytest
+
+from lab.channel.errors import (
+    CertificateNotValidNow,
+    CertificateUntrusted,
+    HostnameMismatch,
+    PinnedKeyChanged,
+)
+from lab.channel.protections import NONE, RECOMMENDED
+from lab.pki.authority import CertificateAuthority
+from lab.pki.pins import KnownHosts
+from lab.pki.verify import check_chain, check_hostname, check_validity
+from lab.state import ATTACKER_CERTIFICATES, StateDir, load_certificates
+
+NOW = datetime.datetime.now(datetime.UTC)
+
+
+def test_state_holds_every_certificate_an_attacker_needs(state: StateDir) -> None:
+    for name in ATTACKER_CERTIFICATES:
+        assert state.attacker_cert(name).exists() and state.attacker_key(name).exists()
+    assert oct(state.server_key.stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_real_certificate_passes_every_check(state: StateDir) -> None:
+    identity = state.trust().verify(state.server_leaf().chain, "bank.lab", RECOMMENDED.plus("pinning"), NOW)
+    assert identity.checks == ("validity", "ca_trust", "hostname", "pinning")
+    assert identity.pin == "recorded"
+
+
+def test_each_check_fails_for_its_own_reason(state: StateDir) -> None:
+    trusted = load_certificates(state.ca_cert)
+    expired = state.attacker_leaf("expired").certificate
+    with pytest.raises(CertificateNotValidNow, match="expired on"):
+        check_validity(expired, NOW)
+    check_chain(expired, [], trusted, NOW)  # an expired certificate still chains: only validity fails
+    check_hostname(expired, "bank.lab")
+
+    attacker = state.attacker_leaf("attacker.lab").certificate
+    check_chain(attacker, [], trusted, NOW)
+    with pytest.raises(HostnameMismatch, match=r"attacker\.lab, not for bank\.lab"):
+        check_hostname(attacker, "bank.lab")
+
+    for untrusted in ("self-signed", "rogue-bank.lab"):
+        leaf = state.attacker_leaf(untrusted).certificate
+        check_hostname(leaf, "bank.lab")
+        with pytest.raises(CertificateUntrusted):
+            check_chain(leaf, [], trusted, NOW)
+
+
+def test_the_rogue_ca_is_trusted_by_a_client_that_installed_it(state: StateDir) -> None:
+    rogue_leaf = state.attacker_leaf("rogue-bank.lab").certificate
+    check_chain(rogue_leaf, [], load_certificates(state.attacker_cert("rogue-ca")), NOW)
+
+
+def test_not_yet_valid_is_a_validity_failure(state: StateDir) -> None:
+    ca = CertificateAuthority.create("test CA", now=NOW)
+    future = ca.issue("bank.lab", now=NOW, not_before=NOW + datetime.timedelta(days=1))
+    with pytest.raises(CertificateNotValidNow, match="not valid before"):
+        check_validity(future.certificate, NOW)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("bank.lab", "BANK.lab", True),
+        ("*.lab.test", "bank.lab.test", True),
+        ("*.lab", "bank.lab", False),
+        ("*.lab.test", "a.b.lab.test", False),
+        ("bank.lab", "bank.lab.", True),
+        ("bank.lab", "evil-bank.lab", False),
+    ],
+)
+def test_hostname_matching_follows_rfc6125(pattern: str, name: str, matches: bool) -> None:
+    ca = CertificateAuthority.create("test CA", now=NOW)
+    leaf = ca.issue(pattern, now=NOW).certificate
+    if matches:
+        check_hostname(leaf, name)
+    else:
+        with pytest.raises(HostnameMismatch):
+            check_hostname(leaf, name)
+
+
+def test_known_hosts_is_trust_on_first_use(state: StateDir) -> None:
+    pins = KnownHosts(state.known_hosts)
+    assert pins.check("bank.lab", "SHA256:aa") == "recorded"
+    assert pins.check("BANK.lab", "SHA256:aa") == "matched"
+    with pytest.raises(PinnedKeyChanged, match="remove its line"):
+        pins.check("bank.lab", "SHA256:bb")
+    assert state.known_hosts.read_text() == "bank.lab SHA256:aa\n"
+
+
+def test_no_checks_at_all_under_none(state: StateDir) -> None:
+    identity = state.trust().verify(state.attacker_leaf("expired").chain, "bank.lab", NONE, NOW)
+    assert identity.checks == () and identity.pin is None
+
+
+def test_no_key_or_certificate_is_committed() -> None:
+    tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, check=True).stdout.split()
+    assert not [f for f in tracked if f.endswith((".pem", ".key", ".crt", ".der", ".p12"))]
