@@ -1,0 +1,93 @@
+"""The command line as a user meets it: real processes, exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.state import StateDir
+from tests.processes import background, mitmlab
+
+
+@pytest.fixture
+def server_port(state: StateDir, tmp_path: Path) -> Iterator[int]:
+    with background(
+        "server", "--listen", "127.0.0.1:0", "--state-dir", str(state.root), port_file=tmp_path / "port"
+    ) as port:
+        yield port
+
+
+def client(state: StateDir, port: int, *args: str) -> tuple[int, str]:
+    result = mitmlab("client", "--connect", f"127.0.0.1:{port}", "--state-dir", str(state.root), *args)
+    assert "Traceback" not in result.stderr
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_help_explains_the_lab_and_every_switch() -> None:
+    top = mitmlab("--help")
+    assert top.returncode == 0 and "man-in-the-middle" in top.stdout
+    sub = mitmlab("client", "--help")
+    for flag in ("--no-ca-trust", "--pinning", "--no-per-direction-keys", "--profile", "Exit codes"):
+        assert flag in sub.stdout
+
+
+def test_balance_and_transfer_through_a_real_server(state: StateDir, server_port: int) -> None:
+    code, out = client(state, server_port, "balance")
+    assert code == 0 and "balance: 1000" in out and "ECDHE_AES128_GCM" in out
+    code, out = client(state, server_port, "transfer", "100", "bob")
+    assert code == 0 and "balance 900" in out
+
+
+def test_a_refusal_exits_non_zero_naming_the_protection_and_step(state: StateDir, server_port: int) -> None:
+    code, out = client(state, server_port, "--server-name", "other.lab", "balance")
+    assert code == 3
+    assert "REFUSED by hostname at step server_certificate" in " ".join(out.split())
+    code, _ = client(state, server_port, "--no-hostname", "--server-name", "other.lab", "balance")
+    assert code == 0
+
+
+def test_the_peers_refusal_is_reported_with_its_own_exit_code(state: StateDir, server_port: int) -> None:
+    code, out = client(state, server_port, "--no-per-direction-keys", "balance")
+    assert code == 4 and "mac" in out
+
+
+def test_the_bank_declining_is_not_a_channel_failure(state: StateDir, server_port: int) -> None:
+    code, out = client(state, server_port, "transfer", "99999", "bob")
+    assert code == 6 and "insufficient funds" in out
+
+
+def test_user_mistakes_get_clear_messages(state: StateDir, tmp_path: Path) -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    code, out = client(state, closed_port, "balance")
+    assert code == 5 and "connection refused" in out
+
+    result = mitmlab("client", "--state-dir", str(tmp_path / "nowhere"), "balance")
+    assert result.returncode == 7 and "mitmlab init" in result.stderr
+
+    result = mitmlab("client", "--connect", "localhost", "balance")
+    assert result.returncode == 2 and "HOST:PORT" in result.stderr
+
+    result = mitmlab("client", "--profile", "paranoid", "balance")
+    assert result.returncode == 2 and "recommended" in result.stderr
+
+
+def test_a_port_in_use_is_a_clear_error(state: StateDir) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = mitmlab("server", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state.root))
+    assert result.returncode == 5 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_then_demo(tmp_path: Path) -> None:
+    result = mitmlab("init", "--state-dir", str(tmp_path / "s"))
+    assert result.returncode == 0 and StateDir(tmp_path / "s").exists()
+    demo = mitmlab("demo", "--state-dir", str(tmp_path / "s"))
+    assert demo.returncode == 0
+    assert "EXECUTES transfer #1: alice -> bob 100" in demo.stdout
