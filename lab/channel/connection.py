@@ -72,7 +72,7 @@ from lab.channel.messages import (
 )
 from lab.channel.protections import Protections
 from lab.channel.records import RecordLayer
-from lab.channel.suites import KeyExchange, Suite, offered_suites
+from lab.channel.suites import KeyExchange, Suite, choose_suite, offered_suites
 
 PRE_MASTER_SIZE = 48
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -128,6 +128,8 @@ class ClientConfig:
     identity: IdentityVerifier
     now: Callable[[], datetime.datetime] = utc_now
     random: Callable[[int], bytes] = os.urandom
+    suites: tuple[Suite, ...] | None = None
+    """A cipher list that replaces the one the protections imply (for benchmarks); None: the protections'."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,8 @@ class ServerConfig:
     certificate_chain: tuple[x509.Certificate, ...]
     private_key: rsa.RSAPrivateKey
     random: Callable[[int], bytes] = os.urandom
+    suites: tuple[Suite, ...] | None = None
+    """A cipher list that replaces the one the protections imply (for benchmarks); None: the protections'."""
 
 
 # Events ----------------------------------------------------------------------------------------------
@@ -158,8 +162,8 @@ class HandshakeComplete:
 class ApplicationData:
     seq: int
     data: bytes
-    frame: bytes
-    """The whole frame as received, for evidence digests."""
+    frame: Frame
+    """The frame as received, for evidence digests."""
 
 
 @dataclass(frozen=True)
@@ -214,8 +218,12 @@ class _Handshake:
 class _Endpoint:
     _TRANSITIONS: ClassVar[dict[tuple[State, MessageType], Handler]]
 
-    def __init__(self, protections: Protections, random: Callable[[int], bytes]) -> None:
+    def __init__(
+        self, protections: Protections, random: Callable[[int], bytes], suites: tuple[Suite, ...] | None
+    ) -> None:
         self.protections = protections
+        self.suites = suites or offered_suites(protections)
+        """What this endpoint offers (client) or accepts (server), strongest first."""
         self._random = random
         self.state = State.START
         self._frames = FrameBuffer()
@@ -291,7 +299,7 @@ class _Endpoint:
             if self.state is not State.ESTABLISHED or self._records is None:
                 raise UnexpectedMessage("application data before the handshake completed", step=step)
             seq, plaintext = self._records.open(frame.body)
-            return [ApplicationData(seq, plaintext, frame.encode())]
+            return [ApplicationData(seq, plaintext, frame)]
         message = decode_handshake(frame.body, step)
         handler = self._TRANSITIONS.get((self.state, message.msg_type))
         if handler is None:
@@ -345,14 +353,14 @@ class _Endpoint:
             client_random=hs.client_random,
             server_random=hs.server_random,
             offered=hs.offered,
-            supported=offered_suites(self.protections),
+            supported=self.suites,
             identity=hs.identity,
         )
 
 
 class ClientConnection(_Endpoint):
     def __init__(self, config: ClientConfig) -> None:
-        super().__init__(config.protections, config.random)
+        super().__init__(config.protections, config.random, config.suites)
         self.config = config
 
     def start(self) -> None:
@@ -360,7 +368,7 @@ class ClientConnection(_Endpoint):
             raise LocalProtocolError("start() called twice")
         hs = self._handshake
         hs.client_random = self._random(RANDOM_SIZE)
-        hs.offered = offered_suites(self.protections)
+        hs.offered = self.suites
         self._send_handshake(ClientHello(hs.client_random, tuple(s.code for s in hs.offered)))
         self.state = State.WAIT_SERVER_HELLO
 
@@ -450,7 +458,7 @@ class ClientConnection(_Endpoint):
 
 class ServerConnection(_Endpoint):
     def __init__(self, config: ServerConfig) -> None:
-        super().__init__(config.protections, config.random)
+        super().__init__(config.protections, config.random, config.suites)
         self.config = config
         self.state = State.WAIT_CLIENT_HELLO
 
@@ -459,15 +467,14 @@ class ServerConnection(_Endpoint):
         hs = self._handshake
         hs.transcript.update(raw)
         hs.client_random, hs.offered = message.random, message.suites
-        supported = offered_suites(self.protections)
-        common = set(hs.offered) & set(supported)
-        if not common:
+        suite = choose_suite(hs.offered, self.suites)
+        if suite is None:
             raise RemoteProtocolError(
                 "no suite in common: the client offers "
                 + (", ".join(s.name for s in hs.offered) or "nothing the lab knows"),
                 step="client_hello",
             )
-        hs.suite = max(common)
+        hs.suite = suite
         hs.server_random = self._random(RANDOM_SIZE) if self.protections.server_random else bytes(RANDOM_SIZE)
         chain = tuple(cert.public_bytes(serialization.Encoding.DER) for cert in self.config.certificate_chain)
         self._send_handshake(ServerHello(hs.server_random, hs.suite.code, chain))

@@ -48,19 +48,24 @@ class FrameBuffer:
     def feed(self, data: bytes) -> list[Frame]:
         self._buffer += data
         frames = []
-        while len(self._buffer) >= HEADER.size:
-            type_byte, length = HEADER.unpack_from(self._buffer)
-            try:
-                frame_type = FrameType(type_byte)
-            except ValueError:
-                raise RemoteProtocolError(f"unknown frame type {type_byte}", step="record") from None
-            if length > MAX_BODY:
-                raise FrameTooLarge(f"frame header announces {length} bytes, limit {MAX_BODY}", step="record")
-            end = HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            frames.append(Frame(frame_type, bytes(self._buffer[HEADER.size : end])))
-            del self._buffer[:end]
+        at = 0  # frames are cut from a view and the consumed prefix dropped once: one copy per frame
+        with memoryview(self._buffer) as view:
+            while len(view) - at >= HEADER.size:
+                type_byte, length = HEADER.unpack_from(view, at)
+                try:
+                    frame_type = FrameType(type_byte)
+                except ValueError:
+                    raise RemoteProtocolError(f"unknown frame type {type_byte}", step="record") from None
+                if length > MAX_BODY:
+                    raise FrameTooLarge(
+                        f"frame header announces {length} bytes, limit {MAX_BODY}", step="record"
+                    )
+                end = at + HEADER.size + length
+                if len(view) < end:
+                    break
+                frames.append(Frame(frame_type, bytes(view[at + HEADER.size : end])))
+                at = end
+        del self._buffer[:at]
         return frames
 
     @property

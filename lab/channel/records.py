@@ -17,7 +17,6 @@ it); anything else was altered (`mac` caught it).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import struct
 from collections import deque
@@ -54,6 +53,7 @@ class _Direction:
         self.protection = protection
         self.keys = keys
         self._gcm = AESGCM(keys.enc_key)
+        self._aes = algorithms.AES(keys.enc_key)
 
     def seal(self, aad: bytes, nonce: bytes, plaintext: bytes) -> bytes:
         match self.protection:
@@ -91,12 +91,12 @@ class _Direction:
                 return body
 
     def _ctr(self, nonce: bytes, data: bytes) -> bytes:
-        cipher = Cipher(algorithms.AES(self.keys.enc_key), modes.CTR(nonce))
+        cipher = Cipher(self._aes, modes.CTR(nonce))
         encryptor = cipher.encryptor()
         return encryptor.update(data) + encryptor.finalize()
 
     def _hmac(self, aad: bytes, data: bytes) -> bytes:
-        return hmac.new(self.keys.mac_key, aad + data, hashlib.sha256).digest()
+        return hmac.digest(self.keys.mac_key, aad + data, "sha256")
 
 
 def min_body_size(protection: RecordProtection) -> int:
@@ -165,8 +165,10 @@ class RecordLayer:
         return seq, plaintext
 
     def _diagnose(self, body: bytes) -> RecordTampered | RecordOutOfSequence | RecordReflected:
-        digest = hashlib.sha256(body).digest()
-        if (seq := self._sent.get(digest)) is not None:
+        """Why an authenticated record failed: a remembered record that still verifies under its own
+        counter (and key) was replayed or reflected; anything else was altered."""
+        seq = self._sent.get(body)
+        if seq is not None and self._writer.open(self._aad(seq), body) is not None:
             if self._writer.keys != self._reader.keys:
                 return RecordReflected(
                     f"the record is our own record #{seq}, sent back to us: it does not verify under the "
@@ -177,7 +179,8 @@ class RecordLayer:
                 f"the record is our own record #{seq}, sent back to us; expected the peer's #{self.read_seq}",
                 step="record",
             )
-        if (seq := self._received.get(digest)) is not None:
+        seq = self._received.get(body)
+        if seq is not None and self._reader.open(self._aad(seq), body) is not None:
             return RecordOutOfSequence(
                 f"the record is a replay of record #{seq}; expected record #{self.read_seq}", step="record"
             )
@@ -188,18 +191,27 @@ class RecordLayer:
 
 
 class _RecentRecords:
-    """The last few records of one direction, by digest, to explain a failed record."""
+    """The last few records of one direction, to explain a failed record.
+
+    A record is remembered by its first 16 and last 32 bytes (its nonce and its tag, in every
+    authenticated layout): no hashing on the hot path. A match is only a candidate; `_diagnose` confirms
+    it by verifying the record under the remembered counter.
+    """
 
     def __init__(self) -> None:
-        self._seq_by_digest: dict[bytes, int] = {}
+        self._seq_by_id: dict[bytes, int] = {}
         self._order: deque[bytes] = deque()
 
-    def add(self, body: bytes, seq: int) -> None:
-        digest = hashlib.sha256(body).digest()
-        self._seq_by_digest[digest] = seq
-        self._order.append(digest)
-        if len(self._order) > DIAGNOSIS_WINDOW:
-            self._seq_by_digest.pop(self._order.popleft(), None)
+    @staticmethod
+    def _id(body: bytes) -> bytes:
+        return body[:16] + body[-32:]
 
-    def get(self, digest: bytes) -> int | None:
-        return self._seq_by_digest.get(digest)
+    def add(self, body: bytes, seq: int) -> None:
+        record_id = self._id(body)
+        self._seq_by_id[record_id] = seq
+        self._order.append(record_id)
+        if len(self._order) > DIAGNOSIS_WINDOW:
+            self._seq_by_id.pop(self._order.popleft(), None)
+
+    def get(self, body: bytes) -> int | None:
+        return self._seq_by_id.get(self._id(body))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from lab.cli.bench import bench
 from lab.cli.roles import client, demo, init, server
 
 HELP = """\
@@ -28,7 +29,7 @@ def cli() -> None:
     pass
 
 
-for command in (init, server, client, demo):
+for command in (init, server, client, demo, bench):
     cli.add_command(command)
 
 

@@ -123,7 +123,7 @@ async def _exchange(
         "record_received",
         seq=record.seq,
         plaintext=digest(record.data),
-        frame=digest(record.frame),
+        frame=digest(record.frame.encode()),
         size=len(record.data),
     )
     try:

@@ -96,7 +96,7 @@ class BankServer:
                 session=session,
                 seq=record.seq,
                 plaintext=digest(record.data),
-                frame=digest(record.frame),
+                frame=digest(record.frame.encode()),
                 size=len(record.data),
             )
             outcome = bank.handle(record.data, record.seq)

@@ -1,0 +1,117 @@
+"""`mitmlab bench`: speed measured as ratios against a reference in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from lab.bench import crypto
+from lab.bench.channel import Bench
+from lab.bench.measure import Result, ratios
+from lab.state import StateDir
+
+console = Console(highlight=False)
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks; results and their interpretation are in docs/benchmarks.md."""
+
+
+def _report(title: str, results: list[Result], json_path: Path | None) -> None:
+    table = Table(title=title)
+    for column in ("measurement", "value", "ratio to reference"):
+        table.add_column(column, justify="left" if column == "measurement" else "right")
+    for result, ratio in ratios(results):
+        reference = f"{ratio:.2f} x {result.reference}" if ratio is not None else ""
+        table.add_row(result.name, f"{result.value:,.1f} {result.unit}", reference)
+    console.print(table)
+    if json_path is not None:
+        rows = [
+            {"name": r.name, "value": r.value, "unit": r.unit, "reference": r.reference, "ratio": q}
+            for r, q in ratios(results)
+        ]
+        json_path.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+json_option = click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the results as JSON here.",
+)
+
+
+@bench.command()
+@click.option(
+    "--handshakes",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Handshakes per measurement.",
+)
+@click.option(
+    "--megabytes",
+    default=32,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes sent per throughput measurement, in MiB.",
+)
+@click.option(
+    "--repeats",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Measurements per row; the median is reported.",
+)
+@json_option
+def channel(handshakes: int, megabytes: int, repeats: int, json_path: Path | None) -> None:
+    """Lab channel vs Python's TLS 1.3 over loopback: handshakes/s and record throughput."""
+    with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
+        bench_run = Bench(StateDir(Path(scratch)).ensure(), handshakes, megabytes, repeats)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("measuring", total=bench_run.steps)
+            results = asyncio.run(bench_run.run(lambda: progress.advance(task)))
+    _report("lab channel vs Python's TLS (goal: throughput >= 0.5x, handshakes >= 0.25x)", results, json_path)
+
+
+@bench.command(name="crypto")
+@json_option
+def crypto_command(json_path: Path | None) -> None:
+    """Seed 003's table: AES-128-CBC vs RSA-1024/2048, 1000 encrypt/decrypt round trips each."""
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("measuring", total=crypto.STEPS)
+        rows = crypto.run(lambda: progress.advance(task))
+    aes, bulk = rows[0], rows[-1]
+    table = Table(title=f"seed 003 混合加密 here: {crypto.ROUNDS} round trips of {len(crypto.MESSAGE)} bytes")
+    for column in (
+        "algorithm",
+        "time",
+        "throughput",
+        "time / AES",
+        "bulk AES / this",
+        "seed 003",
+        "seed ratio",
+    ):
+        table.add_column(column, justify="left" if column == "algorithm" else "right")
+    for row in rows:
+        seed = crypto.SEED_MS.get(row.name)
+        table.add_row(
+            row.name,
+            f"{row.ms:,.2f} ms",
+            f"{row.bytes_per_second / 1000:,.1f} KB/s",
+            f"{row.ms / aes.ms:,.0f}x" if row is not bulk else "",
+            f"{bulk.bytes_per_second / row.bytes_per_second:,.0f}x",
+            f"{seed:.2f} ms" if seed else "",
+            f"{seed / crypto.SEED_MS['aes_128_cbc']:.0f}x" if seed else "",
+        )
+    console.print(table)
+    if json_path is not None:
+        json_path.write_text(json.dumps([vars(row) for row in rows], indent=2) + "\n")

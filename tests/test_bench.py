@@ -1,0 +1,30 @@
+"""The benchmarks run and report every row with its reference (speed itself is not asserted here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.processes import mitmlab
+
+
+def test_bench_channel_reports_ratios_against_tls(tmp_path: Path) -> None:
+    out = tmp_path / "channel.json"
+    result = mitmlab(
+        "bench", "channel", "--handshakes", "3", "--megabytes", "1", "--repeats", "1", "--json", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    assert rows["lab ECDHE handshakes"]["reference"] == "tls13 handshakes"
+    assert rows["lab AES-CTR+HMAC-SHA256"]["reference"] == "tls12 AES-CBC+HMAC-SHA256"
+    assert all(row["value"] > 0 for row in rows.values())
+    assert all(row["ratio"] > 0 for row in rows.values() if row["reference"])
+
+
+def test_bench_crypto_reproduces_the_seed_table(tmp_path: Path) -> None:
+    out = tmp_path / "crypto.json"
+    result = mitmlab("bench", "crypto", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"aes_128_cbc", "rsa_1024", "rsa_2048", "aes_128_cbc bulk"}
+    assert rows["rsa_2048"]["ms"] > rows["rsa_1024"]["ms"] > 0  # the one ordering no machine reverses
