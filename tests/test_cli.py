@@ -50,8 +50,8 @@ def test_a_refusal_exits_non_zero_naming_the_protection_and_step(state: StateDir
 
 
 def test_the_peers_refusal_is_reported_with_its_own_exit_code(state: StateDir, server_port: int) -> None:
-    code, out = client(state, server_port, "--no-per-direction-keys", "balance")
-    assert code == 4 and "mac" in out
+    code, out = client(state, server_port, "--no-transcript", "balance")
+    assert code == 4 and "transcript" in out
 
 
 def test_the_bank_declining_is_not_a_channel_failure(state: StateDir, server_port: int) -> None:

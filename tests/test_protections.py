@@ -305,7 +305,7 @@ def strip_strong_suites(direction: str, frame: bytes) -> list[bytes]:
         hello = decode_handshake(body(frame), "client_hello")
         assert isinstance(hello, ClientHello)
         legacy = Suite(RecordProtection.AES128_CTR, KeyExchange.RSA)
-        return [with_body(frame, ClientHello(hello.random, (legacy.code,)).encode())]
+        return [with_body(frame, ClientHello(hello.random, hello.features, (legacy.code,)).encode())]
     return [frame]
 
 

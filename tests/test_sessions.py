@@ -49,18 +49,18 @@ def test_log_in_transfer_and_read_the_balance(state: StateDir, protections: Prot
 
 
 def test_the_client_sees_the_servers_refusal_and_the_server_records_it(state: StateDir) -> None:
-    """Client and server disagree on per-direction keys: the server's MAC check refuses the first record
-    and its alert tells the client why."""
+    """A client without transcript MACs meets a server that requires them: the server refuses at
+    `finished`, and its alert tells the client why."""
 
     async def scenario() -> None:
-        async with running_server(state, RECOMMENDED.without("per_direction_keys")) as port:
+        async with running_server(state, RECOMMENDED) as port:
             with pytest.raises(PeerRefused) as caught:
-                await run_session(state, "127.0.0.1", port, RECOMMENDED, SESSION)
-        assert caught.value.protection == "mac" and caught.value.step == "record"
+                await run_session(state, "127.0.0.1", port, RECOMMENDED.without("transcript"), SESSION)
+        assert caught.value.protection == "transcript" and caught.value.step == "finished"
 
     asyncio.run(scenario())
     [refusal] = events(state, "server", "refusal")
-    assert refusal["protection"] == "mac" and refusal["error"] == "RecordTampered"
+    assert refusal["protection"] == "transcript" and refusal["error"] == "HandshakeTampered"
 
 
 def test_the_bank_declines_a_wrong_password(state: StateDir) -> None:

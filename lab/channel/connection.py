@@ -13,7 +13,7 @@ the endpoint queues an alert for the peer first, so `data_to_send()` after an er
 The flow (seed 001 §5.2, seed 003 "TLS1.2握手过程"):
 
     client                                       server
-    ClientHello(random, suites)          ->
+    ClientHello(random, record features, suites)  ->
                                          <-      ServerHello(random, suite, certificate chain)
                                          <-      [ServerKeyExchange(X25519 share, signature)]  ECDHE only
     ClientKeyExchange(RSA-OAEP pre-master | X25519 share)
@@ -72,7 +72,7 @@ from lab.channel.messages import (
 )
 from lab.channel.protections import Protections
 from lab.channel.records import RecordLayer
-from lab.channel.suites import KeyExchange, Suite, choose_suite, offered_suites
+from lab.channel.suites import KeyExchange, RecordFeatures, Suite, choose_suite, offered_suites
 
 PRE_MASTER_SIZE = 48
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -369,7 +369,8 @@ class ClientConnection(_Endpoint):
         hs = self._handshake
         hs.client_random = self._random(RANDOM_SIZE)
         hs.offered = self.suites
-        self._send_handshake(ClientHello(hs.client_random, tuple(s.code for s in hs.offered)))
+        features = RecordFeatures.of(self.protections)
+        self._send_handshake(ClientHello(hs.client_random, features, tuple(s.code for s in hs.offered)))
         self.state = State.WAIT_SERVER_HELLO
 
     def _on_server_hello(self, message: HandshakeMessage, raw: bytes) -> list[Event]:
@@ -467,6 +468,13 @@ class ServerConnection(_Endpoint):
         hs = self._handshake
         hs.transcript.update(raw)
         hs.client_random, hs.offered = message.random, message.suites
+        own = RecordFeatures.of(self.protections)
+        if message.features != own:
+            raise RemoteProtocolError(
+                f"the client's record layer ({message.features.describe()}) differs from the server's "
+                f"({own.describe()})",
+                step="client_hello",
+            )
         suite = choose_suite(hs.offered, self.suites)
         if suite is None:
             raise RemoteProtocolError(

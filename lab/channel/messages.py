@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Self
 
 from lab.channel.errors import RemoteProtocolError
-from lab.channel.suites import Suite
+from lab.channel.suites import RecordFeatures, Suite
 
 RANDOM_SIZE = 32
 X25519_SHARE_SIZE = 32
@@ -90,6 +90,8 @@ class ClientHello:
     step: ClassVar = "client_hello"
 
     random: bytes
+    features: RecordFeatures
+    """The record-layer settings the client uses; the server must use the same."""
     suite_codes: tuple[int, ...]
     """Wire codes as offered, unknown ones included: the transcript covers exactly what was sent."""
 
@@ -105,15 +107,18 @@ class ClientHello:
 
     def encode(self) -> bytes:
         codes = b"".join(struct.pack("!H", c) for c in self.suite_codes)
-        return bytes([self.msg_type]) + self.random + vec16(codes)
+        return bytes([self.msg_type]) + self.random + bytes([self.features]) + vec16(codes)
 
     @classmethod
     def decode_fields(cls, reader: Reader) -> Self:
         random = reader.take(RANDOM_SIZE)
+        bits = reader.u8()
+        if bits & ~RecordFeatures.ALL:
+            raise RemoteProtocolError(f"unknown record-layer feature bits 0x{bits:02x}", step=cls.step)
         codes = reader.vec16()
         if len(codes) % 2:
             raise RemoteProtocolError("odd length of the suite list", step=cls.step)
-        return cls(random, tuple(struct.unpack(f"!{len(codes) // 2}H", codes)))
+        return cls(random, RecordFeatures(bits), tuple(struct.unpack(f"!{len(codes) // 2}H", codes)))
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,33 @@ class RecordProtection(enum.IntEnum):
         )
 
 
+class RecordFeatures(enum.IntFlag):
+    """Record-layer settings both ends must share, announced in the ClientHello (as TLS announces
+    encrypt_then_mac or extended_master_secret). A server with other settings refuses the handshake."""
+
+    SEQUENCE_NUMBERS = 1
+    PER_DIRECTION_KEYS = 2
+    ALL = 3
+
+    @classmethod
+    def of(cls, protections: Protections) -> RecordFeatures:
+        features = cls(0)
+        if protections.sequence_numbers:
+            features |= cls.SEQUENCE_NUMBERS
+        if protections.per_direction_keys:
+            features |= cls.PER_DIRECTION_KEYS
+        return features
+
+    def describe(self) -> str:
+        return ", ".join(
+            f"{name}={'on' if flag in self else 'off'}"
+            for name, flag in (
+                ("sequence_numbers", self.SEQUENCE_NUMBERS),
+                ("per_direction_keys", self.PER_DIRECTION_KEYS),
+            )
+        )
+
+
 @dataclass(frozen=True, order=True)
 class Suite:
     """A negotiable suite. Ordering is strength: record protection first, then the key exchange."""
