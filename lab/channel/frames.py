@@ -72,3 +72,6 @@ class FrameBuffer:
     def pending(self) -> int:
         """Bytes of an incomplete frame still waiting for the rest."""
         return len(self._buffer)
+
+    def pending_bytes(self) -> bytes:
+        return bytes(self._buffer)

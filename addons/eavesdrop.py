@@ -1,0 +1,41 @@
+"""eavesdrop: read the traffic passively and report every secret in it.
+
+The first step of the story (seed 001 §4.1, seed 003 机密性): plaintext can be read by anyone on the
+path. Nothing is changed. With `encryption` on, the records are ciphertext and the attacker reports
+that it could read nothing.
+
+    mitmdump -s addons/eavesdrop.py --mode reverse:tcp://127.0.0.1:4433@4434 --set lab_state_dir=state
+    mitmlab client --connect 127.0.0.1:4434 --profile none balance   # the password appears in the evidence
+"""
+
+from mitmproxy import tcp
+
+from lab.channel.frames import Frame, FrameType
+from lab.mitm.attack import FrameAttack
+from lab.mitm.evidence import secrets_in
+from lab.mitm.reading import readable_plaintext
+from lab.mitm.wire import flow_wire
+
+
+class Eavesdrop(FrameAttack):
+    attack = "eavesdrop"
+
+    def on_frame(self, flow: tcp.TCPFlow, from_client: bool, frame: Frame) -> list[bytes]:
+        view = flow_wire(flow).view
+        if frame.type is FrameType.APPLICATION and view.suite is not None:
+            plaintext = readable_plaintext(view.suite, frame.body)
+            sender = "client" if from_client else "server"
+            if plaintext is None:
+                if not flow.metadata.get("lab_reported_ciphertext"):
+                    flow.metadata["lab_reported_ciphertext"] = True
+                    self.evidence.failed(
+                        flow, f"records are encrypted ({view.suite.name})", protection="encryption"
+                    )
+            else:
+                for secret, value in secrets_in(plaintext):
+                    where = f"{sender} record #{view.records[from_client] - 1}, in the clear"
+                    self.evidence.read(flow, secret, value, where)
+        return [frame.encode()]
+
+
+addons = [Eavesdrop()]

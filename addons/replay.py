@@ -1,0 +1,40 @@
+"""replay: record the client's transfer and send it again later in the same connection.
+
+Seed 003 "加密数据传输": the attacker cannot read the ciphertext, but the server, seeing a valid record,
+executes the transfer again. Just before the client's next record, the recorded one goes to the server
+a second time. With `sequence_numbers` on it arrives under the wrong counter and is refused.
+
+    mitmdump -s addons/replay.py --mode reverse:tcp://127.0.0.1:4433@4434 --set lab_state_dir=state
+    mitmlab client --connect 127.0.0.1:4434 --no-sequence-numbers transfer 100 bob   # paid twice
+"""
+
+from mitmproxy import ctx, tcp
+from mitmproxy.addonmanager import Loader
+
+from lab.channel.frames import Frame, FrameType
+from lab.mitm.attack import FrameAttack
+from lab.mitm.wire import flow_wire
+
+
+class Replay(FrameAttack):
+    attack = "replay"
+
+    def load(self, loader: Loader) -> None:
+        super().load(loader)
+        loader.add_option(
+            "lab_replay_record", int, 1, "Which client record to replay (0: login, 1: transfer)."
+        )
+
+    def on_frame(self, flow: tcp.TCPFlow, from_client: bool, frame: Frame) -> list[bytes]:
+        if not (from_client and frame.type is FrameType.APPLICATION):
+            return [frame.encode()]
+        index = flow_wire(flow).view.records[True] - 1
+        if index == ctx.options.lab_replay_record:
+            flow.metadata["lab_recorded"] = frame.encode()
+        elif index == ctx.options.lab_replay_record + 1 and "lab_recorded" in flow.metadata:
+            self.evidence.injected(flow, "client record replayed", record=ctx.options.lab_replay_record)
+            return [flow.metadata.pop("lab_recorded"), frame.encode()]
+        return [frame.encode()]
+
+
+addons = [Replay()]

@@ -1,0 +1,93 @@
+"""The roles' control port: one JSON object per line over TCP on 127.0.0.1, request then response.
+
+    -> {"cmd": "attack", "id": "replay", "options": {"lab_replay_record": 1}}
+    <- {"ok": true, "attack": "replay"}
+    -> hello?
+    <- {"ok": false, "error": "not JSON: ..."}
+
+Anything malformed gets an error answer and the connection stays usable; a line over MAX_LINE bytes
+closes that connection. A handler's `ControlError` becomes an error answer; the role keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+MAX_LINE = 64 * 1024
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class ControlError(Exception):
+    """A control request that cannot be carried out; its message is the answer's error."""
+
+
+class ControlServer:
+    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+        self.handlers = dict(handlers)
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_LINE)
+        bound: int = self._server.sockets[0].getsockname()[1]
+        return bound
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except (asyncio.LimitOverrunError, ValueError):
+                    await self._answer(writer, {"ok": False, "error": f"line longer than {MAX_LINE} bytes"})
+                    return
+                if not line:
+                    return
+                await self._answer(writer, await self.handle(line))
+        except ConnectionError:
+            return
+        finally:
+            writer.close()
+
+    async def handle(self, line: bytes) -> dict[str, Any]:
+        try:
+            request = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return {"ok": False, "error": f"not JSON: {exc}"}
+        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+            return {"ok": False, "error": 'a request is a JSON object with a "cmd" string'}
+        handler = self.handlers.get(request["cmd"])
+        if handler is None:
+            return {
+                "ok": False,
+                "error": f"unknown command {request['cmd']!r}; commands: {', '.join(self.handlers)}",
+            }
+        try:
+            return {"ok": True, **await handler(request)}
+        except ControlError as exc:
+            return {"ok": False, "error": str(exc)}
+
+    @staticmethod
+    async def _answer(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+        writer.write(json.dumps(answer).encode() + b"\n")
+        await writer.drain()
+
+
+async def request(host: str, port: int, cmd: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+    """Send one control request and return the answer; raises ControlError for an error answer."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    try:
+        writer.write(json.dumps({"cmd": cmd, **params}).encode() + b"\n")
+        await writer.drain()
+        answer: dict[str, Any] = json.loads(await asyncio.wait_for(reader.readline(), timeout))
+    finally:
+        writer.close()
+    if not answer.get("ok"):
+        raise ControlError(answer.get("error", "error"))
+    return answer

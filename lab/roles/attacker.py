@@ -1,0 +1,192 @@
+"""The attacker role: mitmproxy in this process, in reverse mode in front of the server, hosting the
+attack addons from `addons/`, loaded with mitmproxy's own script loader (the same files that run under
+`mitmdump -s`). The active attack can be switched between scenarios without a restart.
+
+mitmproxy bites (see the field notes): DumpMaster and WebMaster exit the process on a start-up error,
+so a bare Master with the default addons is used (and WebMaster loses its ErrorCheck); listeners are
+closed explicitly before shutdown, or a restart on the same port fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import ModuleType
+from typing import Any
+
+from mitmproxy import hooks, master, options, tcp
+from mitmproxy.addons import default_addons
+from mitmproxy.addons.script import load_script
+
+from lab.attacks import attack
+from lab.control import ControlError
+from lab.state import StateDir
+
+logger = logging.getLogger(__name__)
+
+
+class AttackerError(Exception):
+    """The attacker cannot start or cannot load an attack."""
+
+
+class _Tracker:
+    """Counts live flows and reports readiness; always loaded, whatever the attack."""
+
+    def __init__(self) -> None:
+        self.live = 0
+        self.flows = 0
+        self.ready = asyncio.Event()
+
+    def running(self) -> None:
+        self.ready.set()
+
+    def tcp_start(self, flow: tcp.TCPFlow) -> None:
+        self.live += 1
+        self.flows += 1
+
+    def tcp_end(self, flow: tcp.TCPFlow) -> None:
+        self.live -= 1
+
+    def tcp_error(self, flow: tcp.TCPFlow) -> None:
+        pass  # tcp_end follows
+
+
+class AttackerRole:
+    def __init__(
+        self,
+        state: StateDir,
+        listen: tuple[str, int],
+        upstream: tuple[str, int],
+        *,
+        web: tuple[str, int] | None = None,
+    ) -> None:
+        self.state = state
+        self.listen = listen
+        self.upstream = upstream
+        self.web = web
+        self.attack_id: str | None = None
+        self.settings: dict[str, Any] = {}
+        self._module: ModuleType | None = None
+        self._tracker = _Tracker()
+        self._master: master.Master | None = None
+        self._run: asyncio.Task[None] | None = None
+
+    @property
+    def mitm(self) -> master.Master:
+        if self._master is None:
+            raise AttackerError("the attacker is not started")
+        return self._master
+
+    async def start(self) -> int:
+        """Start mitmproxy and return the bound port (port 0 picks one)."""
+        confdir = self.state.root / "attacker" / "mitmproxy"
+        confdir.mkdir(parents=True, exist_ok=True)
+        (up_host, up_port), (host, port) = self.upstream, self.listen
+        opts = options.Options(
+            mode=[f"reverse:tcp://{up_host}:{up_port}@{host}:{port}"], confdir=str(confdir)
+        )
+        self._master = self._make_master(opts)
+        self._master.addons.add(self._tracker)
+        self._run = asyncio.create_task(self._master.run())
+        ready = asyncio.create_task(self._tracker.ready.wait())
+        await asyncio.wait([ready, self._run], return_when=asyncio.FIRST_COMPLETED)
+        addresses = self._master.addons.get("proxyserver").listen_addrs()
+        if not addresses:
+            await self.stop()
+            raise AttackerError(
+                f"mitmproxy could not listen on {host}:{port} (in use, or not an address here?)"
+            )
+        bound: int = addresses[0][1]
+        return bound
+
+    def _make_master(self, opts: options.Options) -> master.Master:
+        if self.web is None:
+            plain = master.Master(opts)
+            plain.addons.add(*default_addons())
+            return plain
+        from mitmproxy.tools.web.master import WebMaster
+
+        web = WebMaster(opts, with_termlog=False)
+        web.addons.remove(web.addons.get("errorcheck"))
+        web.options.update(web_host=self.web[0], web_port=self.web[1], web_open_browser=False)
+        return web
+
+    def switch(self, attack_id: str | None, settings: dict[str, Any] | None = None) -> None:
+        """Make `attack_id` the active attack (None: pass traffic through), with addon options `settings`."""
+        mitm = self.mitm
+        if self._module is not None:
+            mitm.addons.remove(self._module)
+            self._module = None
+        self.attack_id, self.settings = None, {}
+        if attack_id is None:
+            return
+        path = attack(attack_id).addon
+        module = load_script(str(path))
+        if module is None or not getattr(module, "addons", None):
+            raise AttackerError(f"could not load {path}; mitmproxy's log says why")
+        mitm.addons.add(module)
+        try:
+            mitm.options.update(lab_state_dir=str(self.state.root), **(settings or {}))
+        except KeyError as exc:
+            mitm.addons.remove(module)
+            raise AttackerError(f"{attack_id} has no option {exc}") from None
+        mitm.addons.invoke_addon_sync(module, hooks.ConfigureHook(set(mitm.options.keys())))
+        mitm.addons.invoke_addon_sync(module, hooks.RunningHook())
+        self._module = module
+        self.attack_id, self.settings = attack_id, dict(settings or {})
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no flow is live and the attack's background work (a pending replay) is done."""
+        async with asyncio.timeout(timeout):
+            while self._tracker.live or self._pending():
+                await asyncio.sleep(0.02)
+
+    def _pending(self) -> bool:
+        addons = getattr(self._module, "addons", []) if self._module else []
+        return any(not task.done() for addon in addons for task in getattr(addon, "pending", ()))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "attack": self.attack_id,
+            "settings": self.settings,
+            "live_flows": self._tracker.live,
+            "flows": self._tracker.flows,
+        }
+
+    async def stop(self) -> None:
+        if self._master is None:
+            return
+        with contextlib.suppress(Exception):
+            await self._master.addons.get("proxyserver").servers.update([])
+        self._master.shutdown()
+        if self._run is not None:
+            with contextlib.suppress(Exception):
+                await self._run
+        self._master = None
+
+    # The control port --------------------------------------------------------------------------------
+
+    def control_handlers(self) -> dict[str, Any]:
+        async def switch_attack(request: dict[str, Any]) -> dict[str, Any]:
+            attack_id = request.get("id")
+            settings = request.get("options") or {}
+            if (attack_id is not None and not isinstance(attack_id, str)) or not isinstance(settings, dict):
+                raise ControlError('"id" is an attack id or null, "options" an object')
+            try:
+                self.switch(attack_id, settings)
+            except (AttackerError, ValueError) as exc:
+                raise ControlError(str(exc)) from None
+            return self.status()
+
+        async def wait_idle(request: dict[str, Any]) -> dict[str, Any]:
+            try:
+                await self.idle(float(request.get("timeout", 30)))
+            except TimeoutError:
+                raise ControlError("still busy after the timeout") from None
+            return self.status()
+
+        async def status(request: dict[str, Any]) -> dict[str, Any]:
+            return self.status()
+
+        return {"attack": switch_attack, "idle": wait_idle, "status": status}
