@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from lab.cli.attacker import attacker
 from lab.cli.bench import bench
 from lab.cli.roles import client, demo, init, server
 
@@ -19,6 +20,7 @@ sits in the middle; the evidence each role writes decides who won.
 Start here:
   mitmlab demo                          a clean session, narrated
   mitmlab server & mitmlab client balance
+  mitmlab attacker --attack wrong-host & mitmlab client --connect 127.0.0.1:4434 balance
   mitmlab client --no-hostname transfer 100 bob
 """
 
@@ -29,7 +31,7 @@ def cli() -> None:
     pass
 
 
-for command in (init, server, client, demo, bench):
+for command in (init, server, client, attacker, demo, bench):
     cli.add_command(command)
 
 

@@ -32,13 +32,13 @@ from lab.channel.connection import (
     VerifiedIdentity,
     key_fingerprint,
 )
-from lab.channel.errors import ChannelError, PeerRefused
-from lab.channel.frames import FrameType
-from lab.channel.messages import ClientHello, decode_handshake
+from lab.channel.errors import ChannelError, PeerRefused, RemoteProtocolError
+from lab.channel.frames import FrameBuffer, FrameType
+from lab.channel.messages import ClientHello, Finished, decode_handshake
 from lab.channel.protections import RECOMMENDED, Protections
 from lab.channel.suites import ALL_SUITES, RecordFeatures
 from lab.mitm.evidence import AttackEvidence, declare_common_options, secrets_in, state_dir
-from lab.mitm.wire import FlowWire, flow_wire
+from lab.mitm.wire import FlowWire, flow_wire, looks_like_lab
 from lab.pki.authority import Leaf
 from lab.state import SERVER_NAME, StateDir
 
@@ -146,14 +146,27 @@ class RelayAttack:
         if relay.downstream is None:
             relay.held_from_client += data
         else:
+            self._mirror_transcript(wire.buffers[True], relay.downstream, data)
             for event in relay.downstream.receive_data(data):
                 self._on_client_event(flow, wire, relay, event)
         self._flush(flow, wire)
+
+    @staticmethod
+    def _mirror_transcript(
+        buffer: FrameBuffer, endpoint: ClientConnection | ServerConnection, data: bytes
+    ) -> None:
+        """The attacker's legs send transcript MACs, but require none from a peer that sends none."""
+        for frame in buffer.feed(data):
+            if frame.type is FrameType.HANDSHAKE and frame.body[:1] == bytes([Finished.msg_type]):
+                finished = decode_handshake(frame.body, "finished")
+                if isinstance(finished, Finished) and not finished.transcript_mac:
+                    endpoint.protections = endpoint.protections.without("transcript")
 
     def _from_server(self, flow: tcp.TCPFlow, wire: FlowWire, data: bytes) -> None:
         relay: Interception | None = flow.metadata.get("lab_relay")
         if relay is None:
             return
+        self._mirror_transcript(wire.buffers[False], relay.upstream, data)
         for event in relay.upstream.receive_data(data):
             if isinstance(event, HandshakeComplete):
                 self.evidence.record(flow, "upstream_established", server_side_suite=event.suite.name)
@@ -174,6 +187,8 @@ class RelayAttack:
     def _start(self, flow: tcp.TCPFlow, wire: FlowWire, data: bytes) -> None:
         """Read the client's ClientHello and open the attacker's own handshake with the real server."""
         buffer = wire.buffers[True]
+        if looks_like_lab(True, buffer.pending_bytes() + data) is False:
+            raise RemoteProtocolError("these bytes are not the lab channel", step="client_hello")
         frames = buffer.feed(data)
         hello_frame = next((f for f in frames if f.type is FrameType.HANDSHAKE), None)
         if hello_frame is None:

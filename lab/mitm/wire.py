@@ -20,6 +20,7 @@ from lab.channel.messages import (
     ClientHello,
     ClientKeyExchange,
     HandshakeMessage,
+    MessageType,
     ServerHello,
     decode_handshake,
 )
@@ -75,6 +76,22 @@ class SessionView:
         return message
 
 
+def looks_like_lab(from_client: bool, prefix: bytes) -> bool | None:
+    """Whether a direction's first bytes can start the lab channel; None until 4 bytes have arrived.
+
+    The client must open with a handshake frame holding a ClientHello; the server answers with a
+    ServerHello or an alert. (A TLS ClientHello starts 16 03 01 02: a plausible frame header, but its
+    fourth byte is no ClientHello.)
+    """
+    if len(prefix) < 4:
+        return None
+    if from_client:
+        return prefix[0] == FrameType.HANDSHAKE and prefix[3] == MessageType.CLIENT_HELLO
+    if prefix[0] == FrameType.ALERT:
+        return True
+    return prefix[0] == FrameType.HANDSHAKE and prefix[3] == MessageType.SERVER_HELLO
+
+
 class FlowWire:
     """Per flow: a frame buffer per direction, the session view, and the addon's own injections."""
 
@@ -84,6 +101,7 @@ class FlowWire:
         self.view = SessionView(next(_flow_numbers))
         self.passthrough = False
         """Set when the bytes turn out not to be the lab channel: from then on, hands off."""
+        self.recognised = {True: False, False: False}
 
     def is_own_injection(self, message: tcp.TCPMessage) -> bool:
         queue = self.injected[message.from_client]
@@ -102,6 +120,13 @@ class FlowWire:
             return None
         buffer = self.buffers[message.from_client]
         held = buffer.pending_bytes()
+        if not self.recognised[message.from_client]:
+            verdict = looks_like_lab(message.from_client, held + message.content)
+            if verdict is False:
+                self.passthrough = True
+                message.content = held + message.content
+                return None
+            self.recognised[message.from_client] = bool(verdict)
         try:
             frames = buffer.feed(message.content)
         except RemoteProtocolError:

@@ -30,6 +30,10 @@ class AttackerError(Exception):
     """The attacker cannot start or cannot load an attack."""
 
 
+class CannotListen(AttackerError):
+    """mitmproxy could not bind the listening address."""
+
+
 class _Tracker:
     """Counts live flows and reports readiness; always loaded, whatever the attack."""
 
@@ -94,7 +98,7 @@ class AttackerRole:
         addresses = self._master.addons.get("proxyserver").listen_addrs()
         if not addresses:
             await self.stop()
-            raise AttackerError(
+            raise CannotListen(
                 f"mitmproxy could not listen on {host}:{port} (in use, or not an address here?)"
             )
         bound: int = addresses[0][1]

@@ -1,0 +1,141 @@
+"""`mitmlab attacker`: mitmproxy in front of the bank, running one attack addon."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from lab.attacks import ATTACK_IDS, ATTACKS
+from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
+from lab.cli.options import endpoint, state_dir_option
+from lab.control import ControlServer
+from lab.roles.attacker import AttackerError, AttackerRole, CannotListen
+from lab.state import StateDir
+
+console = Console(highlight=False)
+
+ATTACK_LIST = "\n".join(f"  {a.id:<15} {a.summary}" for a in ATTACKS.values())
+
+
+def _settings(pairs: tuple[str, ...]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--set")
+        settings[name] = int(value) if value.lstrip("-").isdigit() else value
+    return settings
+
+
+@click.command(epilog=f"\b\nAttacks:\n{ATTACK_LIST}")
+@click.option(
+    "--attack",
+    "attack_id",
+    type=click.Choice([*ATTACK_IDS, "none"]),
+    default="none",
+    show_default=True,
+    help="The attack to run; none relays untouched.",
+)
+@click.option(
+    "--listen",
+    callback=endpoint,
+    metavar="HOST:PORT",
+    default="127.0.0.1:4434",
+    show_default=True,
+    help="Where clients dial the attacker (port 0 picks one).",
+)
+@click.option(
+    "--upstream",
+    callback=endpoint,
+    metavar="HOST:PORT",
+    default="127.0.0.1:4433",
+    show_default=True,
+    help="The real server, behind the attacker.",
+)
+@click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An option of the attack's addon, e.g. --set lab_bitflip_to=eve (repeatable).",
+)
+@click.option(
+    "--control",
+    callback=lambda c, p, v: endpoint(c, p, v) if v else None,
+    metavar="HOST:PORT",
+    help="Serve the control port here, to switch attacks without a restart.",
+)
+@click.option(
+    "--web",
+    callback=lambda c, p, v: endpoint(c, p, v) if v else None,
+    metavar="HOST:PORT",
+    help="Also serve mitmweb's live view here (e.g. 127.0.0.1:8081).",
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the bound port here once listening.",
+)
+@state_dir_option
+def attacker(
+    attack_id: str,
+    listen: tuple[str, int],
+    upstream: tuple[str, int],
+    settings: tuple[str, ...],
+    control: tuple[str, int] | None,
+    web: tuple[str, int] | None,
+    port_file: Path | None,
+    state_dir: Path,
+) -> None:
+    """Run mitmproxy in reverse mode in front of the bank with one attack addon from addons/.
+
+    The same addon files run on their own with `mitmdump -s addons/<attack>.py`; see
+    docs/write-your-own-attack.md.
+    """
+    with reported_errors():
+        state = StateDir(state_dir).require()
+        try:
+            asyncio.run(
+                _run(state, attack_id, listen, upstream, _settings(settings), control, web, port_file)
+            )
+        except KeyboardInterrupt:
+            console.print("stopped.")
+        except CannotListen as exc:
+            fail(EXIT_CONNECTION, str(exc))
+        except AttackerError as exc:
+            fail(EXIT_SETUP, str(exc))
+
+
+async def _run(
+    state: StateDir,
+    attack_id: str,
+    listen: tuple[str, int],
+    upstream: tuple[str, int],
+    settings: dict[str, Any],
+    control: tuple[str, int] | None,
+    web: tuple[str, int] | None,
+    port_file: Path | None,
+) -> None:
+    role = AttackerRole(state, listen, upstream, web=web)
+    port = await role.start()
+    try:
+        role.switch(None if attack_id == "none" else attack_id, settings)
+        lines = [
+            f"attacker listening on {listen[0]}:{port}, relaying to {upstream[0]}:{upstream[1]}; "
+            f"attack: {attack_id}; evidence: {state.evidence_path('attacker')}"
+        ]
+        if control is not None:
+            control_port = await ControlServer(role.control_handlers()).start(*control)
+            lines.append(f"control port on {control[0]}:{control_port}")
+        if web is not None:
+            lines.append(f"mitmweb on http://{web[0]}:{web[1]}/")
+        console.print("\n".join(lines) + "\nCtrl-C stops it.")
+        if port_file is not None:
+            port_file.write_text(f"{port}\n")
+        await asyncio.Event().wait()
+    finally:
+        await role.stop()

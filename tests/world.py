@@ -1,0 +1,67 @@
+"""A whole lab on loopback for one test: the bank server, the attacker (real mitmproxy with one attack
+addon) in front of it, and a client session through the attacker. Returns what every role recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.channel.protections import Protections
+from lab.evidence import read_evidence
+from lab.roles.attacker import AttackerRole
+from lab.roles.client import Command, SessionResult, run_session
+from lab.roles.server import BankServer
+from lab.state import StateDir
+
+SESSION = (Command("transfer", to="bob", amount=100), Command("balance"))
+
+
+@dataclass
+class Outcome:
+    state: StateDir
+    result: SessionResult | None
+    client_error: Exception | None
+    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def events(self, role: str, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.evidence[role] if e["event"] == name]
+
+    def read(self, secret: str) -> list[Any]:
+        """The values of `secret` that the attacker reports having read."""
+        return [e["value"] for e in self.events("attacker", "read") if e["secret"] == secret]
+
+
+async def attack_session(
+    state: StateDir,
+    attack_id: str | None,
+    protections: Protections,
+    *,
+    server_protections: Protections | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Outcome:
+    server = BankServer(state, server_protections or protections)
+    server_port = await server.start("127.0.0.1", 0)
+    serving = asyncio.create_task(server.serve_forever())
+    attacker = AttackerRole(state, ("127.0.0.1", 0), ("127.0.0.1", server_port))
+    try:
+        port = await attacker.start()
+        attacker.switch(attack_id, settings)
+        result, error = None, None
+        try:
+            result = await run_session(state, "127.0.0.1", port, protections, list(SESSION))
+        except Exception as exc:  # the outcome records it; the test decides whether it was expected
+            error = exc
+        await attacker.idle()
+    finally:
+        await attacker.stop()
+        serving.cancel()
+        await server.stop()
+    evidence = {
+        role: list(read_evidence(state.evidence_path(role))) for role in ("client", "server", "attacker")
+    }
+    return Outcome(state, result, error, evidence)
+
+
+def run_attack(state: StateDir, attack_id: str | None, protections: Protections, **kwargs: Any) -> Outcome:
+    return asyncio.run(attack_session(state, attack_id, protections, **kwargs))
