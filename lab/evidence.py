@@ -6,12 +6,14 @@ written and flushed one at a time, so a role that dies keeps everything it recor
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,23 @@ def _jsonable(value: object) -> object:
     if isinstance(value, (set, frozenset, tuple)):
         return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
     return str(value)
+
+
+async def follow(path: Path, poll: float = 0.2) -> AsyncIterator[dict[str, Any]]:
+    """Events as they are appended to `path` (from its current end), like `tail -f`."""
+    offset = path.stat().st_size if path.exists() else 0
+    pending = b""
+    while True:
+        if path.exists() and path.stat().st_size > offset:
+            with path.open("rb") as file:
+                file.seek(offset)
+                chunk = file.read()
+            offset += len(chunk)
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                with contextlib.suppress(json.JSONDecodeError):
+                    yield json.loads(line)
+        await asyncio.sleep(poll)
 
 
 def read_evidence(path: Path) -> Iterator[dict[str, Any]]:

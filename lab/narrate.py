@@ -10,6 +10,15 @@ from rich.console import Console
 from rich.text import Text
 
 ROLE_STYLE = {"client": "cyan", "server": "green", "attacker": "magenta"}
+STYLE = {
+    "refusal": "bold red",
+    "internal_error": "bold red",
+    "addon_error": "bold red",
+    "transfer_executed": "bold yellow",
+    "read": "bold magenta",
+    "changed": "bold magenta",
+    "injected": "bold magenta",
+}
 
 
 def sentence(event: dict[str, Any]) -> str | None:
@@ -53,11 +62,47 @@ def sentence(event: dict[str, Any]) -> str | None:
         case "internal_error":
             return f"lab error: {e['error']}"
         case _:
+            return _attacker_sentence(e) if e["role"] == "attacker" else None
+
+
+def _attacker_sentence(e: dict[str, Any]) -> str | None:
+    match e["event"]:
+        case "flow_started":
+            return f"[{e['attack']}] sees a connection from {e['client']}"
+        case "intercepting":
+            return f"[{e['attack']}] holds the ClientHello and opens its own handshake with the server"
+        case "presenting":
+            return f"[{e['attack']}] presents a certificate for {e['certificate']}, issued by {e['issuer']}"
+        case "read":
+            return f"[{e['attack']}] READS the {e['secret']}: {e['value']} ({e['where']})"
+        case "changed":
+            return f"[{e['attack']}] CHANGES the {e['what']}: {e['before']} -> {e['after']}"
+        case "injected":
+            return f"[{e['attack']}] INJECTS {e['what']}"
+        case "negotiated":
+            return f"[{e['attack']}] sees the server choose {e['suite_chosen']}"
+        case "recorded":
+            return f"[{e['attack']}] records the session ({e['frames']} frames)"
+        case "replay_done":
+            return f"[{e['attack']}] the server answered the replay with {e['server_records']} records"
+        case "attack_failed":
+            by = f" [{e['protection']}]" if e.get("protection") else ""
+            return f"[{e['attack']}] fails{by}: {e['reason']}"
+        case "addon_error" | "flow_error":
+            return f"[{e['attack']}] error: {e['error']}"
+        case _:
             return None
 
 
 def timeline(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e["ts"])
+
+
+def styled_line(event: dict[str, Any], words: str, elapsed_ms: float | None = None) -> Text:
+    line = Text(f"{elapsed_ms:7.1f} ms  " if elapsed_ms is not None else "", style="dim")
+    line.append(f"{event['role']:>8}  ", style=ROLE_STYLE.get(event["role"], ""))
+    line.append(words, style=STYLE.get(event["event"], ""))
+    return line
 
 
 def print_timeline(events: Iterable[dict[str, Any]], console: Console) -> None:
@@ -67,15 +112,6 @@ def print_timeline(events: Iterable[dict[str, Any]], console: Console) -> None:
     start = datetime.fromisoformat(ordered[0]["ts"])
     for event in ordered:
         words = sentence(event)
-        if words is None:
-            continue
-        elapsed = (datetime.fromisoformat(event["ts"]) - start).total_seconds() * 1000
-        line = Text(f"{elapsed:7.1f} ms  ", style="dim")
-        line.append(f"{event['role']:>8}  ", style=ROLE_STYLE.get(event["role"], ""))
-        style = (
-            "bold red"
-            if event["event"] in ("refusal", "internal_error")
-            else ("bold yellow" if event["event"] == "transfer_executed" else "")
-        )
-        line.append(words, style=style)
-        console.print(line, soft_wrap=True)
+        if words is not None:
+            elapsed = (datetime.fromisoformat(event["ts"]) - start).total_seconds() * 1000
+            console.print(styled_line(event, words, elapsed), soft_wrap=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
@@ -45,3 +46,11 @@ def background(*args: str, port_file: Path) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+def free_port() -> int:
+    """A port free a moment ago, for programs that cannot report the one they bound (mitmweb, mitmdump)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

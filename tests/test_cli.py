@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lab.evidence import read_evidence
 from lab.state import StateDir
-from tests.processes import background, mitmlab
+from tests.processes import background, free_port, mitmlab
 
 
 @pytest.fixture
@@ -91,3 +94,48 @@ def test_init_then_demo(tmp_path: Path) -> None:
     demo = mitmlab("demo", "--state-dir", str(tmp_path / "s"))
     assert demo.returncode == 0
     assert "EXECUTES transfer #1: alice -> bob 100" in demo.stdout
+
+
+def test_the_attacker_command_with_mitmweb_and_the_control_port(state: StateDir, tmp_path: Path) -> None:
+    """`mitmlab attacker` in front of a real server: the client's session goes through it, the terminal
+    narrates what the attack read, mitmweb shows the flow, and the control port switches the attack."""
+    web_port = free_port()
+    with (
+        background(
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            str(state.root),
+            "--profile",
+            "none",
+            port_file=tmp_path / "server-port",
+        ) as server_port,
+        background(
+            "attacker",
+            "--attack",
+            "eavesdrop",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            f"127.0.0.1:{server_port}",
+            "--web",
+            f"127.0.0.1:{web_port}",
+            "--state-dir",
+            str(state.root),
+            port_file=tmp_path / "attacker-port",
+        ) as attacker_port,
+    ):
+        code, out = client(state, attacker_port, "--profile", "none", "balance")
+        assert code == 0 and "balance: 1000" in out
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/flows", timeout=10) as answer:
+            flows = json.loads(answer.read())
+        assert [f["type"] for f in flows] == ["tcp"]
+    password = state.client_password()
+    reads = [e for e in read_evidence(state.evidence_path("attacker")) if e["event"] == "read"]
+    assert password in [e["value"] for e in reads]
+
+
+def test_the_attacker_command_refuses_an_unknown_attack(state: StateDir) -> None:
+    result = mitmlab("attacker", "--attack", "teleport", "--state-dir", str(state.root))
+    assert result.returncode == 2 and "eavesdrop" in result.stderr

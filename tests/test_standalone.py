@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from lab.channel.protections import RECOMMENDED, Protections
 from lab.evidence import read_evidence
 from lab.roles.client import run_session
 from lab.state import StateDir
-from tests.processes import background
+from tests.processes import background, free_port
 from tests.world import SESSION
 
 WEAK: dict[str, Protections] = {
@@ -42,13 +41,6 @@ def switches(protections: Protections) -> list[str]:
     return [
         f"--no-{p.replace('_', '-')}" for p, on in protections.as_dict().items() if not on and p != "pinning"
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -13,6 +13,8 @@ from lab.attacks import ATTACK_IDS, ATTACKS
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import endpoint, state_dir_option
 from lab.control import ControlServer
+from lab.evidence import follow
+from lab.narrate import sentence, styled_line
 from lab.roles.attacker import AttackerError, AttackerRole, CannotListen
 from lab.state import StateDir
 
@@ -136,6 +138,9 @@ async def _run(
         console.print("\n".join(lines) + "\nCtrl-C stops it.")
         if port_file is not None:
             port_file.write_text(f"{port}\n")
-        await asyncio.Event().wait()
+        async for event in follow(state.evidence_path("attacker")):  # say what the attack does, as it does it
+            words = sentence(event)
+            if words is not None:
+                console.print(styled_line(event, words), soft_wrap=True)
     finally:
         await role.stop()
