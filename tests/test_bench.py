@@ -28,3 +28,15 @@ def test_bench_crypto_reproduces_the_seed_table(tmp_path: Path) -> None:
     rows = {row["name"]: row for row in json.loads(out.read_text())}
     assert set(rows) == {"aes_128_cbc", "rsa_1024", "rsa_2048", "aes_128_cbc bulk"}
     assert rows["rsa_2048"]["ms"] > rows["rsa_1024"]["ms"] > 0  # the one ordering no machine reverses
+
+
+def test_bench_proxy_compares_the_attacker_with_going_direct(tmp_path: Path) -> None:
+    out = tmp_path / "proxy.json"
+    result = mitmlab(
+        "bench", "proxy", "--sessions", "2", "--megabytes", "1", "--repeats", "1", "--json", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    assert rows["session, through the attacker (median)"]["reference"] == "session, direct (median)"
+    assert "attacker adds to a session" in rows
+    assert rows["AES-GCM records, through the attacker"]["value"] > 0

@@ -71,30 +71,38 @@ class Bench:
 
     async def _lab(self, suite: Suite, connections: int, payload: int) -> float:
         """`connections` handshakes with `suite`, each followed by `payload` bytes client -> server."""
+        server, port = await self.channel_sink(suite)
+        async with server:
+            return await self.channel_send(port, suite, connections, payload)
+
+    async def channel_sink(self, suite: Suite) -> tuple[asyncio.Server, int]:
+        """A lab-channel server that completes handshakes and reads records until the client is done."""
         leaf = self.leaf
-        server_config = ServerConfig(RECOMMENDED, leaf.chain, leaf.private_key, suites=(suite,))
-        client_config = ClientConfig(RECOMMENDED, SERVER_NAME, self.trust, suites=(suite,))
+        config = ServerConfig(RECOMMENDED, leaf.chain, leaf.private_key, suites=(suite,))
 
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            stream = ChannelStream(ServerConnection(server_config), reader, writer)
+            stream = ChannelStream(ServerConnection(config), reader, writer)
             await stream.handshake(TIMEOUT)
             while await stream.receive(TIMEOUT) is not None:
                 pass
             await stream.close()
 
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
-        port = server.sockets[0].getsockname()[1]
+        port: int = server.sockets[0].getsockname()[1]
+        return server, port
+
+    async def channel_send(self, port: int, suite: Suite, connections: int, payload: int) -> float:
+        config = ClientConfig(RECOMMENDED, SERVER_NAME, self.trust, suites=(suite,))
         record = bytes(MAX_RECORD_PLAINTEXT)
-        async with server:
-            for _ in range(connections):
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                stream = ChannelStream(ClientConnection(client_config), reader, writer)
-                await stream.handshake(TIMEOUT)
-                for _ in range(payload // len(record)):
-                    await stream.send(record)
-                writer.write_eof()
-                await reader.read()  # the server has read everything and closed
-                await stream.close()
+        for _ in range(connections):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            stream = ChannelStream(ClientConnection(config), reader, writer)
+            await stream.handshake(TIMEOUT)
+            for _ in range(payload // len(record)):
+                await stream.send(record)
+            writer.write_eof()
+            await reader.read()  # the server has read everything and closed
+            await stream.close()
         return payload or connections
 
     async def _tls_handshakes(self, connections: int) -> float:

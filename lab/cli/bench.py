@@ -15,6 +15,7 @@ from rich.table import Table
 from lab.bench import crypto
 from lab.bench.channel import Bench
 from lab.bench.measure import Result, ratios
+from lab.bench.proxy import ProxyBench
 from lab.state import StateDir
 
 console = Console(highlight=False)
@@ -80,6 +81,39 @@ def channel(handshakes: int, megabytes: int, repeats: int, json_path: Path | Non
             task = progress.add_task("measuring", total=bench_run.steps)
             results = asyncio.run(bench_run.run(lambda: progress.advance(task)))
     _report("lab channel vs Python's TLS (goal: throughput >= 0.5x, handshakes >= 0.25x)", results, json_path)
+
+
+@bench.command()
+@click.option(
+    "--sessions",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sessions each way (direct, through the attacker).",
+)
+@click.option(
+    "--megabytes",
+    default=16,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Bytes per throughput measurement, in MiB.",
+)
+@click.option(
+    "--repeats",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Throughput measurements per row; the median is reported.",
+)
+@json_option
+def proxy(sessions: int, megabytes: int, repeats: int, json_path: Path | None) -> None:
+    """The attacker's cost: session latency and throughput through mitmproxy vs direct."""
+    with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
+        bench_run = ProxyBench(StateDir(Path(scratch)).ensure(), sessions, megabytes, repeats)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("measuring", total=bench_run.steps)
+            results = asyncio.run(bench_run.run(lambda: progress.advance(task)))
+    _report("the attacker in the middle vs direct (goal: adds under 5 ms to a session)", results, json_path)
 
 
 @bench.command(name="crypto")
