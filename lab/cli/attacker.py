@@ -59,6 +59,11 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     help="The real server, behind the attacker.",
 )
 @click.option(
+    "--addon",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Run an addon file of your own instead of --attack (see docs/write-your-own-attack.md).",
+)
+@click.option(
     "--set",
     "settings",
     multiple=True,
@@ -87,6 +92,7 @@ def attacker(
     attack_id: str,
     listen: tuple[str, int],
     upstream: tuple[str, int],
+    addon: Path | None,
     settings: tuple[str, ...],
     control: tuple[str, int] | None,
     web: tuple[str, int] | None,
@@ -101,9 +107,8 @@ def attacker(
     with reported_errors():
         state = StateDir(state_dir).require()
         try:
-            asyncio.run(
-                _run(state, attack_id, listen, upstream, _settings(settings), control, web, port_file)
-            )
+            chosen: str | Path = addon if addon is not None else attack_id
+            asyncio.run(_run(state, chosen, listen, upstream, _settings(settings), control, web, port_file))
         except KeyboardInterrupt:
             console.print("stopped.")
         except CannotListen as exc:
@@ -114,7 +119,7 @@ def attacker(
 
 async def _run(
     state: StateDir,
-    attack_id: str,
+    attack_id: str | Path,
     listen: tuple[str, int],
     upstream: tuple[str, int],
     settings: dict[str, Any],
@@ -125,7 +130,10 @@ async def _run(
     role = AttackerRole(state, listen, upstream, web=web)
     port = await role.start()
     try:
-        role.switch(None if attack_id == "none" else attack_id, settings)
+        if isinstance(attack_id, Path):
+            role.switch_to_file(attack_id, settings)
+        else:
+            role.switch(None if attack_id == "none" else attack_id, settings)
         lines = [
             f"attacker listening on {listen[0]}:{port}, relaying to {upstream[0]}:{upstream[1]}; "
             f"attack: {attack_id}; evidence: {state.evidence_path('attacker')}"

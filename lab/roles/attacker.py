@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mitmproxy import hooks, master, options, tcp
+from mitmproxy import exceptions, hooks, master, options, tcp
 from mitmproxy.addons import default_addons
 from mitmproxy.addons.script import load_script
 
@@ -32,6 +34,26 @@ class AttackerError(Exception):
 
 class CannotListen(AttackerError):
     """mitmproxy could not bind the listening address."""
+
+
+@contextlib.contextmanager
+def _captured_errors(logger_name: str) -> Iterator[list[str]]:
+    """The error messages `logger_name` logs inside the block (mitmproxy logs, rather than raises,
+    what goes wrong while loading a script)."""
+    messages: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.ERROR:
+                error = record.exc_info[1] if record.exc_info else None
+                messages.append(f"{record.getMessage()}: {error}" if error else record.getMessage())
+
+    handler = Collect()
+    logging.getLogger(logger_name).addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logging.getLogger(logger_name).removeHandler(handler)
 
 
 class _Tracker:
@@ -118,27 +140,46 @@ class AttackerRole:
 
     def switch(self, attack_id: str | None, settings: dict[str, Any] | None = None) -> None:
         """Make `attack_id` the active attack (None: pass traffic through), with addon options `settings`."""
-        mitm = self.mitm
+        self._unload()
+        if attack_id is not None:
+            self._load(attack(attack_id).addon, settings or {})
+            self.attack_id, self.settings = attack_id, dict(settings or {})
+
+    def switch_to_file(self, path: Path, settings: dict[str, Any] | None = None) -> None:
+        """Run an addon file of one's own (docs/write-your-own-attack.md)."""
+        self._unload()
+        self._load(path, settings or {})
+        self.attack_id, self.settings = str(path), dict(settings or {})
+
+    def _unload(self) -> None:
         if self._module is not None:
-            mitm.addons.remove(self._module)
+            self.mitm.addons.remove(self._module)
             self._module = None
         self.attack_id, self.settings = None, {}
-        if attack_id is None:
-            return
-        path = attack(attack_id).addon
-        module = load_script(str(path))
-        if module is None or not getattr(module, "addons", None):
-            raise AttackerError(f"could not load {path}; mitmproxy's log says why")
+
+    def _load(self, path: Path, settings: dict[str, Any]) -> None:
+        """Load an addon file with mitmproxy's own script loader and configure it, or say why not."""
+        mitm = self.mitm
+        if not path.is_file():
+            raise AttackerError(f"no addon file at {path}")
+        with _captured_errors("mitmproxy.addons.script") as errors:
+            module = load_script(str(path))
+        if errors or module is None or not getattr(module, "addons", None):
+            raise AttackerError(
+                f"could not load {path}: {'; '.join(errors) or 'it defines no addons = [...]'}"
+            )
         mitm.addons.add(module)
         try:
-            mitm.options.update(lab_state_dir=str(self.state.root), **(settings or {}))
+            mitm.options.update(lab_state_dir=str(self.state.root), **settings)
+            mitm.addons.invoke_addon_sync(module, hooks.ConfigureHook(set(mitm.options.keys())))
         except KeyError as exc:
             mitm.addons.remove(module)
-            raise AttackerError(f"{attack_id} has no option {exc}") from None
-        mitm.addons.invoke_addon_sync(module, hooks.ConfigureHook(set(mitm.options.keys())))
+            raise AttackerError(f"{path.name} has no option {exc}") from None
+        except exceptions.OptionsError as exc:
+            mitm.addons.remove(module)
+            raise AttackerError(f"{path.name}: {exc}") from None
         mitm.addons.invoke_addon_sync(module, hooks.RunningHook())
         self._module = module
-        self.attack_id, self.settings = attack_id, dict(settings or {})
 
     async def idle(self, timeout: float = 30.0) -> None:
         """Wait until no flow is live and the attack's background work (a pending replay) is done."""
