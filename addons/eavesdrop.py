@@ -34,7 +34,7 @@ class Eavesdrop(FrameAttack):
             else:
                 for secret, value in secrets_in(plaintext):
                     where = f"{sender} record #{view.records[from_client] - 1}, in the clear"
-                    self.evidence.read(flow, secret, value, where)
+                    self.evidence.read(flow, secret, value, where, how="in_the_clear")
         return [frame.encode()]
 
 

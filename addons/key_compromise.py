@@ -52,15 +52,12 @@ class KeyCompromise(FrameAttack):
             self.evidence.failed(flow, why.reason, protection=why.protection)
             return
         suite = flow_wire(flow).view.suite
-        how = (
-            "decrypted offline with the stolen server key"
-            if suite and suite.record.encrypts
-            else "in the clear"
-        )
+        encrypted = bool(suite and suite.record.encrypts)
         for record in records:
-            sender = "client" if record.from_client else "server"
+            where = f"recorded {'client' if record.from_client else 'server'} record #{record.seq}"
             for secret, value in secrets_in(record.plaintext):
-                self.evidence.read(flow, secret, value, f"recorded {sender} record #{record.seq}, {how}")
+                how = "decrypted_offline" if encrypted else "in_the_clear"
+                self.evidence.read(flow, secret, value, where, how=how)
 
 
 addons = [KeyCompromise()]

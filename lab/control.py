@@ -16,6 +16,8 @@ import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from lab.channel.protections import NONE, Protections, UnknownProtectionError
+
 MAX_LINE = 64 * 1024
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -77,6 +79,17 @@ class ControlServer:
     async def _answer(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
         writer.write(json.dumps(answer).encode() + b"\n")
         await writer.drain()
+
+
+def protections_from_request(request: dict[str, Any]) -> Protections:
+    """The `protections` field of a request: an object of protection id -> bool over `none`."""
+    switches = request.get("protections")
+    if not isinstance(switches, dict) or not all(isinstance(v, bool) for v in switches.values()):
+        raise ControlError('"protections" must be an object of protection id -> true/false')
+    try:
+        return NONE.with_switches(switches)
+    except UnknownProtectionError as exc:
+        raise ControlError(str(exc)) from None
 
 
 async def request(host: str, port: int, cmd: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:

@@ -8,6 +8,9 @@ STATE/
   client/known_hosts                     pinned server keys (trust on first use)
   client/accounts.json                   the client's own credentials
   server/bank.sqlite3                    accounts and the append-only transfer ledger
+  server/bank.template.sqlite3           the bank as created, for `reset`
+  attacker/recordings/                   what key-compromise recorded
+  attacker/mitmproxy/                    mitmproxy's confdir
   evidence/<role>.jsonl                  what each role saw
 """
 
@@ -91,13 +94,18 @@ class StateDir:
     def ledger_path(self) -> Path:
         return self.root / "server" / "bank.sqlite3"
 
+    @property
+    def ledger_template(self) -> Path:
+        """The bank as created, copied over the ledger by `reset`."""
+        return self.root / "server" / "bank.template.sqlite3"
+
     def evidence_path(self, role: str) -> Path:
         return self.root / "evidence" / f"{role}.jsonl"
 
     # Making it --------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.server_key.exists() and self.ledger_path.exists() and self.accounts.exists()
+        return self.server_key.exists() and self.ledger_template.exists() and self.accounts.exists()
 
     def ensure(self, now: datetime.datetime | None = None) -> StateDir:
         """Create the state directory unless it is already complete."""
@@ -111,7 +119,8 @@ class StateDir:
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
             self._make_pki(now)
             passwords = {name: secrets.token_urlsafe(12) for name in DEMO_BALANCES}
-            Ledger.create(self.ledger_path, {n: (passwords[n], b) for n, b in DEMO_BALANCES.items()})
+            Ledger.create(self.ledger_template, {n: (passwords[n], b) for n, b in DEMO_BALANCES.items()})
+            shutil.copyfile(self.ledger_template, self.ledger_path)
             self.accounts.touch(mode=0o600)
             self.accounts.write_text(json.dumps({CLIENT_ACCOUNT: passwords[CLIENT_ACCOUNT]}, indent=2) + "\n")
         except OSError as exc:
@@ -143,14 +152,13 @@ class StateDir:
         )
 
     def reset(self) -> None:
-        """Back to a fresh bank, no pins, no evidence; the certificates stay (they are slow to make)."""
-        passwords = {CLIENT_ACCOUNT: self.client_password()}
-        for path in (self.known_hosts, self.ledger_path):
-            path.unlink(missing_ok=True)
-        shutil.rmtree(self.root / "evidence", ignore_errors=True)
+        """Back to the bank as created, no pins, no evidence, no recordings; the certificates and the
+        passwords stay (certificates are slow to make). Whoever has the ledger open must reopen it."""
+        self.known_hosts.unlink(missing_ok=True)
+        shutil.copyfile(self.ledger_template, self.ledger_path)
+        for directory in (self.root / "evidence", self.root / "attacker" / "recordings"):
+            shutil.rmtree(directory, ignore_errors=True)
         (self.root / "evidence").mkdir()
-        balances = {n: (passwords.get(n, secrets.token_urlsafe(12)), b) for n, b in DEMO_BALANCES.items()}
-        Ledger.create(self.ledger_path, balances)
 
     # Reading it -------------------------------------------------------------------------------------
 

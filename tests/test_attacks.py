@@ -47,10 +47,7 @@ def test_key_compromise_decrypts_an_rsa_recording_with_the_stolen_key(state: Sta
     outcome = run_attack(state, "key-compromise", RECOMMENDED.without("forward_secrecy"))
     assert outcome.client_error is None
     assert outcome.read("password") == [state.client_password()]
-    assert all(
-        "decrypted offline with the stolen server key" in e["where"]
-        for e in outcome.events("attacker", "read")
-    )
+    assert {e["how"] for e in outcome.events("attacker", "read")} == {"decrypted_offline"}
     [recorded] = outcome.events("attacker", "recorded")
     assert recorded["suite"].startswith("RSA_")
 

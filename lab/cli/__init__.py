@@ -6,6 +6,7 @@ import click
 
 from lab.cli.attacker import attacker
 from lab.cli.bench import bench
+from lab.cli.role import role
 from lab.cli.roles import client, demo, init, server
 
 HELP = """\
@@ -31,7 +32,7 @@ def cli() -> None:
     pass
 
 
-for command in (init, server, client, attacker, demo, bench):
+for command in (init, server, client, attacker, demo, bench, role):
     cli.add_command(command)
 
 

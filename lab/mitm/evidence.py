@@ -19,6 +19,10 @@ from lab.evidence import EvidenceLog
 from lab.mitm.wire import flow_wire
 from lab.state import StateDir
 
+READ_HOW = ("in_the_clear", "as_the_relay", "decrypted_offline")
+"""How an attacker can come to read a secret: on the wire, as a man in the middle holding both legs'
+keys, or from a recording with a key obtained later."""
+
 
 def declare_common_options(loader: Loader) -> None:
     loader.add_option(
@@ -43,9 +47,11 @@ class AttackEvidence:
             event, attack=self.attack, **context, **fields
         )
 
-    def read(self, flow: tcp.TCPFlow, secret: str, value: object, where: str) -> None:
-        """The attacker read a secret in the clear (a password, a balance, a transfer)."""
-        self.record(flow, "read", secret=secret, value=value, where=where)
+    def read(self, flow: tcp.TCPFlow, secret: str, value: object, where: str, how: str) -> None:
+        """The attacker read a secret (a password, a balance, a transfer). `how`: one of READ_HOW."""
+        if how not in READ_HOW:
+            raise ValueError(f"how must be one of {READ_HOW}")
+        self.record(flow, "read", secret=secret, value=value, where=where, how=how)
 
     def changed(self, flow: tcp.TCPFlow, what: str, before: object, after: object) -> None:
         self.record(flow, "changed", what=what, before=before, after=after)

@@ -244,9 +244,8 @@ class RelayAttack:
 
     def _read(self, flow: tcp.TCPFlow, record: ApplicationData, sender: str) -> None:
         for secret, value in secrets_in(record.data):
-            self.evidence.read(
-                flow, secret, value, where=f"{sender} record #{record.seq}, decrypted by the relay"
-            )
+            where = f"{sender} record #{record.seq}, decrypted by the relay"
+            self.evidence.read(flow, secret, value, where, how="as_the_relay")
 
     def _flush(self, flow: tcp.TCPFlow, wire: FlowWire) -> None:
         """Send what each leg has queued: toward the client, and toward the real server."""

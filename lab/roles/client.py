@@ -10,6 +10,7 @@ from lab.bank import protocol
 from lab.channel.connection import ClientConfig, ClientConnection, HandshakeComplete
 from lab.channel.errors import ChannelError
 from lab.channel.protections import Protections
+from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import EvidenceLog, digest
 from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
 from lab.state import CLIENT_ACCOUNT, SERVER_NAME, StateDir
@@ -135,3 +136,38 @@ async def _exchange(
     result.replies.append(reply)
     if not reply["ok"]:
         raise BankRefused(f"{op}: {reply.get('error', 'refused')}")
+
+
+def control_handlers(state: StateDir) -> dict[str, Handler]:
+    """The client as the checker drives it: one `session` request, one bank session, one answer."""
+
+    async def session(request: dict[str, Any]) -> dict[str, Any]:
+        protections = protections_from_request(request)
+        host, port = request.get("host"), request.get("port")
+        commands = request.get("commands", [])
+        if not isinstance(host, str) or not isinstance(port, int) or not isinstance(commands, list):
+            raise ControlError('a session needs "host" (string), "port" (integer) and "commands" (list)')
+        try:
+            parsed = [Command(**command) for command in commands]
+        except TypeError as exc:
+            raise ControlError(f"bad command: {exc}") from None
+        server_name = str(request.get("server_name", SERVER_NAME))
+        try:
+            result = await run_session(state, host, port, protections, parsed, server_name=server_name)
+        except ChannelError as exc:
+            return {
+                "outcome": type(exc).__name__,
+                "protection": getattr(exc, "protection", None),
+                "step": exc.step,
+                "message": exc.message,
+            }
+        except (BankRefused, NoReply) as exc:
+            return {"outcome": type(exc).__name__, "message": str(exc)}
+        except (OSError, TimeoutError) as exc:
+            state.evidence("client").record(
+                "connection_failed", host=host, port=port, error=str(exc) or "timeout"
+            )
+            return {"outcome": "connection_failed", "message": str(exc) or "timed out"}
+        return {"outcome": "ok", "suite": result.handshake.suite.name, "replies": result.replies}
+
+    return {"session": session}

@@ -9,12 +9,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 from lab.bank.ledger import Ledger
 from lab.bank.service import BankSession
 from lab.channel.connection import ServerConfig, ServerConnection
 from lab.channel.errors import ChannelError
 from lab.channel.protections import Protections
+from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import digest
 from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
 from lab.state import StateDir
@@ -24,8 +26,9 @@ class BankServer:
     def __init__(
         self, state: StateDir, protections: Protections, timeouts: Timeouts = DEFAULT_TIMEOUTS
     ) -> None:
-        leaf = state.server_leaf()
-        self.config = ServerConfig(protections, leaf.chain, leaf.private_key)
+        self.state = state
+        self.leaf = state.server_leaf()
+        self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key)
         self.ledger = Ledger(state.ledger_path)
         self.evidence = state.evidence("server")
         self.timeouts = timeouts
@@ -56,6 +59,44 @@ class BankServer:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
         self.ledger.close()
+
+    def set_protections(self, protections: Protections) -> None:
+        """The protections for the connections that come next."""
+        self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key)
+
+    async def idle(self, timeout: float = 30.0) -> None:
+        """Wait until no session is open."""
+        async with asyncio.timeout(timeout):
+            while self._sessions:
+                await asyncio.wait(set(self._sessions))
+
+    async def reset(self) -> None:
+        """A fresh bank and no evidence, between scenarios (see `StateDir.reset`)."""
+        await self.idle()
+        self.ledger.close()
+        self.state.reset()
+        self.ledger = Ledger(self.state.ledger_path)
+
+    def control_handlers(self) -> dict[str, Handler]:
+        async def configure(request: dict[str, Any]) -> dict[str, Any]:
+            self.set_protections(protections_from_request(request))
+            return {"protections": self.config.protections.as_dict()}
+
+        async def reset(request: dict[str, Any]) -> dict[str, Any]:
+            await self.reset()
+            return {}
+
+        async def idle(request: dict[str, Any]) -> dict[str, Any]:
+            try:
+                await self.idle(float(request.get("timeout", 30)))
+            except TimeoutError:
+                raise ControlError("sessions still open after the timeout") from None
+            return {}
+
+        async def status(request: dict[str, Any]) -> dict[str, Any]:
+            return {"protections": self.config.protections.as_dict(), "open_sessions": len(self._sessions)}
+
+        return {"configure": configure, "reset": reset, "idle": idle, "status": status}
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
