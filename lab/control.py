@@ -92,11 +92,13 @@ def protections_from_request(request: dict[str, Any]) -> Protections:
         raise ControlError(str(exc)) from None
 
 
-async def request(host: str, port: int, cmd: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+async def request(
+    host: str, port: int, cmd: str, params: dict[str, Any] | None = None, *, timeout: float = 60.0
+) -> dict[str, Any]:
     """Send one control request and return the answer; raises ControlError for an error answer."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
-        writer.write(json.dumps({"cmd": cmd, **params}).encode() + b"\n")
+        writer.write(json.dumps({"cmd": cmd, **(params or {})}).encode() + b"\n")
         await writer.drain()
         answer: dict[str, Any] = json.loads(await asyncio.wait_for(reader.readline(), timeout))
     finally:

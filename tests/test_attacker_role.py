@@ -35,7 +35,7 @@ def test_switching_attacks_between_sessions_without_a_restart(state: StateDir) -
         control_port = await control.start("127.0.0.1", 0)
         try:
             for attack_id in ("eavesdrop", "replay", None):
-                answer = await request("127.0.0.1", control_port, "attack", id=attack_id)
+                answer = await request("127.0.0.1", control_port, "attack", {"id": attack_id})
                 assert answer["attack"] == attack_id
                 await run_session(state, "127.0.0.1", attacker_port, NONE, list(SESSION))
                 await request("127.0.0.1", control_port, "idle")
@@ -75,9 +75,9 @@ def test_the_control_port_answers_garbage_and_keeps_working(state: StateDir) -> 
             writer.close()
             assert [b'"ok": false' in a for a in answers] == [True, True, True, True, False, True]
             with pytest.raises(ControlError, match="unknown attack 'teleport'"):
-                await request("127.0.0.1", port, "attack", id="teleport")
+                await request("127.0.0.1", port, "attack", {"id": "teleport"})
             with pytest.raises(ControlError, match="has no option"):
-                await request("127.0.0.1", port, "attack", id="replay", options={"lab_no_such": 1})
+                await request("127.0.0.1", port, "attack", {"id": "replay", "options": {"lab_no_such": 1}})
             assert (await request("127.0.0.1", port, "status"))["attack"] is None
         finally:
             await control.stop()

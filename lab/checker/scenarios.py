@@ -44,7 +44,8 @@ LADDER: Final = (
 
 @dataclass(frozen=True)
 class Scenario:
-    attack: str
+    attack: str | None
+    """None: no attack, the attacker relays untouched (a clean session)."""
     protections: Protections
     """Both sides'. The identity checks are the client's; server_random is the server's."""
     pin_first: bool = False
@@ -55,7 +56,7 @@ class Scenario:
         """Stable across runs: the same scenario has the same id in every report."""
         bits = "".join("1" if self.protections.as_dict()[p] else "0" for p in PROTECTION_IDS)
         tag = hashlib.sha256(f"{self.attack}:{bits}:{self.pin_first}".encode()).hexdigest()[:8]
-        return f"{self.attack}-{tag}"
+        return f"{self.attack or 'clean'}-{tag}"
 
     @property
     def profile(self) -> str:

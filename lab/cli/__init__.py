@@ -6,8 +6,9 @@ import click
 
 from lab.cli.attacker import attacker
 from lab.cli.bench import bench
+from lab.cli.check import check, demo, report
 from lab.cli.role import role
-from lab.cli.roles import client, demo, init, server
+from lab.cli.roles import client, init, server
 
 HELP = """\
 mitm-lab: watch man-in-the-middle attacks work, and watch each protection stop them.
@@ -19,7 +20,8 @@ sits in the middle; the evidence each role writes decides who won.
 
 \b
 Start here:
-  mitmlab demo                          a clean session, narrated
+  mitmlab check                         every attack against every protection: the detection report
+  mitmlab demo bit-flip --no-mac        one attack, narrated
   mitmlab server & mitmlab client balance
   mitmlab attacker --attack wrong-host & mitmlab client --connect 127.0.0.1:4434 balance
   mitmlab client --no-hostname transfer 100 bob
@@ -32,7 +34,7 @@ def cli() -> None:
     pass
 
 
-for command in (init, server, client, attacker, demo, bench, role):
+for command in (check, demo, report, init, server, client, attacker, bench, role):
     cli.add_command(command)
 
 

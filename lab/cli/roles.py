@@ -1,23 +1,19 @@
-"""The roles as commands: init, server, client, and demo (both in one process, narrated)."""
+"""The roles as commands for people: init, server, client (the attacker has its own module)."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
-from lab.channel.protections import Protections
 from lab.cli.errors import EXIT_CODES_HELP, EXIT_CONNECTION, fail, reported_errors
 from lab.cli.options import endpoint, protection_options, protections_from, state_dir_option
-from lab.evidence import read_evidence
-from lab.narrate import print_timeline
 from lab.roles.client import Command, SessionResult, run_session
-from lab.roles.server import BankServer, run_server
+from lab.roles.server import run_server
 from lab.state import SERVER_NAME, StateDir
 
 console = Console(highlight=False)
@@ -133,43 +129,3 @@ def transfer(obj: dict[str, Any], amount: int, to: str) -> None:
         f"transfer #{reply['transfer']} done: {amount} to {to}; balance {reply['balance']}  "
         f"(suite {result.handshake.suite})"
     )
-
-
-@click.command(epilog=EXIT_CODES_HELP)
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Keep the state here instead of a fresh temporary directory.",
-)
-@protection_options
-def demo(state_dir: Path | None, **switches: Any) -> None:
-    """Run one session on loopback (log in, transfer 100 to bob, read the balance) and narrate it."""
-    protections = protections_from(switches)
-    with reported_errors(), tempfile.TemporaryDirectory(prefix="mitmlab-demo-") as scratch:
-        state = StateDir(state_dir or Path(scratch)).ensure()
-        console.print(f"[bold]Demo:[/] a clean session with {protections.describe()}, no attacker.\n")
-        try:
-            asyncio.run(_demo_session(state, protections))
-        finally:
-            events = [
-                *read_evidence(state.evidence_path("server")),
-                *read_evidence(state.evidence_path("client")),
-            ]
-            print_timeline(events, console)
-
-
-async def _demo_session(state: StateDir, protections: Protections) -> None:
-    server = BankServer(state, protections)
-    port = await server.start("127.0.0.1", 0)
-    task = asyncio.create_task(server.serve_forever())
-    try:
-        await run_session(
-            state,
-            "127.0.0.1",
-            port,
-            protections,
-            [Command("transfer", to="bob", amount=100), Command("balance")],
-        )
-    finally:
-        task.cancel()
-        await server.stop()

@@ -1,0 +1,1 @@
+"""The checker: runs every attack against every protection and computes, from evidence, who won."""

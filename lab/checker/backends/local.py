@@ -1,0 +1,138 @@
+"""The local backend (the default): every role is a process on loopback, `mitmlab role NAME`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.checker.backends import Address, BackendError, Lane
+from lab.state import StateDir
+
+STARTUP_TIMEOUT = 60.0
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class _Roles:
+    processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
+    logs: dict[str, Path] = field(default_factory=dict)
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, template: StateDir, workdir: Path) -> None:
+        self.template = template
+        """A complete state directory; each lane gets a copy (certificates are slow to make)."""
+        self.workdir = workdir
+        self._roles: dict[int, _Roles] = {}
+
+    async def start(self, lanes: int) -> list[Lane]:
+        return list(await asyncio.gather(*(self._start_lane(n) for n in range(1, lanes + 1))))
+
+    async def _start_lane(self, number: int) -> Lane:
+        root = self.workdir / f"lane-{number}"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(self.template.root, root / "state")
+        state = StateDir(root / "state")
+        roles = self._roles[number] = _Roles()
+        server = await self._spawn(roles, root, "server", "--listen", f"{LOOPBACK}:0")
+        attacker_spawn = self._spawn(
+            roles,
+            root,
+            "attacker",
+            "--listen",
+            f"{LOOPBACK}:0",
+            "--upstream",
+            f"{LOOPBACK}:{server['service']}",
+        )
+        client_spawn = self._spawn(roles, root, "client")
+        attacker, client = await asyncio.gather(attacker_spawn, client_spawn)
+        return Lane(
+            number=number,
+            state=state,
+            server_control=Address(LOOPBACK, server["control"]),
+            attacker_control=Address(LOOPBACK, attacker["control"]),
+            client_control=Address(LOOPBACK, client["control"]),
+            server_service=Address(LOOPBACK, server["service"]),
+            attacker_service=Address(LOOPBACK, attacker["service"]),
+        )
+
+    async def _spawn(self, roles: _Roles, root: Path, name: str, *args: str) -> dict[str, int]:
+        ready = root / f"{name}.ready"
+        ready.unlink(missing_ok=True)
+        log = roles.logs[name] = root / f"{name}.log"
+        with log.open("wb") as output:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "lab",
+                "role",
+                name,
+                "--control",
+                f"{LOOPBACK}:0",
+                "--state-dir",
+                str(root / "state"),
+                "--ready-file",
+                str(ready),
+                *args,
+                stdout=output,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        roles.processes[name] = process
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                while not ready.exists() or not ready.read_text().strip():
+                    if process.returncode is not None:
+                        raise BackendError(f"the {name} role exited at start: {_tail(log)}")
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise BackendError(
+                f"the {name} role did not start within {STARTUP_TIMEOUT:g} s: {_tail(log)}"
+            ) from None
+        addresses: dict[str, int] = json.loads(ready.read_text())
+        return addresses
+
+    def dead_roles(self, lane: Lane) -> list[str]:
+        roles = self._roles.get(lane.number)
+        if roles is None:
+            return ["server", "attacker", "client"]
+        return [
+            f"{name} (exit code {process.returncode}: {_tail(roles.logs[name])})"
+            for name, process in roles.processes.items()
+            if process.returncode is not None
+        ]
+
+    async def restart(self, lane: Lane) -> Lane:
+        await self._stop_lane(lane.number)
+        return await self._start_lane(lane.number)
+
+    async def _stop_lane(self, number: int) -> None:
+        roles = self._roles.pop(number, None)
+        if roles is None:
+            return
+        for process in roles.processes.values():
+            if process.returncode is None:
+                process.terminate()
+        for process in roles.processes.values():
+            try:
+                await asyncio.wait_for(process.wait(), 10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(self._stop_lane(number) for number in list(self._roles)))
+
+
+def _tail(log: Path, lines: int = 5) -> str:
+    try:
+        text = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "no log"
+    return " | ".join(text[-lines:]) or "no output"

@@ -1,0 +1,160 @@
+"""The runner: plays scenarios on lanes of roles, through their control ports, and judges each run.
+
+One scenario on one lane:
+
+    server:   reset (fresh bank, no pins, no evidence), configure the scenario's protections
+    attacker: no attack
+    client:   a clean session straight to the server, if the scenario makes a key pin first
+              (its evidence is kept apart, under pre/)
+    attacker: the scenario's attack
+    client:   log in, transfer 100 to bob, read the balance, dialling the attacker as bank.lab
+    attacker, server: wait until idle (a session-replay happens after the client has gone)
+
+then the lane's evidence is copied into the report and the verdict computed from it. Identical
+scenarios (several views share some) run once. A run that times out, or whose roles die, is an
+`error` with the reason; the lane is restarted and the other scenarios go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from lab.channel.connection import key_fingerprint
+from lab.channel.protections import Protections
+from lab.checker.backends import Address, Backend, Lane
+from lab.checker.scenarios import Scenario
+from lab.checker.verdict import Event, GroundTruth, RunEvidence, Verdict, decide
+from lab.control import ControlError, request
+from lab.evidence import read_evidence
+from lab.state import SERVER_NAME, StateDir
+
+ROLES: Final = ("client", "attacker", "server")
+SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
+PIN_SESSION: Final = [{"op": "balance"}]
+SCENARIO_TIMEOUT: Final = 30.0
+
+
+def ground_truth(state: StateDir) -> GroundTruth:
+    key = state.server_leaf().private_key.public_key()
+    return GroundTruth(password=state.client_password(), server_key=key_fingerprint(key))
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    verdict: Verdict
+    duration_ms: float
+    evidence_dir: str
+    """Relative to the report directory."""
+    events: dict[str, list[Event]] = field(default_factory=dict)
+    pre_events: dict[str, list[Event]] = field(default_factory=dict)
+    client_outcome: dict[str, Any] | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        backend: Backend,
+        lanes: list[Lane],
+        truth: GroundTruth,
+        out: Path,
+        on_result: Callable[[RunResult], None] = lambda result: None,
+        timeout: float = SCENARIO_TIMEOUT,
+    ) -> None:
+        self.backend = backend
+        self.truth = truth
+        self.out = out
+        self.on_result = on_result
+        self.timeout = timeout
+        self._lanes: asyncio.Queue[Lane] = asyncio.Queue()
+        for lane in lanes:
+            self._lanes.put_nowait(lane)
+        self._runs: dict[str, asyncio.Task[RunResult]] = {}
+
+    @property
+    def results(self) -> dict[str, RunResult]:
+        return {
+            sid: task.result() for sid, task in self._runs.items() if task.done() and not task.cancelled()
+        }
+
+    async def run(self, scenario: Scenario) -> RunResult:
+        """The scenario's result, running it unless it ran (or is running) already."""
+        if scenario.id not in self._runs:
+            self._runs[scenario.id] = asyncio.create_task(self._on_a_lane(scenario))
+        return await self._runs[scenario.id]
+
+    async def _on_a_lane(self, scenario: Scenario) -> RunResult:
+        lane = await self._lanes.get()
+        try:
+            result = await self._play(lane, scenario)
+            if self.backend.dead_roles(lane) or result.verdict.error:
+                lane = await self.backend.restart(lane)
+        finally:
+            self._lanes.put_nowait(lane)
+        self.on_result(result)
+        return result
+
+    async def _play(self, lane: Lane, scenario: Scenario) -> RunResult:
+        started = time.perf_counter()
+        run = RunEvidence()
+        outcome: dict[str, Any] | None = None
+        pre = lane.state.root / "evidence" / "pre"
+        try:
+            async with asyncio.timeout(self.timeout):
+                outcome = await self._steps(lane, scenario, pre)
+                run.client_outcome = outcome["outcome"]
+        except TimeoutError:
+            run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
+        except (ControlError, OSError) as exc:
+            dead = self.backend.dead_roles(lane)
+            run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
+        duration = (time.perf_counter() - started) * 1000
+        destination = self.out / "evidence" / scenario.id
+        shutil.rmtree(destination, ignore_errors=True)
+        shutil.copytree(lane.state.root / "evidence", destination, dirs_exist_ok=True)
+        run.events = {role: list(read_evidence(destination / f"{role}.jsonl")) for role in ROLES}
+        pre_events = {role: list(read_evidence(destination / "pre" / f"{role}.jsonl")) for role in ROLES}
+        verdict = decide(run, self.truth)
+        relative = str(destination.relative_to(self.out))
+        return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome)
+
+    async def _steps(self, lane: Lane, scenario: Scenario, pre: Path) -> dict[str, Any]:
+        protections = scenario.protections.as_dict()
+        await _call(lane.server_control, "reset")
+        await _call(lane.server_control, "configure", protections=protections)
+        await _call(lane.attacker_control, "attack", id=None)
+        if scenario.pin_first:
+            await self._session(lane, scenario.protections, lane.server_service, PIN_SESSION)
+            await _call(lane.server_control, "idle")
+            pre.mkdir()
+            for log in (lane.state.root / "evidence").glob("*.jsonl"):
+                log.rename(pre / log.name)
+        await _call(lane.attacker_control, "attack", id=scenario.attack)
+        outcome = await self._session(lane, scenario.protections, lane.attacker_service, SESSION)
+        await _call(lane.attacker_control, "idle")
+        await _call(lane.server_control, "idle")
+        return outcome
+
+    @staticmethod
+    async def _session(
+        lane: Lane, protections: Protections, target: Address, commands: list[Any]
+    ) -> dict[str, Any]:
+        return await _call(
+            lane.client_control,
+            "session",
+            protections=protections.as_dict(),
+            host=target.host,
+            port=target.port,
+            server_name=SERVER_NAME,
+            commands=commands,
+        )
+
+
+async def _call(address: Address, cmd: str, **params: Any) -> dict[str, Any]:
+    return await request(address.host, address.port, cmd, params)

@@ -1,0 +1,110 @@
+"""The report's data: one JSON-ready dict built from a check; every writer renders from it.
+
+The schema is versioned and documented in docs/report-format.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from typing import Any, Final
+
+from lab.attacks import ATTACKS
+from lab.channel.protections import PROTECTION_DOCS, PROTECTION_IDS
+from lab.checker.check import CheckResult
+from lab.checker.runner import ROLES, RunResult
+from lab.checker.scenarios import LADDER, Placement
+from lab.checker.verdict import VERDICTS
+from lab.narrate import sentence
+
+SCHEMA: Final = "mitm-lab/report"
+VERSION: Final = 1
+
+
+def build(check: CheckResult) -> dict[str, Any]:
+    scenarios = [
+        _scenario(p, check.results[p.scenario.id]) for p in check.placements if p.scenario.id in check.results
+    ]
+    verdicts = Counter(check.results[sid].verdict.verdict for sid in check.results)
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "created": check.finished.isoformat(timespec="seconds"),
+        "backend": check.backend,
+        "views": list(check.views),
+        "attacks": list(check.attacks),
+        "protections": list(PROTECTION_IDS),
+        "summary": {
+            "runs": len(check.results),
+            "placements": len(scenarios),
+            **{verdict: verdicts.get(verdict, 0) for verdict in VERDICTS},
+            "duration_s": round(check.duration_s, 2),
+        },
+        "headline": {a: {p: cell.value for p, cell in row.items()} for a, row in check.headline.items()},
+        "headline_runs": {
+            a: {p: list(cell.runs) for p, cell in row.items()} for a, row in check.headline.items()
+        },
+        "weak_profiles": {
+            attack: {
+                "profile": weak.protections.describe() if weak.protections else None,
+                "protections": weak.protections.as_dict() if weak.protections else None,
+                "peeled": weak.peeled,
+                "how": weak.reason,
+            }
+            for attack, weak in check.weak_profiles.items()
+        },
+        "ladder_levels": [
+            {"level": level, "adds": list(adds), "story": story} for level, adds, story in LADDER
+        ],
+        "attack_info": {
+            a: {"summary": ATTACKS[a].summary, "evidence": ATTACKS[a].evidence} for a in check.attacks
+        },
+        "protection_info": dict(PROTECTION_DOCS),
+        "scenarios": scenarios,
+    }
+
+
+def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
+    scenario, verdict = run.scenario, run.verdict
+    protections = scenario.protections.as_dict()
+    return {
+        "id": scenario.id,
+        "view": placement.view,
+        "label": placement.label,
+        "attack": scenario.attack,
+        "profile": scenario.profile,
+        "protections": {"client": protections, "server": protections},
+        "pin_first": scenario.pin_first,
+        **verdict.to_json(),
+        "client_outcome": run.client_outcome,
+        "duration_ms": round(run.duration_ms, 1),
+        "evidence": {
+            "dir": run.evidence_dir,
+            "files": [f"{run.evidence_dir}/{role}.jsonl" for role in ROLES if run.events.get(role)],
+            "broken": [
+                {"kind": b.kind, "detail": b.detail, "events": [_brief(e) for e in b.events]}
+                for b in verdict.breakages
+            ],
+            "timeline": timeline(run.events),
+            "pin_session": timeline(run.pre_events) if scenario.pin_first else [],
+        },
+    }
+
+
+def timeline(events: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Every event that says something, in time order, with milliseconds from the first."""
+    ordered = sorted((e for role in events for e in events[role]), key=lambda e: e["ts"])
+    if not ordered:
+        return []
+    start = datetime.datetime.fromisoformat(ordered[0]["ts"])
+    lines = []
+    for event in ordered:
+        words = sentence(event)
+        if words is not None:
+            at = (datetime.datetime.fromisoformat(event["ts"]) - start).total_seconds() * 1000
+            lines.append({"ms": round(at, 1), "role": event["role"], "event": event["event"], "text": words})
+    return lines
+
+
+def _brief(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in ("ts",)}
