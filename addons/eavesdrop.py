@@ -28,9 +28,8 @@ class Eavesdrop(FrameAttack):
             if plaintext is None:
                 if not flow.metadata.get("lab_reported_ciphertext"):
                     flow.metadata["lab_reported_ciphertext"] = True
-                    self.evidence.failed(
-                        flow, f"records are encrypted ({view.suite.name})", protection="encryption"
-                    )
+                    reason = f"records are encrypted ({view.suite.name})"
+                    self.evidence.failed(flow, reason, protection="encryption", step="record")
             else:
                 for secret, value in secrets_in(plaintext):
                     where = f"{sender} record #{view.records[from_client] - 1}, in the clear"

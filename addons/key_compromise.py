@@ -49,7 +49,7 @@ class KeyCompromise(FrameAttack):
         try:
             records = decrypt_recording(replayed, stolen_key)
         except CannotDecrypt as why:
-            self.evidence.failed(flow, why.reason, protection=why.protection)
+            self.evidence.failed(flow, why.reason, protection=why.protection, step=why.step)
             return
         suite = flow_wire(flow).view.suite
         encrypted = bool(suite and suite.record.encrypts)

@@ -26,10 +26,11 @@ def readable_plaintext(suite: Suite, body: bytes) -> bytes | None:
 class CannotDecrypt(Exception):
     """Why a recording stays secret; `protection` when the recording shows which one."""
 
-    def __init__(self, reason: str, protection: str | None = None) -> None:
+    def __init__(self, reason: str, protection: str | None = None, step: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.protection = protection
+        self.step = step
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ def decrypt_recording(
             f"the session used {suite.name}: its pre-master came from ephemeral X25519 keys that never "
             "travelled and are gone; the server's long-term key does not recover it",
             protection="forward_secrecy",
+            step="client_key_exchange",
         )
     try:
         pre_master = server_key.decrypt(view.client_key_exchange, OAEP)

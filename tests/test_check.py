@@ -1,0 +1,206 @@
+"""`mitmlab check` end to end: every view, every attack, real roles as processes, twice.
+
+The expectations of the brief live here (the product only measures): which protection each attack
+needs, where on the ladder each attack is first stopped, and that two runs agree.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.attacks import ATTACK_IDS
+from lab.channel.protections import PROTECTION_IDS
+from lab.report.writers import FILES
+from tests.processes import mitmlab
+
+# The brief's table: the protection that should stop each attack, and the step it acts at.
+BRIEF = {
+    "eavesdrop": ("encryption", "record"),
+    "pubkey-swap": ("ca_trust", "server_certificate"),
+    "self-signed": ("ca_trust", "server_certificate"),
+    "wrong-host": ("hostname", "server_certificate"),
+    "expired-cert": ("validity", "server_certificate"),
+    "bit-flip": ("mac", "record"),
+    "replay": ("sequence_numbers", "record"),
+    "session-replay": ("server_random", "finished"),
+    "reflection": ("per_direction_keys", "record"),
+    "downgrade": ("transcript", "finished"),
+    "key-compromise": ("forward_secrecy", "client_key_exchange"),
+}
+
+# The whole headline as the lab measures it. Beyond the brief's table, three cells follow from how
+# the protections depend on each other, and the lab shows them:
+# - replay, reflection / mac: without a MAC nothing binds the counter or the key to a record, so
+#   sequence numbers and per-direction keys cannot refuse anything (reflection then hands the client
+#   a garbled record it accepts);
+# - key-compromise / encryption: an unencrypted recording needs no stolen key;
+# - session-replay: a fresh server random and a fresh ECDHE share each stop it on their own, so
+#   neither is needed while the other is on (defence in depth);
+# - pinning stops every certificate attack on its own, once a clean session has made the pin.
+NEEDED = {
+    "eavesdrop": {"encryption"},
+    "pubkey-swap": {"ca_trust"},
+    "self-signed": {"ca_trust"},
+    "wrong-host": {"hostname"},
+    "expired-cert": {"validity"},
+    "bit-flip": {"mac"},
+    "replay": {"mac", "sequence_numbers"},
+    "session-replay": set(),
+    "reflection": {"mac", "per_direction_keys"},
+    "downgrade": {"transcript"},
+    "key-compromise": {"encryption", "forward_secrecy"},
+}
+ALONE = {
+    "pubkey-swap": {"pinning"},
+    "self-signed": {"pinning"},
+    "wrong-host": {"pinning"},
+    "expired-cert": {"pinning"},
+    "session-replay": {"server_random", "forward_secrecy"},
+}
+# On the ladder each attack is first stopped at the level that adds its protection.
+FIRST_STOPPED_AT = {
+    "eavesdrop": "encryption",
+    "pubkey-swap": "ca_trust",
+    "self-signed": "ca_trust",
+    "wrong-host": "hostname",
+    "expired-cert": "validity",
+    "bit-flip": "mac",
+    "replay": "sequence_numbers",
+    "session-replay": "server_random",
+    "reflection": "per_direction_keys",
+    "downgrade": "transcript",
+    "key-compromise": "forward_secrecy",
+}
+
+
+def run_check(out: Path) -> dict[str, Any]:
+    result = mitmlab("check", "--out", str(out), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    report: dict[str, Any] = json.loads((out / "report.json").read_text())
+    return report
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    first, second = tmp_path_factory.mktemp("check-1"), tmp_path_factory.mktemp("check-2")
+    return first, run_check(first), run_check(second)
+
+
+def placed(report: dict[str, Any], view: str) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(s["attack"], s["label"]): s for s in report["scenarios"] if s["view"] == view}
+
+
+def test_all_four_reports_and_the_raw_evidence(runs: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
+    out, report, _ = runs
+    for name in FILES:
+        assert (out / name).stat().st_size > 0
+    assert report["schema"] == "mitm-lab/report" and report["version"] == 1
+    assert report["summary"]["error"] == 0
+    for scenario in report["scenarios"]:
+        assert {
+            "view",
+            "attack",
+            "protections",
+            "verdict",
+            "blocked_by",
+            "step",
+            "evidence",
+            "duration_ms",
+        } <= set(scenario)
+        assert set(scenario["protections"]) == {"client", "server"}
+        assert all((out / f).exists() for f in scenario["evidence"]["files"])
+
+
+def test_the_headline_holds_the_briefs_expectations(
+    runs: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, report, _ = runs
+    headline = report["headline"]
+    assert set(headline) == set(ATTACK_IDS)
+    for attack, (protection, _) in BRIEF.items():
+        assert headline[attack][protection] in ("needed", "stops_alone"), (attack, protection)
+    for attack in ATTACK_IDS:
+        measured_needed = {p for p in PROTECTION_IDS if headline[attack][p] == "needed"}
+        measured_alone = {p for p in PROTECTION_IDS if headline[attack][p] == "stops_alone"}
+        assert measured_needed == NEEDED[attack], attack
+        assert measured_alone == ALONE.get(attack, set()), attack
+        for protection in set(PROTECTION_IDS) - NEEDED[attack] - ALONE.get(attack, set()):
+            assert headline[attack][protection] == "no_effect"
+
+
+def test_recommended_blocks_every_attack_with_the_protection_the_brief_names(
+    runs: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, report, _ = runs
+    ablation = placed(report, "ablation")
+    for attack, (protection, step) in BRIEF.items():
+        baseline = ablation[(attack, "baseline")]
+        assert baseline["verdict"] == "blocked", attack
+        assert baseline["blocked_by"] == protection, (attack, baseline["blocked_by"])
+        assert baseline["step"] == step, attack
+
+
+def test_the_ladder_tells_the_story(runs: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
+    _, report, _ = runs
+    ladder = placed(report, "ladder")
+    levels = [level["level"] for level in report["ladder_levels"]]
+    for attack in ATTACK_IDS:
+        verdicts = [ladder[(attack, level)]["verdict"] for level in levels]
+        stopped = [level for level, v in zip(levels, verdicts, strict=True) if v == "blocked"]
+        assert stopped and stopped[0] == FIRST_STOPPED_AT[attack], (attack, verdicts)
+        below = verdicts[: levels.index(FIRST_STOPPED_AT[attack])]
+        expected = {"compromised", "unaffected"} if attack == "downgrade" else {"compromised"}
+        assert set(below) <= expected, (attack, verdicts)  # nothing stops it before its level
+    # Downgrade has nothing to strip until the client offers something stronger than the legacy suite.
+    assert ladder[("downgrade", "plaintext")]["verdict"] == "unaffected"
+
+
+def test_isolation_finds_each_weak_profile_by_peeling(
+    runs: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, report, _ = runs
+    for attack, (protection, _) in BRIEF.items():
+        weak = report["weak_profiles"][attack]
+        assert weak["protections"] is not None, attack
+        assert protection in weak["peeled"]
+    assert set(report["weak_profiles"]["session-replay"]["peeled"]) == {"server_random", "forward_secrecy"}
+    pinned = [s for s in report["scenarios"] if s["pin_first"]]
+    assert pinned and all(s["evidence"]["pin_session"] for s in pinned)  # the clean session came first
+
+
+def test_two_consecutive_runs_give_identical_verdicts(
+    runs: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, first, second = runs
+
+    def verdicts(report: dict[str, Any]) -> dict[tuple[str, str, str], tuple[str, str | None, str | None]]:
+        return {
+            (s["view"], s["attack"], s["label"]): (s["verdict"], s["blocked_by"], s["step"])
+            for s in report["scenarios"]
+        }
+
+    assert verdicts(first) == verdicts(second)
+    assert first["headline"] == second["headline"]
+
+
+def test_junit_has_one_case_per_scenario_and_compromised_ones_fail(
+    runs: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    out, report, _ = runs
+    cases = ET.parse(out / "junit.xml").getroot().findall(".//testcase")
+    assert len(cases) == len(report["scenarios"])
+    failed = [c for c in cases if c.find("failure") is not None]
+    assert len(failed) == sum(s["verdict"] == "compromised" for s in report["scenarios"])
+
+
+def test_report_show_prints_the_summary_again(runs: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
+    out, report, _ = runs
+    result = mitmlab("report", "show", str(out))
+    assert result.returncode == 0
+    assert f"{report['summary']['runs']} runs" in result.stdout and "eavesdrop" in result.stdout
