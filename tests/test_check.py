@@ -7,6 +7,8 @@ needs, where on the ladder each attack is first stopped, and that two runs agree
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -204,3 +206,46 @@ def test_report_show_prints_the_summary_again(runs: tuple[Path, dict[str, Any], 
     result = mitmlab("report", "show", str(out))
     assert result.returncode == 0
     assert f"{report['summary']['runs']} runs" in result.stdout and "eavesdrop" in result.stdout
+
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, (
+        "headless Chromium is needed: apt-get install chromium (./run-tests does it when run as root)"
+    )
+    return subprocess.run(
+        [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_html_report_renders_in_chromium(runs: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
+    """Opened from file:// with no network: the matrix renders, and a run's timeline opens from its link."""
+    out, report, _ = runs
+    page = (out / "report.html").as_uri()
+    dom = chromium("--dump-dom", page).stdout
+    matrix = dom[dom.index('<table id="matrix">') : dom.index("</table>", dom.index('<table id="matrix">'))]
+    assert matrix.count("<tr>") == 1 + len(ATTACK_IDS)
+    assert matrix.count('class="needed"') == sum(len(v) for v in NEEDED.values())
+    assert (
+        "http://" not in dom.split("<body>")[0] and "https://" not in dom.split("<body>")[0]
+    )  # nothing fetched
+
+    flipped = next(s for s in report["scenarios"] if s["attack"] == "bit-flip" and s["label"] == "weak")
+    focused = chromium("--dump-dom", f"{page}?only={flipped['id']}").stdout
+    assert f'<details class="run" id="run-{flipped["id"]}" open="">' in focused
+    assert "CHANGES the transfer recipient: bob -&gt; eve" in focused
+    assert "EXECUTES transfer #1: alice -&gt; eve 100" in focused
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, url in (("report-matrix.png", page), ("report-run.png", f"{page}?only={flipped['id']}")):
+        shot = ARTIFACTS / name
+        shot.unlink(missing_ok=True)
+        chromium("--window-size=1300,1500", f"--screenshot={shot}", url)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,12 +90,73 @@ def test_a_port_in_use_is_a_clear_error(state: StateDir) -> None:
     assert result.returncode == 5 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_init_then_demo(tmp_path: Path) -> None:
+def test_init_makes_a_state_directory(tmp_path: Path) -> None:
     result = mitmlab("init", "--state-dir", str(tmp_path / "s"))
     assert result.returncode == 0 and StateDir(tmp_path / "s").exists()
-    demo = mitmlab("demo", "--state-dir", str(tmp_path / "s"))
-    assert demo.returncode == 0
-    assert "EXECUTES transfer #1: alice -> bob 100" in demo.stdout
+    again = mitmlab("init", "--state-dir", str(tmp_path / "s"))
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_demo_narrates_an_attack_and_who_won() -> None:
+    weak = mitmlab("demo", "bit-flip", "--no-mac")
+    assert weak.returncode == 0, weak.stderr
+    text = " ".join(weak.stdout.split())
+    assert "CHANGES the transfer recipient: bob -> eve" in text
+    assert "EXECUTES transfer #1: alice -> eve 100" in text
+    assert "COMPROMISED: the server executed 100 to eve, which the client never sent" in text
+    strong = mitmlab("demo", "bit-flip")
+    assert "BLOCKED by mac at record (server)" in " ".join(strong.stdout.split())
+    clean = mitmlab("demo")
+    assert "EXECUTES transfer #1: alice -> bob 100" in clean.stdout and "No attack" in clean.stdout
+
+
+def test_demo_makes_the_pin_first_when_pinning_is_on() -> None:
+    result = mitmlab("demo", "self-signed", "--pinning", "--no-ca-trust")
+    text = " ".join(result.stdout.split())
+    assert "First a clean session straight to the server" in text and "key pin recorded" in text
+    assert "BLOCKED by pinning at server_certificate (client)" in text
+
+
+def test_check_with_one_view_and_one_attack(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = mitmlab("check", "--view", "ablation", "--attack", "eavesdrop", "--out", str(out), "--jobs", "1")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["views"] == ["ablation"] and report["attacks"] == ["eavesdrop"]
+    assert report["headline"]["eavesdrop"]["encryption"] == "needed"
+    assert "which protection stops which attack" in result.stdout
+
+
+def test_check_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    unwritable = mitmlab("check", "--out", str(blocker / "report"))
+    assert unwritable.returncode == 7 and "cannot write the report" in unwritable.stderr
+    unknown = mitmlab("check", "--attack", "teleport")
+    assert unknown.returncode == 2 and "eavesdrop" in unknown.stderr
+    for result in (unwritable, unknown):
+        assert "Traceback" not in result.stderr
+
+
+def test_report_serve_serves_the_html_on_loopback(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert mitmlab("check", "--view", "ladder", "--attack", "replay", "--out", str(out)).returncode == 0
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lab", "report", "serve", str(out), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert f"http://127.0.0.1:{port}/report.html" in process.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/report.html", timeout=10) as answer:
+            assert answer.status == 200 and b"mitm-lab detection report" in answer.read()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    missing = mitmlab("report", "show", str(tmp_path))
+    assert missing.returncode == 7 and "no report.json" in missing.stderr
 
 
 def test_the_attacker_command_with_mitmweb_and_the_control_port(state: StateDir, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ scenarios (several views share some) run once. A run that times out, or whose ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -93,7 +94,7 @@ class Runner:
         lane = await self._lanes.get()
         try:
             result = await self._play(lane, scenario)
-            if self.backend.dead_roles(lane) or result.verdict.error:
+            if result.verdict.error or await self.backend.dead_roles(lane):
                 lane = await self.backend.restart(lane)
         finally:
             self._lanes.put_nowait(lane)
@@ -112,12 +113,14 @@ class Runner:
         except TimeoutError:
             run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
         except (ControlError, OSError) as exc:
-            dead = self.backend.dead_roles(lane)
+            dead = await self.backend.dead_roles(lane, settle=1.0)
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
         duration = (time.perf_counter() - started) * 1000
         destination = self.out / "evidence" / scenario.id
         shutil.rmtree(destination, ignore_errors=True)
-        shutil.copytree(lane.state.root / "evidence", destination, dirs_exist_ok=True)
+        destination.mkdir(parents=True)
+        with contextlib.suppress(OSError):  # a run cut short mid-reset may have left no evidence at all
+            shutil.copytree(lane.state.root / "evidence", destination, dirs_exist_ok=True)
         run.events = {role: list(read_evidence(destination / f"{role}.jsonl")) for role in ROLES}
         pre_events = {role: list(read_evidence(destination / "pre" / f"{role}.jsonl")) for role in ROLES}
         verdict = decide(run, self.truth)

@@ -224,6 +224,9 @@ def demo(attack: str | None, **switches: Any) -> None:
         console.print()
     print_timeline([e for events in result.events.values() for e in events], console)
     verdict = result.verdict
+    if attack is None and verdict.verdict == "unaffected":
+        console.print("\nNo attack: the session ran as the bank meant it to.")
+        return
     line = f"\n[{VERDICT_STYLE[verdict.verdict]}]{SYMBOL[verdict.verdict]} {verdict.verdict.upper()}[/]"
     if verdict.breakages:
         line += ": " + "; ".join(b.detail for b in verdict.breakages)

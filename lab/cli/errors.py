@@ -25,7 +25,7 @@ Exit codes: 0 success; 2 usage error; 3 a protection on this side refused (the m
 the step); 4 the peer refused; 5 connection or protocol failure; 6 the bank declined the request;
 7 the state directory is missing or unusable."""
 
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(code: int, message: str) -> NoReturn:

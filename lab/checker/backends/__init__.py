@@ -40,8 +40,9 @@ class Backend(Protocol):
     async def restart(self, lane: Lane) -> Lane:
         """Replace a lane whose roles died or stopped answering."""
 
-    def dead_roles(self, lane: Lane) -> list[str]:
-        """The roles of `lane` that are no longer running, with how they ended."""
+    async def dead_roles(self, lane: Lane, settle: float = 0.0) -> list[str]:
+        """The roles of `lane` that are no longer running, with how they ended; `settle` seconds are
+        allowed for an exit that is under way to show."""
 
     async def stop(self) -> None: ...
 

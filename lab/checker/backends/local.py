@@ -98,10 +98,22 @@ class LocalBackend:
         addresses: dict[str, int] = json.loads(ready.read_text())
         return addresses
 
-    def dead_roles(self, lane: Lane) -> list[str]:
+    def pid(self, lane: Lane, role: str) -> int:
+        """The process id of one of the lane's roles."""
+        return self._roles[lane.number].processes[role].pid
+
+    async def dead_roles(self, lane: Lane, settle: float = 0.0) -> list[str]:
         roles = self._roles.get(lane.number)
         if roles is None:
             return ["server", "attacker", "client"]
+        if settle:  # a process killed a moment ago may not have been reaped yet
+            waits = [
+                asyncio.ensure_future(p.wait()) for p in roles.processes.values() if p.returncode is None
+            ]
+            if waits:
+                await asyncio.wait(waits, timeout=settle)
+                for wait in waits:
+                    wait.cancel()
         return [
             f"{name} (exit code {process.returncode}: {_tail(roles.logs[name])})"
             for name, process in roles.processes.items()
