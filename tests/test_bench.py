@@ -40,3 +40,11 @@ def test_bench_proxy_compares_the_attacker_with_going_direct(tmp_path: Path) -> 
     assert rows["session, through the attacker (median)"]["reference"] == "session, direct (median)"
     assert "attacker adds to a session" in rows
     assert rows["AES-GCM records, through the attacker"]["value"] > 0
+
+
+def test_bench_check_times_the_full_run(tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    result = mitmlab("bench", "check", "--json", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row["value"] for row in json.loads(out.read_text())}
+    assert rows["runs in error"] == 0 and rows["runs"] > 200 and rows["runs per second"] > 0

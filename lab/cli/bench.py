@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -32,7 +33,8 @@ def _report(title: str, results: list[Result], json_path: Path | None) -> None:
         table.add_column(column, justify="left" if column == "measurement" else "right")
     for result, ratio in ratios(results):
         reference = f"{ratio:.2f} x {result.reference}" if ratio is not None else ""
-        table.add_row(result.name, f"{result.value:,.1f} {result.unit}", reference)
+        value = f"{result.value:,.0f}" if float(result.value).is_integer() else f"{result.value:,.1f}"
+        table.add_row(result.name, f"{value} {result.unit}".strip(), reference)
     console.print(table)
     if json_path is not None:
         rows = [
@@ -114,6 +116,43 @@ def proxy(sessions: int, megabytes: int, repeats: int, json_path: Path | None) -
             task = progress.add_task("measuring", total=bench_run.steps)
             results = asyncio.run(bench_run.run(lambda: progress.advance(task)))
     _report("the attacker in the middle vs direct (goal: adds under 5 ms to a session)", results, json_path)
+
+
+@bench.command(name="check")
+@click.option("--jobs", type=click.IntRange(min=1, max=16), default=2, show_default=True)
+@json_option
+def check_command(jobs: int, json_path: Path | None) -> None:
+    """The full `mitmlab check --view all`, timed: runs per second (goal: the whole run under 60 s)."""
+    from lab.attacks import ATTACK_IDS
+    from lab.checker.backends.local import LocalBackend
+    from lab.checker.check import run_check
+    from lab.checker.scenarios import VIEWS
+
+    with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
+        work = Path(scratch)
+        started = time.perf_counter()
+        template = StateDir(work / "template").ensure()
+        backend = LocalBackend(template, work / "lanes")
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("running the full check", total=None)
+            result = asyncio.run(
+                run_check(
+                    backend, template, VIEWS, ATTACK_IDS, jobs, work / "out", lambda r: progress.advance(task)
+                )
+            )
+        wall = time.perf_counter() - started
+    runs = len(result.results)
+    _report(
+        f"mitmlab check --view all, {jobs} lanes (goal: under 60 s)",
+        [
+            Result("runs", runs, ""),
+            Result("placements in the views", len(result.placements), ""),
+            Result("wall time, set-up included", wall, "s"),
+            Result("runs per second", runs / wall, "/s"),
+            Result("runs in error", len(result.errors), ""),
+        ],
+        json_path,
+    )
 
 
 @bench.command(name="crypto")
