@@ -11,7 +11,7 @@ from rich.console import Console
 
 from lab.attacks import ATTACK_IDS, ATTACKS
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
-from lab.cli.options import endpoint, state_dir_option
+from lab.cli.options import endpoint_option, state_dir_option
 from lab.control import ControlServer
 from lab.evidence import follow
 from lab.narrate import sentence, styled_line
@@ -42,22 +42,8 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     show_default=True,
     help="The attack to run; none relays untouched.",
 )
-@click.option(
-    "--listen",
-    callback=endpoint,
-    metavar="HOST:PORT",
-    default="127.0.0.1:4434",
-    show_default=True,
-    help="Where clients dial the attacker (port 0 picks one).",
-)
-@click.option(
-    "--upstream",
-    callback=endpoint,
-    metavar="HOST:PORT",
-    default="127.0.0.1:4433",
-    show_default=True,
-    help="The real server, behind the attacker.",
-)
+@endpoint_option("--listen", "127.0.0.1:4434", "Where clients dial the attacker (port 0 picks one).")
+@endpoint_option("--upstream", "127.0.0.1:4433", "The real server, behind the attacker.")
 @click.option(
     "--addon",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -70,18 +56,8 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     metavar="NAME=VALUE",
     help="An option of the attack's addon, e.g. --set lab_bitflip_to=eve (repeatable).",
 )
-@click.option(
-    "--control",
-    callback=lambda c, p, v: endpoint(c, p, v) if v else None,
-    metavar="HOST:PORT",
-    help="Serve the control port here, to switch attacks without a restart.",
-)
-@click.option(
-    "--web",
-    callback=lambda c, p, v: endpoint(c, p, v) if v else None,
-    metavar="HOST:PORT",
-    help="Also serve mitmweb's live view here (e.g. 127.0.0.1:8081).",
-)
+@endpoint_option("--control", None, "Serve the control port here, to switch attacks without a restart.")
+@endpoint_option("--web", None, "Also serve mitmweb's live view here (e.g. 127.0.0.1:8081).")
 @click.option(
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -24,6 +24,22 @@ def endpoint(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     return host.strip("[]"), int(port)
 
 
+def endpoint_option(flag: str, default: str | None, help: str) -> Callable[[F], F]:
+    """A HOST:PORT option; without a default it is optional and None when absent."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, int] | None:
+        return None if value is None else endpoint(ctx, param, value)
+
+    return click.option(
+        flag,
+        callback=parse,
+        metavar="HOST:PORT",
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
 def state_dir_option(f: F) -> F:
     return click.option(
         "--state-dir",

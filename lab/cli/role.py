@@ -15,7 +15,7 @@ import click
 
 from lab.channel.protections import RECOMMENDED
 from lab.cli.errors import EXIT_CONNECTION, fail, reported_errors
-from lab.cli.options import endpoint, state_dir_option
+from lab.cli.options import endpoint_option, state_dir_option
 from lab.control import ControlServer, Handler
 from lab.roles import client as client_role
 from lab.roles.attacker import AttackerRole, CannotListen
@@ -25,30 +25,9 @@ from lab.state import StateDir
 
 @click.command()
 @click.argument("name", type=click.Choice(["server", "attacker", "client"]))
-@click.option(
-    "--control",
-    callback=endpoint,
-    metavar="HOST:PORT",
-    default="127.0.0.1:0",
-    show_default=True,
-    help="The control port (JSON lines).",
-)
-@click.option(
-    "--listen",
-    callback=endpoint,
-    metavar="HOST:PORT",
-    default="127.0.0.1:0",
-    show_default=True,
-    help="The server's or attacker's service address.",
-)
-@click.option(
-    "--upstream",
-    callback=endpoint,
-    metavar="HOST:PORT",
-    default="127.0.0.1:4433",
-    show_default=True,
-    help="The attacker's upstream: the real server.",
-)
+@endpoint_option("--control", "127.0.0.1:0", "The control port (JSON lines).")
+@endpoint_option("--listen", "127.0.0.1:0", "The server's or attacker's service address.")
+@endpoint_option("--upstream", "127.0.0.1:4433", "The attacker's upstream: the real server.")
 @click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),

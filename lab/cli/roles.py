@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 
 from lab.cli.errors import EXIT_CODES_HELP, EXIT_CONNECTION, fail, reported_errors
-from lab.cli.options import endpoint, protection_options, protections_from, state_dir_option
+from lab.cli.options import endpoint_option, protection_options, protections_from, state_dir_option
 from lab.roles.client import Command, SessionResult, run_session
 from lab.roles.server import run_server
 from lab.state import SERVER_NAME, StateDir
@@ -33,14 +33,7 @@ def init(state_dir: Path) -> None:
 
 
 @click.command(epilog=EXIT_CODES_HELP)
-@click.option(
-    "--listen",
-    callback=endpoint,
-    metavar="HOST:PORT",
-    default="127.0.0.1:4433",
-    show_default=True,
-    help="Address to listen on (port 0 picks a free port).",
-)
+@endpoint_option("--listen", "127.0.0.1:4433", "Address to listen on (port 0 picks a free port).")
 @click.option(
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -71,13 +64,8 @@ def server(listen: tuple[str, int], port_file: Path | None, state_dir: Path, **s
 
 
 @click.group(epilog=EXIT_CODES_HELP)
-@click.option(
-    "--connect",
-    callback=endpoint,
-    metavar="HOST:PORT",
-    default="127.0.0.1:4433",
-    show_default=True,
-    help="Where to dial: the server, or the attacker standing in front of it.",
+@endpoint_option(
+    "--connect", "127.0.0.1:4433", "Where to dial: the server, or the attacker standing in front of it."
 )
 @click.option(
     "--server-name",
