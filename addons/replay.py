@@ -32,7 +32,8 @@ class Replay(FrameAttack):
         if index == ctx.options.lab_replay_record:
             flow.metadata["lab_recorded"] = frame.encode()
         elif index == ctx.options.lab_replay_record + 1 and "lab_recorded" in flow.metadata:
-            self.evidence.injected(flow, "client record replayed", record=ctx.options.lab_replay_record)
+            replayed = ctx.options.lab_replay_record
+            self.evidence.injected(flow, f"the client's record #{replayed} a second time", record=replayed)
             return [flow.metadata.pop("lab_recorded"), frame.encode()]
         return [frame.encode()]
 

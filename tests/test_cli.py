@@ -89,7 +89,11 @@ def test_a_port_in_use_is_a_clear_error(state: StateDir) -> None:
         result = mitmlab("server", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state.root))
         role = mitmlab("role", "server", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state.root))
     assert result.returncode == 5 and "cannot listen" in result.stderr and "Traceback" not in result.stderr
-    assert role.returncode == 5 and "the server role cannot start" in role.stderr and "Traceback" not in role.stderr
+    assert (
+        role.returncode == 5
+        and "the server role cannot start" in role.stderr
+        and "Traceback" not in role.stderr
+    )
 
 
 def test_init_makes_a_state_directory(tmp_path: Path) -> None:
