@@ -16,6 +16,7 @@ from lab.channel.connection import (
     ClientConnection,
     Event,
     HandshakeComplete,
+    RecentClientHellos,
     ServerConfig,
     ServerConnection,
 )
@@ -87,11 +88,12 @@ def make_pair(
     tamper: Tamper = passthrough,
     server_leaf: str | None = None,
     server_name: str = SERVER_NAME,
+    hellos: RecentClientHellos | None = None,
 ) -> Pair:
     """A client and server over `state`'s PKI. `server_leaf` names an attacker certificate to present."""
     leaf = state.attacker_leaf(server_leaf) if server_leaf else state.server_leaf()
     return Pair(
         ClientConnection(ClientConfig(client, server_name, state.trust())),
-        ServerConnection(ServerConfig(server or client, leaf.chain, leaf.private_key)),
+        ServerConnection(ServerConfig(server or client, leaf.chain, leaf.private_key, hellos=hellos)),
         tamper,
     )

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import datetime
 import itertools
+import subprocess
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lab.channel.connection import ApplicationData
-from lab.channel.errors import LocalProtocolError, RemoteProtocolError
+from lab.channel.connection import ApplicationData, ServerConfig, ServerConnection
+from lab.channel.errors import LocalProtocolError, RecordTampered, RemoteProtocolError
+from lab.channel.frames import FrameType
 from lab.channel.protections import NONE, RECOMMENDED, Protections
 from lab.channel.suites import KeyExchange, RecordProtection, Suite, offered_suites
+from lab.pki.authority import CertificateAuthority
 from lab.state import StateDir
 from tests.pair import make_pair
 
@@ -105,3 +111,35 @@ def test_protections_value_api() -> None:
     assert NONE.plus("mac").describe() == "none +mac"
     with pytest.raises(ValueError, match="unknown protection 'macc'"):
         RECOMMENDED.without("macc")
+
+
+def test_a_key_too_small_for_rsa_oaep_is_a_protocol_error(state: StateDir) -> None:
+    ca = CertificateAuthority.create("tiny CA", now=datetime.datetime.now(datetime.UTC))
+    # cryptography will not make a key this small; openssl will (made now, never committed).
+    pem = subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:768"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    weak_key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(weak_key, rsa.RSAPrivateKey)
+    leaf = ca.issue("bank.lab", now=datetime.datetime.now(datetime.UTC), key=weak_key)
+    protections = RECOMMENDED.without("ca_trust", "forward_secrecy")
+    pair = make_pair(state, protections)
+    pair.server = ServerConnection(ServerConfig(protections, leaf.chain, leaf.private_key))
+    with pytest.raises(RemoteProtocolError, match="768-bit RSA key is too small") as caught:
+        pair.handshake()
+    assert caught.value.step == "server_certificate"
+
+
+def test_good_records_before_a_bad_one_are_delivered_before_the_error(state: StateDir) -> None:
+    pair = make_pair(state, RECOMMENDED)
+    pair.handshake()
+    good = pair.client.send_application_data(b"first").frame
+    bad = bytearray(pair.client.send_application_data(b"second").frame)
+    bad[-1] ^= 1
+    events = pair.server.receive_data(good + bytes(bad))
+    assert [e.data for e in events if isinstance(e, ApplicationData)] == [b"first"]
+    with pytest.raises(RecordTampered):
+        pair.server.receive_data(b"")
+    assert pair.server.data_to_send()[0] == FrameType.ALERT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,7 @@ from lab.channel.errors import (
 from lab.channel.protections import NONE, RECOMMENDED
 from lab.pki.authority import CertificateAuthority
 from lab.pki.pins import KnownHosts
-from lab.pki.verify import check_chain, check_hostname, check_validity
+from lab.pki.verify import LabTrust, check_chain, check_hostname, check_validity
 from lab.state import ATTACKER_CERTIFICATES, StateDir, load_certificates
 
 NOW = datetime.datetime.now(datetime.UTC)
@@ -104,3 +105,22 @@ def test_no_checks_at_all_under_none(state: StateDir) -> None:
 def test_no_key_or_certificate_is_committed() -> None:
     tracked = subprocess.run(["git", "ls-files"], capture_output=True, text=True, check=True).stdout.split()
     assert not [f for f in tracked if f.endswith((".pem", ".key", ".crt", ".der", ".p12"))]
+
+
+@pytest.mark.parametrize(
+    "names", [("*.lab.test", "bank.lab.test"), ("*.lab.test",), ("bank_lab", "bank.lab.test")]
+)
+def test_wildcards_and_odd_names_are_checked_not_crashed_on(names: tuple[str, ...]) -> None:
+    ca = CertificateAuthority.create("test CA", now=NOW)
+    leaf = ca.issue(*names, now=NOW)
+    identity = LabTrust([ca.certificate], KnownHosts(Path("/nonexistent/known_hosts"))).verify(
+        leaf.chain, "bank.lab.test", RECOMMENDED, NOW
+    )
+    assert identity.checks == ("validity", "ca_trust", "hostname")
+
+
+def test_a_certificate_with_no_usable_name_is_untrusted_not_a_crash() -> None:
+    ca = CertificateAuthority.create("test CA", now=NOW)
+    leaf = ca.issue("bank_lab", now=NOW)
+    with pytest.raises(CertificateUntrusted, match="no DNS name"):
+        check_chain(leaf.certificate, [], [ca.certificate], NOW)

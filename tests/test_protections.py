@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from lab.channel import errors
-from lab.channel.connection import OAEP, ApplicationData, ServerConfig, ServerConnection
+from lab.channel.connection import OAEP, ApplicationData, RecentClientHellos, ServerConfig, ServerConnection
 from lab.channel.frames import Frame, FrameType
 from lab.channel.keys import derive_session_keys
 from lab.channel.messages import (
@@ -324,7 +324,9 @@ def test_transcript_refuses_a_finished_without_its_transcript_mac(state: StateDi
         pair.handshake()
 
 
-def record_client_flight(state: StateDir, protections: Protections) -> list[bytes]:
+def record_client_flight(
+    state: StateDir, protections: Protections, hellos: RecentClientHellos
+) -> list[bytes]:
     """Run a session (login, transfer); return every frame the client sent, as an attacker records it."""
     flight: list[bytes] = []
 
@@ -333,16 +335,19 @@ def record_client_flight(state: StateDir, protections: Protections) -> list[byte
             flight.append(frame)
         return [frame]
 
-    pair = make_pair(state, protections, tamper=recorder)
+    pair = make_pair(state, protections, tamper=recorder, hellos=hellos)
     pair.handshake()
     pair.client_sends(b"login alice")
     pair.client_sends(b"transfer 100 to bob")
     return flight
 
 
-def replay_into_new_connection(state: StateDir, protections: Protections, flight: list[bytes]) -> list[bytes]:
+def replay_into_new_connection(
+    state: StateDir, protections: Protections, flight: list[bytes], hellos: RecentClientHellos
+) -> list[bytes]:
+    """The same server (it remembers the ClientHellos it saw) receives the recorded flight again."""
     leaf = state.server_leaf()
-    server = ServerConnection(ServerConfig(protections, leaf.chain, leaf.private_key))
+    server = ServerConnection(ServerConfig(protections, leaf.chain, leaf.private_key, hellos=hellos))
     delivered: list[bytes] = []
     for frame in flight:
         delivered += [e.data for e in server.receive_data(frame) if isinstance(e, ApplicationData)]
@@ -351,23 +356,41 @@ def replay_into_new_connection(state: StateDir, protections: Protections, flight
 
 def test_server_random_refuses_a_client_flight_replayed_into_a_new_connection(state: StateDir) -> None:
     protections = RECOMMENDED.without("forward_secrecy")  # RSA: the recorded pre-master still decrypts
-    flight = record_client_flight(state, protections)
+    hellos = RecentClientHellos()
+    flight = record_client_flight(state, protections, hellos)
     with pytest.raises(errors.StaleKeysFromServerRandom) as caught:
-        replay_into_new_connection(state, protections, flight)
+        replay_into_new_connection(state, protections, flight, hellos)
     refused(caught, "server_random", "finished")
 
     weak = protections.without("server_random")
-    flight = record_client_flight(state, weak)
-    assert replay_into_new_connection(state, weak, flight) == [b"login alice", b"transfer 100 to bob"]
+    flight = record_client_flight(state, weak, hellos)
+    assert replay_into_new_connection(state, weak, flight, hellos) == [b"login alice", b"transfer 100 to bob"]
 
 
 def test_forward_secrecy_alone_also_refuses_a_replayed_flight(state: StateDir) -> None:
     """With no server random, the fresh ephemeral share makes the replayed keys stale on its own."""
     protections = RECOMMENDED.without("server_random")
-    flight = record_client_flight(state, protections)
+    hellos = RecentClientHellos()
+    flight = record_client_flight(state, protections, hellos)
     with pytest.raises(errors.StaleKeysFromEphemeralShare) as caught:
-        replay_into_new_connection(state, protections, flight)
+        replay_into_new_connection(state, protections, flight, hellos)
     refused(caught, "forward_secrecy", "finished")
+
+
+def test_a_key_exchange_altered_on_the_wire_is_not_called_a_replay(state: StateDir) -> None:
+    """Keys that differ for a ClientHello never seen before: no fresh input to blame, a protocol error."""
+
+    def swap_pre_master(direction: str, frame: bytes) -> list[bytes]:
+        if direction == "c2s" and body(frame)[0] == ClientKeyExchange.msg_type:
+            key = state.server_leaf().private_key.public_key()
+            return [with_body(frame, ClientKeyExchange(key.encrypt(bytes(48), OAEP)).encode())]
+        return [frame]
+
+    protections = RECOMMENDED.without("forward_secrecy")
+    pair = make_pair(state, protections, tamper=swap_pre_master, hellos=RecentClientHellos())
+    with pytest.raises(errors.RemoteProtocolError, match="key exchange was altered") as caught:
+        pair.handshake()
+    assert not isinstance(caught.value, errors.Refusal) and caught.value.step == "finished"
 
 
 def test_forward_secrecy_refuses_a_key_share_not_signed_by_the_certificate(state: StateDir) -> None:

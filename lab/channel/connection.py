@@ -132,12 +132,33 @@ class ClientConfig:
     """A cipher list that replaces the one the protections imply (for benchmarks); None: the protections'."""
 
 
+class RecentClientHellos:
+    """The client randoms a server has seen lately (shared by its connections), so that a refusal can
+    say whether the flight it refused was a replay. It decides nothing: keys computed for another
+    session fail their confirmation whether or not the random is remembered."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._seen: dict[bytes, None] = {}
+        self.size = size
+
+    def seen_before(self, client_random: bytes) -> bool:
+        """Whether this random was seen before; remembers it either way."""
+        if client_random in self._seen:
+            return True
+        self._seen[client_random] = None
+        if len(self._seen) > self.size:
+            del self._seen[next(iter(self._seen))]
+        return False
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     protections: Protections
     certificate_chain: tuple[x509.Certificate, ...]
     private_key: rsa.RSAPrivateKey
     random: Callable[[int], bytes] = os.urandom
+    hellos: RecentClientHellos | None = None
+    """Shared by a server's connections; None: refusals cannot tell a replayed flight."""
     suites: tuple[Suite, ...] | None = None
     """A cipher list that replaces the one the protections imply (for benchmarks); None: the protections'."""
 
@@ -213,6 +234,8 @@ class _Handshake:
     keys: SessionKeys | None = None
     identity: VerifiedIdentity | None = None
     ephemeral: X25519PrivateKey | None = None
+    replayed_hello: bool = False
+    """The server has seen this ClientHello's random before."""
 
 
 class _Endpoint:
@@ -230,6 +253,8 @@ class _Endpoint:
         self._outgoing = bytearray()
         self._handshake = _Handshake()
         self._records: RecordLayer | None = None
+        self.deferred_error: ChannelError | None = None
+        """An error that came after events already returned; the next call raises it."""
 
     # Public API --------------------------------------------------------------------------------------
 
@@ -238,23 +263,33 @@ class _Endpoint:
         return self._handshake.suite
 
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes from the peer. Raises `Refusal`, `RemoteProtocolError` or `PeerRefused`."""
+        """Feed bytes from the peer. Raises `Refusal`, `RemoteProtocolError` or `PeerRefused`.
+
+        When the bytes hold good frames and then a bad one, the good frames' events are returned and
+        the error is raised by the next call (as h11 does): nothing the peer sent validly is lost.
+        """
+        if self.deferred_error is not None:
+            raise self.deferred_error
         if self.state is State.CLOSED:
             raise LocalProtocolError("the connection is closed")
         events: list[Event] = []
         try:
             for frame in self._frames.feed(data):
                 events += self._on_frame(frame)
-        except PeerRefused:
-            self.state = State.CLOSED
-            raise
         except ChannelError as exc:
-            self._alert(exc)
-            raise
+            if isinstance(exc, PeerRefused):
+                self.state = State.CLOSED
+            else:
+                self._alert(exc)
+            if not events:
+                raise
+            self.deferred_error = exc
         return events
 
     def receive_eof(self) -> None:
         """The peer closed its side. Raises when that cut a frame or the handshake short."""
+        if self.deferred_error is not None:
+            raise self.deferred_error
         if self.state is not State.ESTABLISHED or self._frames.pending:
             step = _STEP_OF_STATE.get(self.state, "handshake")
             what = "a frame" if self._frames.pending else "the handshake"
@@ -398,7 +433,14 @@ class ClientConnection(_Endpoint):
             self.state = State.WAIT_SERVER_KEY_EXCHANGE
             return []
         pre_master = self._random(PRE_MASTER_SIZE)
-        self._send_key_exchange(hs.identity.public_key.encrypt(pre_master, OAEP), pre_master)
+        try:
+            encrypted = hs.identity.public_key.encrypt(pre_master, OAEP)
+        except ValueError:
+            raise RemoteProtocolError(
+                f"the certificate's {hs.identity.public_key.key_size}-bit RSA key is too small for RSA-OAEP",
+                step="server_certificate",
+            ) from None
+        self._send_key_exchange(encrypted, pre_master)
         return []
 
     def _on_server_key_exchange(self, message: HandshakeMessage, raw: bytes) -> list[Event]:
@@ -468,6 +510,7 @@ class ServerConnection(_Endpoint):
         hs = self._handshake
         hs.transcript.update(raw)
         hs.client_random, hs.offered = message.random, message.suites
+        hs.replayed_hello = bool(self.config.hellos and self.config.hellos.seen_before(message.random))
         own = RecordFeatures.of(self.protections)
         if message.features != own:
             raise RemoteProtocolError(
@@ -533,23 +576,27 @@ class ServerConnection(_Endpoint):
         return [self._complete()]
 
     def _stale_keys(self) -> ChannelError:
-        """The client's flight was computed for other keys. Name this server's fresh contribution."""
+        """The client's Finished was computed for other keys. For a ClientHello seen before (a replayed
+        flight), name this server's fresh contribution that made the keys differ."""
         hs = self._handshake
+        if not hs.replayed_hello:
+            return RemoteProtocolError(
+                "the client's Finished does not confirm this session's keys: the key exchange was altered",
+                step="finished",
+            )
         if self.protections.server_random:
             return StaleKeysFromServerRandom(
-                "the client's Finished was computed for other keys: a flight made for another server random "
-                "(replayed?)",
+                "a replayed flight: this ClientHello was seen before, and its Finished was computed for "
+                "another server random",
                 step="finished",
             )
         if hs.ephemeral is not None:
             return StaleKeysFromEphemeralShare(
-                "the client's Finished was computed for other keys: a flight made for another ephemeral "
-                "share (replayed?)",
+                "a replayed flight: this ClientHello was seen before, and its Finished was computed for "
+                "another ephemeral share",
                 step="finished",
             )
-        return RemoteProtocolError(
-            "the client's Finished does not confirm this session's keys", step="finished"
-        )
+        return RemoteProtocolError("a replayed flight whose keys still differ", step="finished")
 
     _TRANSITIONS: ClassVar[dict[tuple[State, MessageType], Handler]] = {
         (State.WAIT_CLIENT_HELLO, MessageType.CLIENT_HELLO): _on_client_hello,

@@ -96,16 +96,20 @@ def check_chain(
     trusted: Sequence[x509.Certificate],
     now: datetime.datetime,
 ) -> None:
-    names = dns_names(leaf)
-    if not names:
-        raise CertificateUntrusted("the certificate carries no DNS name to verify it for", step=STEP)
     inside_window = min(max(now, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
-    verifier = (
-        PolicyBuilder()
-        .store(Store(list(trusted)))
-        .time(inside_window)
-        .build_server_verifier(DNSName(names[0]))
-    )
+    policy = PolicyBuilder().store(Store(list(trusted))).time(inside_window)
+    verifier = None
+    for name in dns_names(leaf):
+        # Verify for a concrete name the certificate covers (a wildcard stands for any leftmost label):
+        # only the chain can fail here. cryptography refuses names it cannot parse; try the next.
+        candidate = "wildcard" + name[1:] if name.startswith("*.") else name
+        try:
+            verifier = policy.build_server_verifier(DNSName(candidate))
+            break
+        except ValueError:
+            continue
+    if verifier is None:
+        raise CertificateUntrusted("the certificate carries no DNS name to verify it for", step=STEP)
     try:
         verifier.verify(leaf, list(intermediates))
     except VerificationError as exc:

@@ -13,7 +13,7 @@ from typing import Any
 
 from lab.bank.ledger import Ledger
 from lab.bank.service import BankSession
-from lab.channel.connection import ServerConfig, ServerConnection
+from lab.channel.connection import RecentClientHellos, ServerConfig, ServerConnection
 from lab.channel.errors import ChannelError
 from lab.channel.protections import Protections
 from lab.control import ControlError, Handler, protections_from_request
@@ -28,7 +28,8 @@ class BankServer:
     ) -> None:
         self.state = state
         self.leaf = state.server_leaf()
-        self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key)
+        self.hellos = RecentClientHellos()
+        self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key, hellos=self.hellos)
         self.ledger = Ledger(state.ledger_path)
         self.evidence = state.evidence("server")
         self.timeouts = timeouts
@@ -62,7 +63,7 @@ class BankServer:
 
     def set_protections(self, protections: Protections) -> None:
         """The protections for the connections that come next."""
-        self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key)
+        self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key, hellos=self.hellos)
 
     async def idle(self, timeout: float = 30.0) -> None:
         """Wait until no session is open."""
@@ -76,6 +77,8 @@ class BankServer:
         self.ledger.close()
         self.state.reset()
         self.ledger = Ledger(self.state.ledger_path)
+        self.hellos = RecentClientHellos()
+        self.set_protections(self.config.protections)
 
     def control_handlers(self) -> dict[str, Handler]:
         async def configure(request: dict[str, Any]) -> dict[str, Any]:

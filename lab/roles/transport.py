@@ -77,6 +77,10 @@ class ChannelStream:
 
     async def _next_event(self) -> HandshakeComplete | ApplicationData | None:
         while not self._pending:
+            if self.conn.deferred_error is not None:  # bad bytes after good ones: now the error
+                await self._flush()
+                await self.close()
+                raise self.conn.deferred_error
             try:
                 data = await self.reader.read(READ_SIZE)
             except ConnectionError:
