@@ -74,6 +74,8 @@ class ControlServer:
             return {"ok": True, **await handler(request)}
         except ControlError as exc:
             return {"ok": False, "error": str(exc)}
+        except Exception as exc:  # a bug in the role: answer with it, and keep serving
+            return {"ok": False, "error": f"the role failed: {type(exc).__name__}: {exc}"}
 
     @staticmethod
     async def _answer(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
@@ -100,9 +102,15 @@ async def request(
     try:
         writer.write(json.dumps({"cmd": cmd, **(params or {})}).encode() + b"\n")
         await writer.drain()
-        answer: dict[str, Any] = json.loads(await asyncio.wait_for(reader.readline(), timeout))
+        line = await asyncio.wait_for(reader.readline(), timeout)
     finally:
         writer.close()
+    try:
+        answer = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ControlError(f"no answer to {cmd!r}: the role closed the connection or sent garbage") from None
+    if not isinstance(answer, dict):
+        raise ControlError(f"no answer to {cmd!r}: not a JSON object")
     if not answer.get("ok"):
         raise ControlError(answer.get("error", "error"))
     return answer

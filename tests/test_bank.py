@@ -59,6 +59,8 @@ def test_passwords_are_stored_hashed(state: StateDir) -> None:
         b'{"op":"transfer","to":"bob"}',
         b'{"op":"balance","extra":1}',
         b"",
+        b'{"op":[1]}',
+        b'{"op":{}}',
     ],
 )
 def test_malformed_requests_get_an_error_reply_and_execute_nothing(state: StateDir, message: bytes) -> None:

@@ -55,6 +55,13 @@ def test_only_a_real_secret_counts_as_read() -> None:
     real = event("attacker", "read", secret="password", value="s3cret", how="as_the_relay", where="x")
     verdict = decide(clean_session(real), TRUTH)
     assert [b.kind for b in verdict.breakages] == ["secret_read"]
+    odd = clean_session(
+        event("client", "reply", op="balance", reply={"ok": True, "balance": [1]}),
+        event("attacker", "read", secret="balance", value=[1], how="in_the_clear", where="x"),
+    )
+    assert (
+        decide(odd, TRUTH).verdict == "unaffected"
+    )  # a forged, unhashable balance neither counts nor crashes
     offline = event("attacker", "read", secret="balance", value=900, how="decrypted_offline", where="x")
     assert [b.kind for b in decide(clean_session(offline), TRUTH).breakages] == ["recording_decrypted"]
 

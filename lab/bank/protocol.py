@@ -71,7 +71,7 @@ _REQUEST_FIELDS: Final[dict[str, dict[str, type]]] = {
 def parse_request(data: bytes) -> Request:
     message = _decode_object(data)
     op = message.pop("op", None)
-    if op not in _REQUEST_FIELDS:
+    if not isinstance(op, str) or op not in _REQUEST_FIELDS:
         raise BankProtocolError(f"unknown operation {op!r}")
     expected = _REQUEST_FIELDS[op]
     if set(message) != set(expected):

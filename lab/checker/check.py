@@ -64,8 +64,8 @@ async def run_check(
     if unknown:
         raise ValueError(f"unknown views {sorted(unknown)}; views are {', '.join(VIEWS)}")
     started = datetime.datetime.now(datetime.UTC)
-    lanes = await backend.start(jobs)
     try:
+        lanes = await backend.start(jobs)
         runner = Runner(backend, lanes, ground_truth(template), out, on_result)
         placements = _static_placements(views, attacks)
         static = [runner.run(p.scenario) for p in placements]

@@ -115,6 +115,8 @@ class Runner:
         except (ControlError, OSError) as exc:
             dead = await self.backend.dead_roles(lane, settle=1.0)
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
+        except Exception as exc:  # a bug in the runner: this run is an error, the others go on
+            run.lab_error = f"the runner failed: {type(exc).__name__}: {exc}"
         duration = (time.perf_counter() - started) * 1000
         destination = self.out / "evidence" / scenario.id
         shutil.rmtree(destination, ignore_errors=True)
@@ -123,7 +125,10 @@ class Runner:
             shutil.copytree(lane.state.root / "evidence", destination, dirs_exist_ok=True)
         run.events = {role: list(read_evidence(destination / f"{role}.jsonl")) for role in ROLES}
         pre_events = {role: list(read_evidence(destination / "pre" / f"{role}.jsonl")) for role in ROLES}
-        verdict = decide(run, self.truth)
+        try:
+            verdict = decide(run, self.truth)
+        except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
+            verdict = Verdict("error", error=f"the evidence could not be judged: {type(exc).__name__}: {exc}")
         relative = str(destination.relative_to(self.out))
         return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome)
 

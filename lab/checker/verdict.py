@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from lab.channel.suites import Suite
+from lab.channel.suites import ALL_SUITES, Suite
 
 VERDICTS: Final = ("compromised", "blocked", "unaffected", "error")
 LAB_FAILURES: Final = ("internal_error", "addon_error")
@@ -140,7 +140,11 @@ def _secrets_read(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
         for e in run.of("client", "record_sent")
         if e.get("op") == "transfer"
     }
-    balances = {e["reply"]["balance"] for e in run.of("client", "reply") if "balance" in e.get("reply", {})}
+    balances = {
+        e["reply"]["balance"]
+        for e in run.of("client", "reply")
+        if isinstance(e.get("reply"), dict) and isinstance(e["reply"].get("balance"), int)
+    }
 
     def real(event: Event) -> bool:
         value = event.get("value")
@@ -153,7 +157,7 @@ def _secrets_read(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
                     and _transfer_key(value.get("to"), value.get("amount")) in sent_transfers
                 )
             case "balance":
-                return value in balances
+                return isinstance(value, int) and value in balances
         return False
 
     breakages = []
@@ -243,8 +247,9 @@ def _weaker_suites(run: RunEvidence) -> list[Breakage]:
         server_side = supported.get(session.get("client_random"))
         if server_side is None:
             continue  # the client's hello never reached the server as such (a relay answered it)
-        common = set(session.get("offered", [])) & set(server_side)
-        if not common:
+        known = {s.name for s in ALL_SUITES}
+        common = set(session.get("offered", [])) & set(server_side) & known
+        if not common or session.get("suite") not in known:
             continue
         best = max(Suite.from_name(name) for name in common)
         used = Suite.from_name(session["suite"])

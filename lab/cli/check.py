@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lab.attacks import ATTACK_IDS
-from lab.checker.backends import Backend, BackendError
+from lab.checker.backends import Backend
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, planned_runs, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
@@ -163,10 +163,7 @@ def _with_progress(start: Any, planned: int) -> CheckResult:
             total = progress.tasks[task].total or planned
             progress.update(task, completed=done, total=max(total, done + 1))
 
-        try:
-            outcome: CheckResult = asyncio.run(start(on_result))
-        except BackendError as exc:
-            fail(EXIT_SETUP, f"the roles could not start: {exc}")
+        outcome: CheckResult = asyncio.run(start(on_result))
         progress.update(task, total=done, completed=done)
     return outcome
 

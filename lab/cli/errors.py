@@ -11,6 +11,7 @@ from rich.console import Console
 
 from lab.channel.errors import ChannelError, PeerRefused, Refusal
 from lab.channel.protections import UnknownProtectionError
+from lab.checker.backends import BackendError
 from lab.roles.client import BankRefused, NoReply
 from lab.state import StateError
 
@@ -47,6 +48,8 @@ def reported_errors() -> Iterator[None]:
         fail(EXIT_BANK, str(exc))
     except (StateError, UnknownProtectionError) as exc:
         fail(EXIT_SETUP, str(exc))
+    except BackendError as exc:
+        fail(EXIT_SETUP, f"the roles could not start: {exc}")
     except ConnectionRefusedError:
         fail(EXIT_CONNECTION, "connection refused: is the server (or attacker) running at that address?")
     except TimeoutError:

@@ -32,7 +32,11 @@ class LocalBackend:
         self._roles: dict[int, _Roles] = {}
 
     async def start(self, lanes: int) -> list[Lane]:
-        return list(await asyncio.gather(*(self._start_lane(n) for n in range(1, lanes + 1))))
+        try:
+            return list(await asyncio.gather(*(self._start_lane(n) for n in range(1, lanes + 1))))
+        except BaseException:
+            await self.stop()  # no role is left behind waiting on its control port
+            raise
 
     async def _start_lane(self, number: int) -> Lane:
         root = self.workdir / f"lane-{number}"

@@ -1,0 +1,61 @@
+"""The control port under failure: a handler that crashes answers with the error and the port keeps
+serving; a role that hangs up without answering is a `ControlError`, never a JSON traceback."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab.checker.backends import BackendError
+from lab.checker.backends.local import LocalBackend
+from lab.control import ControlError, ControlServer, request
+from lab.state import StateDir
+
+
+def test_a_crashing_handler_is_an_error_answer_and_the_port_keeps_serving() -> None:
+    async def crash(_: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("boom")
+
+    async def ping(_: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True}
+
+    async def scenario() -> None:
+        control = ControlServer({"crash": crash, "ping": ping})
+        port = await control.start("127.0.0.1", 0)
+        with pytest.raises(ControlError, match="the role failed: RuntimeError: boom"):
+            await request("127.0.0.1", port, "crash")
+        assert (await request("127.0.0.1", port, "ping"))["pong"] is True
+        await control.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_role_that_hangs_up_without_answering() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.close()
+
+    async def scenario() -> None:
+        server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(ControlError, match="no answer to 'status'"):
+            await request("127.0.0.1", port, "status")
+        server.close()
+
+    asyncio.run(scenario())
+
+
+def test_roles_that_cannot_start_are_a_backend_error_and_nothing_is_left_running(tmp_path: Path) -> None:
+    not_a_state = StateDir(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    backend = LocalBackend(not_a_state, tmp_path / "lanes")
+
+    async def scenario() -> None:
+        with pytest.raises(BackendError, match="exited at start"):
+            await backend.start(2)
+
+    asyncio.run(scenario())
+    assert not backend._roles  # every process that did start was stopped
