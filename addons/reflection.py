@@ -6,6 +6,7 @@ The client's first record goes on to the server as usual; the server's first rep
 client's record takes its place. With `per_direction_keys` on it does not verify under the server's
 write key and is refused.
 
+    mitmlab server --no-per-direction-keys          # a record-layer setting: both sides must share it
     mitmdump -s addons/reflection.py --mode reverse:tcp://127.0.0.1:4433@4434 --set lab_state_dir=state
     mitmlab client --connect 127.0.0.1:4434 --no-per-direction-keys balance
 """

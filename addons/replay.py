@@ -1,9 +1,10 @@
 """replay: record the client's transfer and send it again later in the same connection.
 
 Seed 003 "加密数据传输": the attacker cannot read the ciphertext, but the server, seeing a valid record,
-executes the transfer again. Just before the client's next record, the recorded one goes to the server
-a second time. With `sequence_numbers` on it arrives under the wrong counter and is refused.
+executes the transfer again. Once the server has answered the transfer, the recorded record goes to the
+server a second time. With `sequence_numbers` on it arrives under the wrong counter and is refused.
 
+    mitmlab server --no-sequence-numbers            # a record-layer setting: both sides must share it
     mitmdump -s addons/replay.py --mode reverse:tcp://127.0.0.1:4433@4434 --set lab_state_dir=state
     mitmlab client --connect 127.0.0.1:4434 --no-sequence-numbers transfer 100 bob   # paid twice
 """
@@ -26,15 +27,16 @@ class Replay(FrameAttack):
         )
 
     def on_frame(self, flow: tcp.TCPFlow, from_client: bool, frame: Frame) -> list[bytes]:
-        if not (from_client and frame.type is FrameType.APPLICATION):
+        if frame.type is not FrameType.APPLICATION:
             return [frame.encode()]
-        index = flow_wire(flow).view.records[True] - 1
-        if index == ctx.options.lab_replay_record:
+        wire, target = flow_wire(flow), ctx.options.lab_replay_record
+        index = wire.view.records[from_client] - 1
+        if from_client and index == target:
             flow.metadata["lab_recorded"] = frame.encode()
-        elif index == ctx.options.lab_replay_record + 1 and "lab_recorded" in flow.metadata:
-            replayed = ctx.options.lab_replay_record
-            self.evidence.injected(flow, f"the client's record #{replayed} a second time", record=replayed)
-            return [flow.metadata.pop("lab_recorded"), frame.encode()]
+        elif not from_client and index == target and "lab_recorded" in flow.metadata:
+            # The server has answered it: now the same record goes to the server a second time.
+            wire.inject(flow, to_client=False, data=flow.metadata.pop("lab_recorded"))
+            self.evidence.injected(flow, f"the client's record #{target} a second time", record=target)
         return [frame.encode()]
 
 

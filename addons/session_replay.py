@@ -5,8 +5,9 @@ recorded ClientHello, key exchange, Finished and records are as good in a new co
 one, and the transfer executes again. A fresh `server_random` (or ECDHE's fresh share) gives the new
 session other keys, and the server refuses the replayed Finished (seed 001 §5.2.2, seed 003 Server Hello).
 
+    mitmlab server --no-server-random               # the server's random: a server setting
     mitmdump -s addons/session_replay.py --mode reverse:tcp://127.0.0.1:4433@4434 --set lab_state_dir=state
-    mitmlab client --connect 127.0.0.1:4434 --no-server-random --no-forward-secrecy transfer 100 bob
+    mitmlab client --connect 127.0.0.1:4434 --no-forward-secrecy transfer 100 bob
 """
 
 import asyncio
@@ -55,15 +56,15 @@ class SessionReplay(FrameAttack):
         self.evidence.injected(
             flow, "the client's recorded flight, into a new connection", frames=len(flight)
         )
-        answers, buffer = [], FrameBuffer()
+        answers, alerts, buffer = [], [], FrameBuffer()
         try:
             while data := await asyncio.wait_for(reader.read(65536), REPLY_TIMEOUT):
                 answers += buffer.feed(data)
+            alerts = [Alert.decode(f.body) for f in answers if f.type is FrameType.ALERT]
         except (OSError, TimeoutError, RemoteProtocolError):
-            pass
+            pass  # what came back so far is what the evidence says
         finally:
             writer.close()
-        alerts = [Alert.decode(f.body) for f in answers if f.type is FrameType.ALERT]
         records = sum(f.type is FrameType.APPLICATION for f in answers)
         if alerts:
             alert = alerts[0]

@@ -77,8 +77,8 @@ def _jsonable(value: object) -> object:
         return value.hex()
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, (set, frozenset, tuple)):
-        return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
     return str(value)
 
 

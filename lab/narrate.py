@@ -94,8 +94,18 @@ def _attacker_sentence(e: dict[str, Any]) -> str | None:
             return None
 
 
-def timeline(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(events, key=lambda e: e["ts"])
+def told(events: Iterable[dict[str, Any]]) -> list[tuple[float, dict[str, Any], str]]:
+    """The events worth a line, in time order: (milliseconds since the first event, event, sentence)."""
+    ordered = sorted(events, key=lambda e: e["ts"])
+    if not ordered:
+        return []
+    start = datetime.fromisoformat(ordered[0]["ts"])
+    lines = []
+    for event in ordered:
+        words = sentence(event)
+        if words is not None:
+            lines.append(((datetime.fromisoformat(event["ts"]) - start).total_seconds() * 1000, event, words))
+    return lines
 
 
 def styled_line(event: dict[str, Any], words: str, elapsed_ms: float | None = None) -> Text:
@@ -106,12 +116,5 @@ def styled_line(event: dict[str, Any], words: str, elapsed_ms: float | None = No
 
 
 def print_timeline(events: Iterable[dict[str, Any]], console: Console) -> None:
-    ordered = timeline(events)
-    if not ordered:
-        return
-    start = datetime.fromisoformat(ordered[0]["ts"])
-    for event in ordered:
-        words = sentence(event)
-        if words is not None:
-            elapsed = (datetime.fromisoformat(event["ts"]) - start).total_seconds() * 1000
-            console.print(styled_line(event, words, elapsed), soft_wrap=True)
+    for elapsed, event, words in told(events):
+        console.print(styled_line(event, words, elapsed), soft_wrap=True)

@@ -15,6 +15,8 @@ import pytest
 
 from lab.attacks import ATTACK_IDS, attack
 from lab.channel.protections import RECOMMENDED, Protections
+from lab.checker.runner import ground_truth
+from lab.checker.verdict import RunEvidence, decide
 from lab.evidence import read_evidence
 from lab.roles.client import run_session
 from lab.state import StateDir
@@ -94,6 +96,12 @@ def test_each_addon_runs_standalone_under_mitmdump(state: StateDir, tmp_path: Pa
         with contextlib.suppress(Exception):
             asyncio.run(run_session(state, "127.0.0.1", port, protections, list(SESSION)))
         asyncio.run(_wait_for_evidence(state, attack_id))
+    # Judged by the checker's own rules on what the three roles recorded: the attack worked.
+    run = RunEvidence(
+        {role: list(read_evidence(state.evidence_path(role))) for role in ("client", "server", "attacker")}
+    )
+    verdict = decide(run, ground_truth(state))
+    assert verdict.verdict == "compromised", (attack_id, verdict)
 
 
 async def _wait_for_evidence(state: StateDir, attack_id: str, timeout: float = 15) -> None:

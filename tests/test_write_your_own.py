@@ -68,6 +68,9 @@ def test_a_broken_addon_file_is_refused_with_its_error(state: StateDir, tmp_path
             with pytest.raises(AttackerError, match="lab_bitflip_to"):
                 attacker.switch("bit-flip", {"lab_bitflip_to": "mallory"})
             attacker.switch("bit-flip", {"lab_bitflip_to": "ted"})  # and it still works afterwards
+            attacker.switch("replay")
+            attacker.switch("bit-flip")  # an option set for an earlier switch does not linger
+            assert attacker.mitm.options.lab_bitflip_to == "eve"
         finally:
             await attacker.stop()
 

@@ -15,18 +15,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-# Steps of the handshake and record stream at which a check can fire; they appear in reports.
-STEPS = (
-    "client_hello",
-    "server_hello",
-    "server_certificate",
-    "server_key_exchange",
-    "client_key_exchange",
-    "finished",
-    "record",
-    "handshake",
-)
-
 
 class ChannelError(Exception):
     """Base of every error the lab channel raises on purpose."""

@@ -54,6 +54,15 @@ PROTECTION_DOCS: Final[Mapping[str, str]] = {
 """For each protection: what it does when on, and what turning it off allows, with its seed."""
 
 
+WHERE: Final[Mapping[str, str]] = {
+    **dict.fromkeys(("ca_trust", "hostname", "validity", "pinning"), "a client check"),
+    "server_random": "the server's: no effect on a client",
+    **dict.fromkeys(("sequence_numbers", "per_direction_keys"), "both sides must agree"),
+    **dict.fromkeys(("encryption", "mac", "forward_secrecy", "transcript"), "each side's own"),
+}
+"""Whose setting each protection is (docs/protocol.md: "Which protections are shared settings")."""
+
+
 class UnknownProtectionError(ValueError):
     """A protection id or profile name that the lab does not have."""
 

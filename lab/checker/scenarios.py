@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from lab.attacks import ATTACK_IDS
 from lab.channel.protections import NONE, PROTECTION_IDS, RECOMMENDED, Protections
 
 VIEWS: Final = ("ablation", "isolation", "ladder")
@@ -105,7 +104,3 @@ def isolation_additions(attack: str, weak: Protections) -> Iterator[Placement]:
 
 
 MAX_PEEL: Final = len(PROTECTION_IDS)
-
-
-def all_attacks(selected: tuple[str, ...] = ()) -> tuple[str, ...]:
-    return selected or ATTACK_IDS

@@ -22,7 +22,6 @@ from lab.channel.protections import PROTECTION_IDS, RECOMMENDED, Protections
 from lab.checker.runner import Runner, RunResult
 from lab.checker.scenarios import MAX_PEEL, Placement, isolation_additions, with_pin_if_needed
 
-CELLS: Final = ("needed", "stops_alone", "no_effect", "undetermined")
 STOPPED: Final = ("blocked", "unaffected")
 
 
@@ -52,7 +51,7 @@ async def isolation(runner: Runner, attack: str) -> tuple[WeakProfile, list[Plac
             break
         placements.append(Placement("isolation", attack, f"peel {step}", scenario))
         blocker = verdict.blocked_by
-        if verdict.verdict != "blocked" or blocker is None or not getattr(protections, blocker):
+        if verdict.verdict != "blocked" or blocker not in PROTECTION_IDS or not getattr(protections, blocker):
             weak.reason = f"peeling stopped at step {step}: {verdict.verdict}, nothing left to peel"
             break
         weak.peeled.append(blocker)

@@ -27,7 +27,7 @@ from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
 from lab.cli.options import protection_options, protections_from
 from lab.narrate import print_timeline
 from lab.report.model import build
-from lab.report.writers import FILES, SYMBOL, load_report, write_report
+from lab.report.writers import CELL_GLYPH, FILES, SYMBOL, load_report, write_report
 from lab.state import StateDir
 
 console = Console(highlight=False)
@@ -52,7 +52,6 @@ SHORT = {
     "transcript": "trans",
     "forward_secrecy": "fs",
 }
-GLYPH = {"needed": "●", "stops_alone": "○", "no_effect": "·", "undetermined": "?"}
 HEADLINE_LEGEND = (
     "● needed: without it, recommended lets the attack through\n"
     "○ alone: added alone to a weak profile, it stops the attack\n"
@@ -97,7 +96,8 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     type=click.Choice(["local", "compose"]),
     default="local",
     show_default=True,
-    help="local: role processes on loopback; compose: the docker compose services.",
+    help="local: role processes on loopback. compose: the docker compose services (comes with the "
+    "containers issue; for now it says so and stops).",
 )
 @click.option(
     "--out",
@@ -189,7 +189,7 @@ def print_summary(report: dict[str, Any]) -> None:
     for attack in report["attacks"]:
         cells = report["headline"][attack]
         table.add_row(
-            attack, *(f"[{CELL_STYLE[cells[p]]}]{GLYPH[cells[p]]}[/]" for p in report["protections"])
+            attack, *(f"[{CELL_STYLE[cells[p]]}]{CELL_GLYPH[cells[p]]}[/]" for p in report["protections"])
         )
     console.print(table)
     errors = [x for x in report["scenarios"] if x["verdict"] == "error"]

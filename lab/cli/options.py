@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from lab.channel.protections import PROFILES, PROTECTION_DOCS, PROTECTION_IDS, Protections
+from lab.channel.protections import PROFILES, PROTECTION_DOCS, PROTECTION_IDS, WHERE, Protections
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,7 +54,7 @@ def protection_options(f: F) -> F:
     """--profile NAME plus --<id>/--no-<id> for every protection; see `protections_from`."""
     for pid in reversed(PROTECTION_IDS):
         flag = pid.replace("_", "-")
-        doc = PROTECTION_DOCS[pid].split(". ")[0]
+        doc = f"{PROTECTION_DOCS[pid].split('. ')[0]} ({WHERE[pid]})"
         f = click.option(
             f"--{flag}/--no-{flag}",
             f"switch_{pid}",

@@ -15,6 +15,7 @@ from typing import Any
 from mitmproxy import ctx, tcp
 from mitmproxy.addonmanager import Loader
 
+from lab.channel.protections import PROTECTION_IDS
 from lab.evidence import EvidenceLog
 from lab.mitm.wire import flow_wire
 from lab.state import StateDir
@@ -63,6 +64,8 @@ class AttackEvidence:
         self, flow: tcp.TCPFlow | None, reason: str, *, protection: str | None = None, step: str | None = None
     ) -> None:
         """The attack did not get what it wanted; `protection` when the wire shows what stood in the way."""
+        if protection is not None and protection not in PROTECTION_IDS:
+            raise ValueError(f"{protection!r} is not a protection id; they are {', '.join(PROTECTION_IDS)}")
         self.record(flow, "attack_failed", reason=reason, protection=protection, step=step)
 
 

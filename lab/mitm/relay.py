@@ -58,7 +58,8 @@ class AcceptAnything:
     ) -> VerifiedIdentity:
         self.chain = list(chain)
         key = chain[0].public_key()
-        assert isinstance(key, rsa.RSAPublicKey)  # the channel refuses other keys before this point
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise RemoteProtocolError("the server certificate's key is not RSA", step="server_certificate")
         return VerifiedIdentity(key, chain[0].subject.rfc4514_string(), key_fingerprint(key), ())
 
 

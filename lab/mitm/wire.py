@@ -24,7 +24,7 @@ from lab.channel.messages import (
     ServerHello,
     decode_handshake,
 )
-from lab.channel.suites import RecordFeatures, Suite
+from lab.channel.suites import Suite
 
 _flow_numbers = itertools.count(1)
 
@@ -43,10 +43,6 @@ class SessionView:
     @property
     def suite(self) -> Suite | None:
         return Suite.from_code(self.server_hello.suite_code) if self.server_hello else None
-
-    @property
-    def features(self) -> RecordFeatures | None:
-        return self.client_hello.features if self.client_hello else None
 
     def describe(self) -> dict[str, object]:
         """What evidence lines say about the session they belong to."""

@@ -5,7 +5,6 @@ The schema is versioned and documented in docs/report-format.md.
 
 from __future__ import annotations
 
-import datetime
 from collections import Counter
 from typing import Any, Final
 
@@ -15,7 +14,7 @@ from lab.checker.check import CheckResult
 from lab.checker.runner import ROLES, RunResult
 from lab.checker.scenarios import LADDER, Placement
 from lab.checker.verdict import VERDICTS
-from lab.narrate import sentence
+from lab.narrate import told
 
 SCHEMA: Final = "mitm-lab/report"
 VERSION: Final = 1
@@ -93,17 +92,11 @@ def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
 
 def timeline(events: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Every event that says something, in time order, with milliseconds from the first."""
-    ordered = sorted((e for role in events for e in events[role]), key=lambda e: e["ts"])
-    if not ordered:
-        return []
-    start = datetime.datetime.fromisoformat(ordered[0]["ts"])
-    lines = []
-    for event in ordered:
-        words = sentence(event)
-        if words is not None:
-            at = (datetime.datetime.fromisoformat(event["ts"]) - start).total_seconds() * 1000
-            lines.append({"ms": round(at, 1), "role": event["role"], "event": event["event"], "text": words})
-    return lines
+    merged = (e for role in events for e in events[role])
+    return [
+        {"ms": round(ms, 1), "role": e["role"], "event": e["event"], "text": words}
+        for ms, e, words in told(merged)
+    ]
 
 
 def _brief(event: dict[str, Any]) -> dict[str, Any]:

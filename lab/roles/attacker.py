@@ -117,12 +117,13 @@ class AttackerRole:
         self._run = asyncio.create_task(self._master.run())
         ready = asyncio.create_task(self._tracker.ready.wait())
         await asyncio.wait([ready, self._run], return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
         addresses = self._master.addons.get("proxyserver").listen_addrs()
         if not addresses:
+            failure = self._run.exception() if self._run.done() and not self._run.cancelled() else None
             await self.stop()
-            raise CannotListen(
-                f"mitmproxy could not listen on {host}:{port} (in use, or not an address here?)"
-            )
+            why = f"{type(failure).__name__}: {failure}" if failure else "in use, or not an address here?"
+            raise CannotListen(f"mitmproxy could not listen on {host}:{port} ({why})")
         bound: int = addresses[0][1]
         return bound
 
@@ -169,8 +170,11 @@ class AttackerRole:
                 f"could not load {path}: {'; '.join(errors) or 'it defines no addons = [...]'}"
             )
         mitm.addons.add(module)
+        # mitmproxy's options outlive the addon that declared them: start every lab_ option afresh.
+        declared = mitm.options.keys()
+        defaults = {key: mitm.options.default(key) for key in declared if key.startswith("lab_")}
         try:
-            mitm.options.update(lab_state_dir=str(self.state.root), **settings)
+            mitm.options.update(**{**defaults, "lab_state_dir": str(self.state.root), **settings})
             mitm.addons.invoke_addon_sync(module, hooks.ConfigureHook(set(mitm.options.keys())))
         except KeyError as exc:
             mitm.addons.remove(module)
