@@ -11,8 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from lab.channel.connection import ApplicationData, ServerConfig, ServerConnection
-from lab.channel.errors import LocalProtocolError, RecordTampered, RemoteProtocolError
-from lab.channel.frames import FrameType
+from lab.channel.errors import LocalProtocolError, PeerRefused, RecordTampered, RemoteProtocolError
+from lab.channel.frames import Frame, FrameType
+from lab.channel.messages import Alert
 from lab.channel.protections import NONE, RECOMMENDED, Protections
 from lab.channel.suites import KeyExchange, RecordProtection, Suite, offered_suites
 from lab.pki.authority import CertificateAuthority
@@ -140,6 +141,20 @@ def test_good_records_before_a_bad_one_are_delivered_before_the_error(state: Sta
     bad[-1] ^= 1
     events = pair.server.receive_data(good + bytes(bad))
     assert [e.data for e in events if isinstance(e, ApplicationData)] == [b"first"]
+    assert pair.server.data_to_send()[0] == FrameType.ALERT  # the peer is told at once
     with pytest.raises(RecordTampered):
         pair.server.receive_data(b"")
-    assert pair.server.data_to_send()[0] == FrameType.ALERT
+    with pytest.raises(RecordTampered):  # and answering is not possible any more
+        pair.server.send_application_data(b"reply")
+
+
+def test_a_refusal_arriving_with_a_reply_surfaces_when_the_client_next_sends(state: StateDir) -> None:
+    pair = make_pair(state, RECOMMENDED)
+    pair.handshake()
+    reply = pair.server.send_application_data(b"reply").frame
+    alert = Frame(FrameType.ALERT, Alert("sequence_numbers", "record", "a replay").encode()).encode()
+    events = pair.client.receive_data(reply + alert)
+    assert [e.data for e in events if isinstance(e, ApplicationData)] == [b"reply"]
+    with pytest.raises(PeerRefused) as caught:
+        pair.client.send_application_data(b"next request")
+    assert caught.value.protection == "sequence_numbers"

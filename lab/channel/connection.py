@@ -303,6 +303,8 @@ class _Endpoint:
         return data
 
     def send_application_data(self, data: bytes) -> SentRecord:
+        if self.deferred_error is not None:  # the peer already refused, or sent something bad
+            raise self.deferred_error
         if self.state is not State.ESTABLISHED or self._records is None:
             raise LocalProtocolError(f"cannot send application data in state {self.state.value}")
         seq, body = self._records.seal(data)
@@ -615,8 +617,10 @@ def _parse_chain(chain: tuple[bytes, ...]) -> list[x509.Certificate]:
             _ = (cert.public_key(), cert.extensions, cert.subject.rfc4514_string())
             _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
             certificates.append(cert)
-    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-        raise RemoteProtocolError(f"malformed certificate: {exc}", step="server_certificate") from None
+    except Exception as exc:  # the bytes are the peer's: any parsing failure is its protocol error
+        raise RemoteProtocolError(
+            f"malformed certificate: {type(exc).__name__}: {exc}", step="server_certificate"
+        ) from None
     return certificates
 
 
