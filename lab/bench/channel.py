@@ -11,7 +11,7 @@ import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 
-from lab.bench.measure import Result, median_rate
+from lab.bench.measure import Result, interleaved_rates
 from lab.channel.connection import ClientConfig, ClientConnection, ServerConfig, ServerConnection
 from lab.channel.frames import MAX_RECORD_PLAINTEXT
 from lab.channel.protections import RECOMMENDED
@@ -64,9 +64,11 @@ class Bench:
             ("lab AES-CTR+HMAC-SHA256", lambda: self._lab(ctr_hmac, 1, total), "MB/s", tls12_bulk),
         ]
         results = []
-        for name, work, unit, reference in plan:
-            rate = await median_rate(work, self.repeats, tick)
-            results.append(Result(name, rate / 2**20 if unit == "MB/s" else rate, unit, reference))
+        rates = await interleaved_rates({name: work for name, work, _, _ in plan}, self.repeats, tick)
+        for name, _, unit, reference in plan:
+            results.append(
+                Result(name, rates[name] / 2**20 if unit == "MB/s" else rates[name], unit, reference)
+            )
         return results
 
     async def _lab(self, suite: Suite, connections: int, payload: int) -> float:

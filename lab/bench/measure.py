@@ -1,10 +1,15 @@
-"""Shared measuring: repeat, take the median, report a rate."""
+"""Shared measuring: interleave, repeat, take the median, report a rate.
+
+This machine's speed drifts by tens of percent within minutes. A measurement and its reference are
+therefore interleaved (one round of every row, then the next round), so that both meet the same
+conditions, and each row reports its median.
+"""
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -17,15 +22,19 @@ class Result:
     """The name of the result this one is compared with, if any."""
 
 
-async def median_rate(run: Callable[[], Awaitable[float]], repeats: int, tick: Callable[[], None]) -> float:
-    """`run` does some work and returns how much (handshakes, bytes); the median of its rates per second."""
-    rates = []
+async def interleaved_rates(
+    works: Mapping[str, Callable[[], Awaitable[float]]], repeats: int, tick: Callable[[], None]
+) -> dict[str, float]:
+    """Each work does something and returns how much (handshakes, bytes); the median rate per second of
+    each, measured in interleaved rounds."""
+    rates: dict[str, list[float]] = {name: [] for name in works}
     for _ in range(repeats):
-        start = time.perf_counter()
-        amount = await run()
-        rates.append(amount / (time.perf_counter() - start))
-        tick()
-    return statistics.median(rates)
+        for name, run in works.items():
+            start = time.perf_counter()
+            amount = await run()
+            rates[name].append(amount / (time.perf_counter() - start))
+            tick()
+    return {name: statistics.median(values) for name, values in rates.items()}
 
 
 def ratios(results: list[Result]) -> list[tuple[Result, float | None]]:

@@ -69,10 +69,10 @@ json_option = click.option(
 )
 @click.option(
     "--repeats",
-    default=3,
+    default=5,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Measurements per row; the median is reported.",
+    help="Interleaved rounds of measurement; each row reports its median.",
 )
 @json_option
 def channel(handshakes: int, megabytes: int, repeats: int, json_path: Path | None) -> None:
@@ -102,10 +102,10 @@ def channel(handshakes: int, megabytes: int, repeats: int, json_path: Path | Non
 )
 @click.option(
     "--repeats",
-    default=3,
+    default=5,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Throughput measurements per row; the median is reported.",
+    help="Interleaved rounds of throughput measurement; each row reports its median.",
 )
 @json_option
 def proxy(sessions: int, megabytes: int, repeats: int, json_path: Path | None) -> None:

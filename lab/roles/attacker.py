@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from mitmproxy import exceptions, hooks, master, options, tcp
-from mitmproxy.addons import default_addons
+from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
 from mitmproxy.addons.script import load_script
 
 from lab.attacks import attack
@@ -78,6 +78,13 @@ class _Tracker:
         pass  # tcp_end follows
 
 
+def raw_tcp_addons() -> list[object]:
+    """What reverse:tcp needs of mitmproxy's own addons, and no more. Every event is offered to every
+    addon, so the thirty defaults cost the attacker about half its latency (docs/benchmarks.md); mitmweb
+    (`--web`) brings the whole set, as it needs."""
+    return [core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig()]
+
+
 class AttackerRole:
     def __init__(
         self,
@@ -130,7 +137,7 @@ class AttackerRole:
     def _make_master(self, opts: options.Options) -> master.Master:
         if self.web is None:
             plain = master.Master(opts)
-            plain.addons.add(*default_addons())
+            plain.addons.add(*raw_tcp_addons())
             return plain
         from mitmproxy.tools.web.master import WebMaster
 
@@ -206,6 +213,8 @@ class AttackerRole:
     async def stop(self) -> None:
         if self._master is None:
             return
+        with contextlib.suppress(TimeoutError):  # let the last flows close rather than cut them off
+            await self.idle(timeout=2)
         with contextlib.suppress(Exception):
             await self._master.addons.get("proxyserver").servers.update([])
         self._master.shutdown()
