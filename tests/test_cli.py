@@ -166,8 +166,8 @@ def test_report_serve_serves_the_html_on_loopback(tmp_path: Path) -> None:
 
 
 def test_the_attacker_command_with_mitmweb_and_the_control_port(state: StateDir, tmp_path: Path) -> None:
-    """`mitmlab attacker` in front of a real server: the client's session goes through it, the terminal
-    narrates what the attack read, mitmweb shows the flow, and the control port switches the attack."""
+    """`mitmlab attacker` in front of a real server: the client's session goes through it, the attack
+    reads the password, and mitmweb's live view shows the flow. (The control port: test_attacker_role.)"""
     web_port = free_port()
     with (
         background(

@@ -6,7 +6,9 @@ import asyncio
 import json
 import tempfile
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any, Protocol
 
 import click
 from rich.console import Console
@@ -77,12 +79,11 @@ json_option = click.option(
 @json_option
 def channel(handshakes: int, megabytes: int, repeats: int, json_path: Path | None) -> None:
     """Lab channel vs Python's TLS 1.3 over loopback: handshakes/s and record throughput."""
-    with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
-        bench_run = Bench(StateDir(Path(scratch)).ensure(), handshakes, megabytes, repeats)
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("measuring", total=bench_run.steps)
-            results = asyncio.run(bench_run.run(lambda: progress.advance(task)))
-    _report("lab channel vs Python's TLS (goal: throughput >= 0.5x, handshakes >= 0.25x)", results, json_path)
+    _measure(
+        lambda state: Bench(state, handshakes, megabytes, repeats),
+        "lab channel vs Python's TLS (goal: throughput >= 0.5x, handshakes >= 0.25x)",
+        json_path,
+    )
 
 
 @bench.command()
@@ -110,12 +111,28 @@ def channel(handshakes: int, megabytes: int, repeats: int, json_path: Path | Non
 @json_option
 def proxy(sessions: int, megabytes: int, repeats: int, json_path: Path | None) -> None:
     """The attacker's cost: session latency and throughput through mitmproxy vs direct."""
+    _measure(
+        lambda state: ProxyBench(state, sessions, megabytes, repeats),
+        "the attacker in the middle vs direct (goal: adds under 5 ms to a session)",
+        json_path,
+    )
+
+
+class _Measurement(Protocol):
+    @property
+    def steps(self) -> int: ...
+
+    def run(self, tick: Callable[[], None]) -> Coroutine[Any, Any, list[Result]]: ...
+
+
+def _measure(make: Callable[[StateDir], _Measurement], title: str, json_path: Path | None) -> None:
+    """Run a benchmark on a fresh state directory, with a progress bar, and report it."""
     with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
-        bench_run = ProxyBench(StateDir(Path(scratch)).ensure(), sessions, megabytes, repeats)
+        bench_run = make(StateDir(Path(scratch)).ensure())
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task("measuring", total=bench_run.steps)
             results = asyncio.run(bench_run.run(lambda: progress.advance(task)))
-    _report("the attacker in the middle vs direct (goal: adds under 5 ms to a session)", results, json_path)
+    _report(title, results, json_path)
 
 
 @bench.command(name="check")
