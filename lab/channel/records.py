@@ -99,14 +99,14 @@ class _Direction:
         return hmac.digest(self.keys.mac_key, aad + data, "sha256")
 
 
-def min_body_size(protection: RecordProtection) -> int:
-    return {
-        RecordProtection.AES128_GCM: GCM_NONCE_SIZE + TAG_SIZE,
-        RecordProtection.AES128_CTR_HMAC_SHA256: CTR_NONCE_SIZE + HMAC_SIZE,
-        RecordProtection.AES128_CTR: CTR_NONCE_SIZE,
-        RecordProtection.NULL_HMAC_SHA256: HMAC_SIZE,
-        RecordProtection.NULL: 0,
-    }[protection]
+MIN_BODY_SIZE = {
+    RecordProtection.AES128_GCM: GCM_NONCE_SIZE + TAG_SIZE,
+    RecordProtection.AES128_CTR_HMAC_SHA256: CTR_NONCE_SIZE + HMAC_SIZE,
+    RecordProtection.AES128_CTR: CTR_NONCE_SIZE,
+    RecordProtection.NULL_HMAC_SHA256: HMAC_SIZE,
+    RecordProtection.NULL: 0,
+}
+"""The shortest body each record protection can produce (an empty plaintext)."""
 
 
 def nonce_size(protection: RecordProtection) -> int:
@@ -152,7 +152,7 @@ class RecordLayer:
 
     def open(self, body: bytes) -> tuple[int, bytes]:
         """(the record's sequence number, the plaintext). Raises the refusal that explains a failure."""
-        if len(body) < min_body_size(self.protection):
+        if len(body) < MIN_BODY_SIZE[self.protection]:
             raise RemoteProtocolError(
                 f"record of {len(body)} bytes is shorter than {self.protection.name} allows", step="record"
             )

@@ -25,8 +25,6 @@ from lab.attacks import attack
 from lab.control import ControlError
 from lab.state import StateDir
 
-logger = logging.getLogger(__name__)
-
 
 class AttackerError(Exception):
     """The attacker cannot start or cannot load an attack."""
@@ -73,9 +71,6 @@ class _Tracker:
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self.live -= 1
-
-    def tcp_error(self, flow: tcp.TCPFlow) -> None:
-        pass  # tcp_end follows
 
 
 def raw_tcp_addons() -> list[object]:
