@@ -1,10 +1,13 @@
-"""The roles' control port: one JSON object per line over TCP on 127.0.0.1, request then response.
+"""The roles' control port: one JSON object per line over TCP, request then response.
 
-    -> {"cmd": "attack", "id": "replay", "options": {"lab_replay_record": 1}}
+    -> {"cmd": "attack", "secret": "...", "id": "replay", "options": {"lab_replay_record": 1}}
     <- {"ok": true, "attack": "replay"}
     -> hello?
     <- {"ok": false, "error": "not JSON: ..."}
 
+Every request carries the lab's secret (made with the state directory, in a file only its owner can
+read): on a shared host, anyone can reach 127.0.0.1, but only the lab's owner may reset its bank or
+switch its attack. A request without it is refused, and the refusal reported to `on_refused`.
 Anything malformed gets an error answer and the connection stays usable; a line over MAX_LINE bytes
 closes that connection. A handler's `ControlError` becomes an error answer; the role keeps running.
 """
@@ -12,6 +15,7 @@ closes that connection. A handler's `ControlError` becomes an error answer; the 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -19,8 +23,12 @@ from typing import Any
 from lab.channel.protections import NONE, Protections, UnknownProtectionError
 
 MAX_LINE = 64 * 1024
+MAX_ANSWER = 64 * 1024 * 1024
+"""A run's evidence comes back as one answer."""
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+RefusedHook = Callable[[str, str], None]
+"""Called with the peer's address and the command of a request that lacked the secret."""
 
 
 class ControlError(Exception):
@@ -28,8 +36,14 @@ class ControlError(Exception):
 
 
 class ControlServer:
-    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self, handlers: Mapping[str, Handler], *, secret: str, on_refused: RefusedHook | None = None
+    ) -> None:
+        if not secret:
+            raise ValueError("a control port needs the lab's secret")
         self.handlers = dict(handlers)
+        self.secret = secret
+        self.on_refused = on_refused
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -51,19 +65,25 @@ class ControlServer:
                     return
                 if not line:
                     return
-                await self._answer(writer, await self.handle(line))
+                peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
+                await self._answer(writer, await self.handle(line, peer))
         except ConnectionError:
             return
         finally:
             writer.close()
 
-    async def handle(self, line: bytes) -> dict[str, Any]:
+    async def handle(self, line: bytes, peer: str = "-") -> dict[str, Any]:
         try:
             request = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             return {"ok": False, "error": f"not JSON: {exc}"}
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return {"ok": False, "error": 'a request is a JSON object with a "cmd" string'}
+        offered = request.pop("secret", None)
+        if not isinstance(offered, str) or not hmac.compare_digest(offered.encode(), self.secret.encode()):
+            if self.on_refused is not None:
+                self.on_refused(peer, request["cmd"])
+            return {"ok": False, "error": "refused: the request does not carry this lab's secret"}
         handler = self.handlers.get(request["cmd"])
         if handler is None:
             return {
@@ -95,14 +115,27 @@ def protections_from_request(request: dict[str, Any]) -> Protections:
 
 
 async def request(
-    host: str, port: int, cmd: str, params: dict[str, Any] | None = None, *, timeout: float = 60.0
+    host: str,
+    port: int,
+    cmd: str,
+    params: dict[str, Any] | None = None,
+    *,
+    secret: str,
+    timeout: float = 60.0,
 ) -> dict[str, Any]:
     """Send one control request and return the answer; raises ControlError for an error answer."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow an outer cancellation (the
+    # runner's scenario timeout) when the inner call completes at the same moment.
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port, limit=MAX_ANSWER)
     try:
-        writer.write(json.dumps({"cmd": cmd, **(params or {})}).encode() + b"\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
+        writer.write(json.dumps({"cmd": cmd, "secret": secret, **(params or {})}).encode() + b"\n")
+        async with asyncio.timeout(timeout):
+            await writer.drain()
+            try:
+                line = await reader.readline()
+            except (asyncio.LimitOverrunError, ValueError):
+                raise ControlError(f"the answer to {cmd!r} is over {MAX_ANSWER} bytes") from None
     finally:
         writer.close()
     try:

@@ -12,12 +12,14 @@ STATE/
   attacker/recordings/                   what key-compromise recorded
   attacker/mitmproxy/                    mitmproxy's confdir
   evidence/<role>.jsonl                  what each role saw
+  control.secret                         the secret every control request carries (mode 0600)
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+import os
 import secrets
 import shutil
 from dataclasses import dataclass
@@ -40,6 +42,8 @@ ATTACKER_NAME: Final = "attacker.lab"
 DEMO_BALANCES: Final = {"alice": 1000, "bob": 1000, "eve": 0}
 """alice is the client's account, bob the payee she pays, eve the attacker's account."""
 CLIENT_ACCOUNT: Final = "alice"
+
+ROLES: Final = ("client", "attacker", "server")
 
 ATTACKER_CERTIFICATES: Final = {
     "self-signed": "a self-signed certificate for bank.lab: no CA vouches for it",
@@ -102,10 +106,17 @@ class StateDir:
     def evidence_path(self, role: str) -> Path:
         return self.root / "evidence" / f"{role}.jsonl"
 
+    @property
+    def control_secret(self) -> Path:
+        return self.root / "control.secret"
+
     # Making it --------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.server_key.exists() and self.ledger_template.exists() and self.accounts.exists()
+        return all(
+            path.exists()
+            for path in (self.server_key, self.ledger_template, self.accounts, self.control_secret)
+        )
 
     def ensure(self, now: datetime.datetime | None = None) -> StateDir:
         """Create the state directory unless it is already complete."""
@@ -121,8 +132,8 @@ class StateDir:
             passwords = {name: secrets.token_urlsafe(12) for name in DEMO_BALANCES}
             Ledger.create(self.ledger_template, {n: (passwords[n], b) for n, b in DEMO_BALANCES.items()})
             shutil.copyfile(self.ledger_template, self.ledger_path)
-            self.accounts.touch(mode=0o600)
-            self.accounts.write_text(json.dumps({CLIENT_ACCOUNT: passwords[CLIENT_ACCOUNT]}, indent=2) + "\n")
+            _write_private(self.accounts, json.dumps({CLIENT_ACCOUNT: passwords[CLIENT_ACCOUNT]}, indent=2))
+            _write_private(self.control_secret, secrets.token_urlsafe(32))
         except OSError as exc:
             raise StateError(f"cannot create the state directory {self.root}: {exc.strerror}") from exc
 
@@ -151,14 +162,34 @@ class StateDir:
             self.attacker_cert("rogue-bank.lab"), self.attacker_key("rogue-bank.lab")
         )
 
+    def clear(self) -> None:
+        """Empty the state directory (the directory itself stays: it may be a mounted volume)."""
+        if not self.root.is_dir():
+            return
+        for entry in self.root.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
     def reset(self) -> None:
         """Back to the bank as created, no pins, no evidence, no recordings; the certificates and the
         passwords stay (certificates are slow to make). Whoever has the ledger open must reopen it."""
-        self.known_hosts.unlink(missing_ok=True)
-        shutil.copyfile(self.ledger_template, self.ledger_path)
-        for directory in (self.root / "evidence", self.root / "attacker" / "recordings"):
-            shutil.rmtree(directory, ignore_errors=True)
-        (self.root / "evidence").mkdir()
+        for role in ROLES:
+            self.reset_role(role)
+
+    def reset_role(self, role: str) -> None:
+        """`reset` for one role's part only: in containers each role has a state directory of its own."""
+        self.evidence_path(role).unlink(missing_ok=True)
+        self.evidence_path(role).parent.mkdir(exist_ok=True)
+        if role == "server":
+            shutil.copyfile(self.ledger_template, self.ledger_path)
+        elif role == "client":
+            self.known_hosts.unlink(missing_ok=True)
+        elif role == "attacker":
+            shutil.rmtree(self.root / "attacker" / "recordings", ignore_errors=True)
+        else:
+            raise ValueError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
 
     # Reading it -------------------------------------------------------------------------------------
 
@@ -169,6 +200,15 @@ class StateDir:
                 "(or start `mitmlab server`, which creates it)"
             )
         return self
+
+    def secret(self) -> str:
+        """The lab's control secret (see `lab.control`)."""
+        try:
+            return self.control_secret.read_text().strip()
+        except OSError as exc:
+            raise StateError(
+                f"cannot read the lab's control secret {self.control_secret}: {exc.strerror}"
+            ) from exc
 
     def client_password(self, account: str = CLIENT_ACCOUNT) -> str:
         accounts: dict[str, str] = json.loads(self.accounts.read_text())
@@ -188,6 +228,13 @@ class StateDir:
 
     def evidence(self, role: str) -> EvidenceLog:
         return EvidenceLog(self.evidence_path(role), role)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """A file only its owner can read, from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text + "\n")
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:

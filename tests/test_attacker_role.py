@@ -4,6 +4,7 @@ mitmproxy that keeps serving after clients that misbehave."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -31,15 +32,17 @@ def test_switching_attacks_between_sessions_without_a_restart(state: StateDir) -
         serving = asyncio.create_task(server.serve_forever())
         role = AttackerRole(state, ("127.0.0.1", 0), ("127.0.0.1", port))
         attacker_port = await role.start()
-        control = ControlServer(role.control_handlers())
+        control = ControlServer(role.control_handlers(), secret=state.secret())
         control_port = await control.start("127.0.0.1", 0)
         try:
             for attack_id in ("eavesdrop", "replay", None):
-                answer = await request("127.0.0.1", control_port, "attack", {"id": attack_id})
+                answer = await request(
+                    "127.0.0.1", control_port, "attack", {"id": attack_id}, secret=state.secret()
+                )
                 assert answer["attack"] == attack_id
                 await run_session(state, "127.0.0.1", attacker_port, NONE, list(SESSION))
-                await request("127.0.0.1", control_port, "idle")
-            assert (await request("127.0.0.1", control_port, "status"))["flows"] == 3
+                await request("127.0.0.1", control_port, "idle", secret=state.secret())
+            assert (await request("127.0.0.1", control_port, "status", secret=state.secret()))["flows"] == 3
         finally:
             await control.stop()
             await role.stop()
@@ -55,7 +58,7 @@ def test_the_control_port_answers_garbage_and_keeps_working(state: StateDir) -> 
     async def scenario() -> None:
         role = AttackerRole(state, ("127.0.0.1", 0), ("127.0.0.1", 9))
         await role.start()
-        control = ControlServer(role.control_handlers())
+        control = ControlServer(role.control_handlers(), secret=state.secret())
         port = await control.start("127.0.0.1", 0)
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -65,7 +68,8 @@ def test_the_control_port_answers_garbage_and_keeps_working(state: StateDir) -> 
                 b"[1, 2]\n",
                 b'{"cmd": "fly"}\n',
                 b"\xff\xfe\n",
-                b'{"cmd": "status"}\n',
+                b'{"cmd": "status"}\n',  # without the lab's secret
+                json.dumps({"cmd": "status", "secret": state.secret()}).encode() + b"\n",
             ):
                 writer.write(line)
                 answers.append(await reader.readline())
@@ -73,12 +77,19 @@ def test_the_control_port_answers_garbage_and_keeps_working(state: StateDir) -> 
             answers.append(await reader.readline())
             assert await reader.read() == b""  # an oversized line closes that connection only
             writer.close()
-            assert [b'"ok": false' in a for a in answers] == [True, True, True, True, False, True]
+            assert [b'"ok": false' in a for a in answers] == [True, True, True, True, True, False, True]
+            assert b"secret" in answers[4]
             with pytest.raises(ControlError, match="unknown attack 'teleport'"):
-                await request("127.0.0.1", port, "attack", {"id": "teleport"})
+                await request("127.0.0.1", port, "attack", {"id": "teleport"}, secret=state.secret())
             with pytest.raises(ControlError, match="has no option"):
-                await request("127.0.0.1", port, "attack", {"id": "replay", "options": {"lab_no_such": 1}})
-            assert (await request("127.0.0.1", port, "status"))["attack"] is None
+                await request(
+                    "127.0.0.1",
+                    port,
+                    "attack",
+                    {"id": "replay", "options": {"lab_no_such": 1}},
+                    secret=state.secret(),
+                )
+            assert (await request("127.0.0.1", port, "status", secret=state.secret()))["attack"] is None
         finally:
             await control.stop()
             await role.stop()

@@ -14,6 +14,8 @@ from lab.checker.backends.local import LocalBackend
 from lab.control import ControlError, ControlServer, request
 from lab.state import StateDir
 
+SECRET = "s3cret"
+
 
 def test_a_crashing_handler_is_an_error_answer_and_the_port_keeps_serving() -> None:
     async def crash(_: dict[str, Any]) -> dict[str, Any]:
@@ -23,11 +25,11 @@ def test_a_crashing_handler_is_an_error_answer_and_the_port_keeps_serving() -> N
         return {"pong": True}
 
     async def scenario() -> None:
-        control = ControlServer({"crash": crash, "ping": ping})
+        control = ControlServer({"crash": crash, "ping": ping}, secret=SECRET)
         port = await control.start("127.0.0.1", 0)
         with pytest.raises(ControlError, match="the role failed: RuntimeError: boom"):
-            await request("127.0.0.1", port, "crash")
-        assert (await request("127.0.0.1", port, "ping"))["pong"] is True
+            await request("127.0.0.1", port, "crash", secret=SECRET)
+        assert (await request("127.0.0.1", port, "ping", secret=SECRET))["pong"] is True
         await control.stop()
 
     asyncio.run(scenario())
@@ -42,7 +44,7 @@ def test_a_role_that_hangs_up_without_answering() -> None:
         server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         with pytest.raises(ControlError, match="no answer to 'status'"):
-            await request("127.0.0.1", port, "status")
+            await request("127.0.0.1", port, "status", secret=SECRET)
         server.close()
 
     asyncio.run(scenario())
@@ -59,3 +61,31 @@ def test_roles_that_cannot_start_are_a_backend_error_and_nothing_is_left_running
 
     asyncio.run(scenario())
     assert not backend._roles  # every process that did start was stopped
+
+
+def test_a_request_without_the_labs_secret_is_refused_and_recorded(
+    state_template: StateDir, tmp_path: Path
+) -> None:
+    """A local user who is not the lab's owner can reach 127.0.0.1, but cannot drive the roles."""
+    backend = LocalBackend(state_template, tmp_path / "lanes")
+
+    async def scenario() -> None:
+        (lane,) = await backend.start(1)
+        server = lane.controls["server"]
+        try:
+            for secret in ("", "guessed", lane.secret[:-1]):
+                with pytest.raises(ControlError, match="does not carry this lab's secret"):
+                    await request(server.host, server.port, "reset", secret=secret)
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            writer.write(b'{"cmd": "reset"}\n')
+            assert b"does not carry this lab's secret" in await reader.readline()
+            writer.close()
+            answer = await request(server.host, server.port, "evidence", secret=lane.secret)
+            refused = [e for e in answer["events"] if e["event"] == "control_refused"]
+            assert [e["cmd"] for e in refused] == ["reset"] * 4
+            assert all(e["peer"].startswith("127.0.0.1:") for e in refused)
+        finally:
+            await backend.stop()
+
+    asyncio.run(scenario())
+    assert oct(state_template.control_secret.stat().st_mode & 0o777) == "0o600"

@@ -2,15 +2,16 @@
 
 One scenario on one lane:
 
-    server:   reset (fresh bank, no pins, no evidence), configure the scenario's protections
-    attacker: no attack
+    all:      reset (fresh bank, no pins, no recordings, no evidence)
+    server:   configure the scenario's protections
     client:   a clean session straight to the server, if the scenario makes a key pin first
-              (its evidence is kept apart, under pre/)
+              (its evidence is taken and kept apart, under pre/)
     attacker: the scenario's attack
     client:   log in, transfer 100 to bob, read the balance, dialling the attacker as bank.lab
     attacker, server: wait until idle (a session-replay happens after the client has gone)
 
-then the lane's evidence is copied into the report and the verdict computed from it. Identical
+then every role's evidence is taken through its control port (so it reaches the report wherever the
+roles run), written into the report, and the verdict computed from it. Identical
 scenarios (several views share some) run once. A run that times out, or whose roles die, is an
 `error` with the reason; the lane is restarted and the other scenarios go on.
 """
@@ -18,7 +19,7 @@ scenarios (several views share some) run once. A run that times out, or whose ro
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import shutil
 import time
 from collections.abc import Callable
@@ -32,13 +33,12 @@ from lab.checker.backends import Address, Backend, Lane
 from lab.checker.scenarios import Scenario
 from lab.checker.verdict import Event, GroundTruth, RunEvidence, Verdict, decide
 from lab.control import ControlError, request
-from lab.evidence import read_evidence
-from lab.state import SERVER_NAME, StateDir
+from lab.state import ROLES, SERVER_NAME, StateDir
 
-ROLES: Final = ("client", "attacker", "server")
 SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
 PIN_SESSION: Final = [{"op": "balance"}]
 SCENARIO_TIMEOUT: Final = 30.0
+EVIDENCE_TIMEOUT: Final = 5.0
 
 
 def ground_truth(state: StateDir) -> GroundTruth:
@@ -105,10 +105,10 @@ class Runner:
         started = time.perf_counter()
         run = RunEvidence()
         outcome: dict[str, Any] | None = None
-        pre = lane.state.root / "evidence" / "pre"
+        pre_events: dict[str, list[Event]] = {}
         try:
             async with asyncio.timeout(self.timeout):
-                outcome = await self._steps(lane, scenario, pre)
+                outcome = await self._steps(lane, scenario, pre_events)
                 run.client_outcome = outcome["outcome"]
         except TimeoutError:
             run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
@@ -117,14 +117,13 @@ class Runner:
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
         except Exception as exc:  # a bug in the runner: this run is an error, the others go on
             run.lab_error = f"the runner failed: {type(exc).__name__}: {exc}"
+        run.events = await _take_all_evidence(lane)  # a role that died has taken its evidence with it
         duration = (time.perf_counter() - started) * 1000
         destination = self.out / "evidence" / scenario.id
         shutil.rmtree(destination, ignore_errors=True)
-        destination.mkdir(parents=True)
-        with contextlib.suppress(OSError):  # a run cut short mid-reset may have left no evidence at all
-            shutil.copytree(lane.state.root / "evidence", destination, dirs_exist_ok=True)
-        run.events = {role: list(read_evidence(destination / f"{role}.jsonl")) for role in ROLES}
-        pre_events = {role: list(read_evidence(destination / "pre" / f"{role}.jsonl")) for role in ROLES}
+        _write_evidence(destination, run.events)
+        if pre_events:
+            _write_evidence(destination / "pre", pre_events)
         try:
             verdict = decide(run, self.truth)
         except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
@@ -132,21 +131,21 @@ class Runner:
         relative = str(destination.relative_to(self.out))
         return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome)
 
-    async def _steps(self, lane: Lane, scenario: Scenario, pre: Path) -> dict[str, Any]:
+    async def _steps(
+        self, lane: Lane, scenario: Scenario, pre_events: dict[str, list[Event]]
+    ) -> dict[str, Any]:
         protections = scenario.protections.as_dict()
-        await _call(lane.server_control, "reset")
-        await _call(lane.server_control, "configure", protections=protections)
-        await _call(lane.attacker_control, "attack", id=None)
+        for role in ROLES:
+            await _call(lane, role, "reset")
+        await _call(lane, "server", "configure", protections=protections)
         if scenario.pin_first:
             await self._session(lane, scenario.protections, lane.server_service, PIN_SESSION)
-            await _call(lane.server_control, "idle")
-            pre.mkdir()
-            for log in (lane.state.root / "evidence").glob("*.jsonl"):
-                log.rename(pre / log.name)
-        await _call(lane.attacker_control, "attack", id=scenario.attack)
+            await _call(lane, "server", "idle")
+            pre_events.update(await _take_all_evidence(lane))
+        await _call(lane, "attacker", "attack", id=scenario.attack)
         outcome = await self._session(lane, scenario.protections, lane.attacker_service, SESSION)
-        await _call(lane.attacker_control, "idle")
-        await _call(lane.server_control, "idle")
+        await _call(lane, "attacker", "idle")
+        await _call(lane, "server", "idle")
         return outcome
 
     @staticmethod
@@ -154,7 +153,8 @@ class Runner:
         lane: Lane, protections: Protections, target: Address, commands: list[Any]
     ) -> dict[str, Any]:
         return await _call(
-            lane.client_control,
+            lane,
+            "client",
             "session",
             protections=protections.as_dict(),
             host=target.host,
@@ -164,5 +164,25 @@ class Runner:
         )
 
 
-async def _call(address: Address, cmd: str, **params: Any) -> dict[str, Any]:
-    return await request(address.host, address.port, cmd, params)
+async def _call(lane: Lane, role: str, cmd: str, *, timeout: float = 60.0, **params: Any) -> dict[str, Any]:
+    address = lane.controls[role]
+    return await request(address.host, address.port, cmd, params, secret=lane.secret, timeout=timeout)
+
+
+async def _take_all_evidence(lane: Lane) -> dict[str, list[Event]]:
+    """Every role's evidence, cleared on the role; a role that does not answer has none to give."""
+    events: dict[str, list[Event]] = {}
+    for role in ROLES:
+        try:
+            answer = await _call(lane, role, "evidence", take=True, timeout=EVIDENCE_TIMEOUT)
+        except (ControlError, OSError, TimeoutError):
+            answer = {}
+        events[role] = [e for e in answer.get("events", []) if isinstance(e, dict)]
+    return events
+
+
+def _write_evidence(directory: Path, events: dict[str, list[Event]]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for role, role_events in events.items():
+        lines = "".join(json.dumps(event, ensure_ascii=False) + "\n" for event in role_events)
+        (directory / f"{role}.jsonl").write_text(lines, encoding="utf-8")

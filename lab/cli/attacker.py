@@ -115,8 +115,12 @@ async def _run(
             f"attack: {attack_id}; evidence: {state.evidence_path('attacker')}"
         ]
         if control is not None:
-            control_port = await ControlServer(role.control_handlers()).start(*control)
-            lines.append(f"control port on {control[0]}:{control_port}")
+            control_server = ControlServer(role.control_handlers(), secret=state.secret())
+            control_port = await control_server.start(*control)
+            lines.append(
+                f"control port on {control[0]}:{control_port} (requests carry the secret in "
+                f"{state.control_secret})"
+            )
         if web is not None:
             lines.append(f"mitmweb on http://{web[0]}:{web[1]}/")
         console.print("\n".join(lines) + "\nCtrl-C stops it.")

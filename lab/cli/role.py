@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +18,11 @@ import click
 from lab.channel.protections import RECOMMENDED
 from lab.cli.errors import EXIT_CONNECTION, fail, reported_errors
 from lab.cli.options import endpoint_option, state_dir_option
-from lab.control import ControlServer, Handler
+from lab.control import ControlError, ControlServer, Handler
+from lab.evidence import read_evidence
 from lab.roles import client as client_role
 from lab.roles.attacker import AttackerRole, CannotListen
+from lab.roles.lanes import LanePorts, Lanes, LanesFailed
 from lab.roles.server import BankServer
 from lab.state import StateDir
 
@@ -28,10 +32,24 @@ from lab.state import StateDir
 @endpoint_option("--control", "127.0.0.1:0", "The control port (JSON lines).")
 @endpoint_option("--listen", "127.0.0.1:0", "The server's or attacker's service address.")
 @endpoint_option("--upstream", "127.0.0.1:4433", "The attacker's upstream: the real server.")
+@endpoint_option("--web", None, "The attacker's mitmweb live view (with --lanes: the first lane's).")
 @click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help='Write {"control": PORT, "service": PORT} here once listening.',
+    help='Write {"control": PORT, "service": PORT} here once listening (with --lanes: {"lanes": N}).',
+)
+@click.option(
+    "--lanes",
+    type=click.IntRange(min=1, max=16),
+    help="Run this many lanes of the role, lane i on each port + i - 1, each with its own copy of "
+    "--state-dir (made in --lanes-dir); a lane whose role dies is started again. For containers.",
+)
+@click.option(
+    "--lanes-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default="/tmp/mitmlab-lanes",
+    show_default=True,
+    help="Where --lanes keeps each lane's state directory.",
 )
 @state_dir_option
 def role(
@@ -39,16 +57,26 @@ def role(
     control: tuple[str, int],
     listen: tuple[str, int],
     upstream: tuple[str, int],
+    web: tuple[str, int] | None,
     ready_file: Path | None,
+    lanes: int | None,
+    lanes_dir: Path,
     state_dir: Path,
 ) -> None:
     """Run the server, attacker or client as a long-lived role for `mitmlab check`."""
     with reported_errors():
         state = StateDir(state_dir).require()
         try:
-            asyncio.run(_serve(name, state, control, listen, upstream, ready_file))
+            if lanes is not None:
+                lanes_dir.mkdir(parents=True, exist_ok=True)
+                supervisor = Lanes(name, lanes, state, lanes_dir, LanePorts(control, listen, upstream), web)
+                asyncio.run(supervisor.run(ready_file))
+            else:
+                asyncio.run(_serve(name, state, control, listen, upstream, web, ready_file))
         except KeyboardInterrupt:
             pass
+        except LanesFailed as exc:
+            fail(EXIT_CONNECTION, str(exc))
         except (CannotListen, OSError) as exc:
             fail(EXIT_CONNECTION, f"the {name} role cannot start: {exc}")
 
@@ -59,9 +87,12 @@ async def _serve(
     control: tuple[str, int],
     listen: tuple[str, int],
     upstream: tuple[str, int],
+    web: tuple[str, int] | None,
     ready_file: Path | None,
 ) -> None:
     stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # PID 1 in a container has no default action
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     service_port: int | None = None
     handlers: dict[str, Handler]
     server: BankServer | None = None
@@ -72,7 +103,7 @@ async def _serve(
         serving = asyncio.create_task(server.serve_forever())
         handlers = server.control_handlers()
     elif name == "attacker":
-        attacker = AttackerRole(state, listen, upstream)
+        attacker = AttackerRole(state, listen, upstream, web=web)
         service_port = await attacker.start()
         handlers = attacker.control_handlers()
     else:
@@ -82,7 +113,24 @@ async def _serve(
         stop.set()
         return {}
 
-    control_server = ControlServer({**handlers, "shutdown": shutdown})
+    async def evidence(request: dict[str, Any]) -> dict[str, Any]:
+        """What this role recorded; with "take": true it is also cleared (the runner keeps it)."""
+        take = request.get("take", False)
+        if not isinstance(take, bool):
+            raise ControlError('"take" is true or false')
+        path = state.evidence_path(name)
+        events = list(read_evidence(path))
+        if take:
+            path.unlink(missing_ok=True)
+        return {"events": events}
+
+    def refused(peer: str, cmd: str) -> None:
+        state.evidence(name).record("control_refused", peer=peer, cmd=cmd)
+        print(f"refused a control request without the lab's secret from {peer}: {cmd!r}", file=sys.stderr)
+
+    control_server = ControlServer(
+        {**handlers, "evidence": evidence, "shutdown": shutdown}, secret=state.secret(), on_refused=refused
+    )
     control_port = await control_server.start(*control)
     if ready_file is not None:
         ready_file.write_text(json.dumps({"control": control_port, "service": service_port}) + "\n")

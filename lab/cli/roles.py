@@ -20,11 +20,18 @@ console = Console(highlight=False)
 
 
 @click.command()
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Replace an existing state directory: new keys, certificates, passwords and control secret.",
+)
 @state_dir_option
-def init(state_dir: Path) -> None:
+def init(fresh: bool, state_dir: Path) -> None:
     """Make the state directory: CA, certificates (the attacker's too), bank, demo accounts."""
     with reported_errors():
         state = StateDir(state_dir)
+        if fresh:
+            state.clear()
         if state.exists():
             console.print(f"{state_dir} is already a lab state directory; nothing to do.")
             return

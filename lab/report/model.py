@@ -11,10 +11,11 @@ from typing import Any, Final
 from lab.attacks import ATTACKS
 from lab.channel.protections import PROTECTION_DOCS, PROTECTION_IDS
 from lab.checker.check import CheckResult
-from lab.checker.runner import ROLES, RunResult
+from lab.checker.runner import RunResult
 from lab.checker.scenarios import LADDER, Placement
 from lab.checker.verdict import VERDICTS
 from lab.narrate import told
+from lab.state import ROLES
 
 SCHEMA: Final = "mitm-lab/report"
 VERSION: Final = 1

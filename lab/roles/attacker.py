@@ -242,4 +242,9 @@ class AttackerRole:
         async def status(request: dict[str, Any]) -> dict[str, Any]:
             return self.status()
 
-        return {"attack": switch_attack, "idle": wait_idle, "status": status}
+        async def reset(request: dict[str, Any]) -> dict[str, Any]:
+            self.switch(None)
+            self.state.reset_role("attacker")
+            return self.status()
+
+        return {"attack": switch_attack, "idle": wait_idle, "status": status, "reset": reset}

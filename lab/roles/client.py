@@ -170,4 +170,8 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
             return {"outcome": "connection_failed", "message": str(exc) or "timed out"}
         return {"outcome": "ok", "suite": result.handshake.suite.name, "replies": result.replies}
 
-    return {"session": session}
+    async def reset(request: dict[str, Any]) -> dict[str, Any]:
+        state.reset_role("client")
+        return {}
+
+    return {"session": session, "reset": reset}

@@ -75,7 +75,7 @@ class BankServer:
         """A fresh bank and no evidence, between scenarios (see `StateDir.reset`)."""
         await self.idle()
         self.ledger.close()
-        self.state.reset()
+        self.state.reset_role("server")
         self.ledger = Ledger(self.state.ledger_path)
         self.hellos = RecentClientHellos()
         self.set_protections(self.config.protections)

@@ -3,10 +3,9 @@ interface (`lab.control`); a backend only decides where the processes run."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
-
-from lab.state import StateDir
 
 
 @dataclass(frozen=True)
@@ -14,17 +13,20 @@ class Address:
     host: str
     port: int
 
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
 
 @dataclass(frozen=True)
 class Lane:
-    """One server, attacker and client, with the state directory they share: one scenario at a time."""
+    """One server, attacker and client: one scenario at a time. The runner reaches them only through
+    their control ports, so a lane is the same thing whether its roles are processes or containers."""
 
     number: int
-    state: StateDir
-    """Where the runner reads the lane's evidence."""
-    server_control: Address
-    attacker_control: Address
-    client_control: Address
+    controls: Mapping[str, Address]
+    """Each role's control port, by role name."""
+    secret: str
+    """The lab's control secret, which every request carries."""
     server_service: Address
     """The server as the client dials it directly (for the clean session that makes a key pin)."""
     attacker_service: Address

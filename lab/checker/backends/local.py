@@ -56,12 +56,11 @@ class LocalBackend:
         )
         client_spawn = self._spawn(roles, root, "client")
         attacker, client = await asyncio.gather(attacker_spawn, client_spawn)
+        ready = {"server": server, "attacker": attacker, "client": client}
         return Lane(
             number=number,
-            state=state,
-            server_control=Address(LOOPBACK, server["control"]),
-            attacker_control=Address(LOOPBACK, attacker["control"]),
-            client_control=Address(LOOPBACK, client["control"]),
+            controls={role: Address(LOOPBACK, ports["control"]) for role, ports in ready.items()},
+            secret=state.secret(),
             server_service=Address(LOOPBACK, server["service"]),
             attacker_service=Address(LOOPBACK, attacker["service"]),
         )

@@ -1,0 +1,143 @@
+"""Several lanes of one role in one container: `mitmlab role NAME --lanes N`.
+
+The checker runs N scenarios at once, each on a lane of its own (a server, an attacker and a client).
+In the compose lab every role's container holds all N lanes of that role: lane i is a child process
+`mitmlab role NAME` on the base ports + i - 1, with its own copy of the lab's state directory. A child
+that dies is started again with a fresh copy, so its lane comes back; SIGTERM stops them all at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from lab.state import StateDir
+
+STARTUP_TIMEOUT: Final = 60.0
+RESTART_DELAY: Final = 0.5
+STOP_GRACE: Final = 5.0
+
+Endpoint = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class LanePorts:
+    """Where lane `number` (from 1) of a role listens: each base port plus number - 1."""
+
+    control: Endpoint
+    listen: Endpoint
+    upstream: Endpoint
+
+    def of(self, number: int) -> LanePorts:
+        def shifted(endpoint: Endpoint) -> Endpoint:
+            return endpoint[0], endpoint[1] + number - 1
+
+        return LanePorts(shifted(self.control), shifted(self.listen), shifted(self.upstream))
+
+
+class LanesFailed(Exception):
+    """A lane's role could not start."""
+
+
+class Lanes:
+    def __init__(
+        self,
+        role: str,
+        count: int,
+        template: StateDir,
+        workdir: Path,
+        ports: LanePorts,
+        web: Endpoint | None = None,
+    ) -> None:
+        self.role = role
+        self.count = count
+        self.template = template
+        self.workdir = workdir
+        self.ports = ports
+        self.web = web
+        """mitmweb's live view, for the first lane's attacker."""
+        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._stopping = asyncio.Event()
+
+    async def run(self, ready_file: Path | None) -> None:
+        """Start every lane, write `ready_file`, keep the lanes running until SIGTERM or SIGINT."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stopping.set)
+        try:
+            await asyncio.gather(*(self._start(number) for number in range(1, self.count + 1)))
+            if ready_file is not None:
+                ready_file.write_text(json.dumps({"lanes": self.count}) + "\n")
+            keepers = [asyncio.create_task(self._keep(number)) for number in range(1, self.count + 1)]
+            await self._stopping.wait()
+            for keeper in keepers:
+                keeper.cancel()
+        finally:
+            await self._stop_all()
+
+    def _args(self, number: int) -> list[str]:
+        ports = self.ports.of(number)
+        args = [
+            "role",
+            self.role,
+            "--control",
+            "{}:{}".format(*ports.control),
+            "--listen",
+            "{}:{}".format(*ports.listen),
+            "--upstream",
+            "{}:{}".format(*ports.upstream),
+            "--state-dir",
+            str(self.workdir / f"lane-{number}"),
+            "--ready-file",
+            str(self.workdir / f"lane-{number}.ready"),
+        ]
+        if self.web is not None and self.role == "attacker" and number == 1:
+            args += ["--web", "{}:{}".format(*self.web)]
+        return args
+
+    async def _start(self, number: int) -> None:
+        state = self.workdir / f"lane-{number}"
+        ready = self.workdir / f"lane-{number}.ready"
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.copytree(self.template.root, state)
+        ready.unlink(missing_ok=True)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "lab", *self._args(number), stdin=asyncio.subprocess.DEVNULL
+        )
+        self._children[number] = child
+        try:
+            async with asyncio.timeout(STARTUP_TIMEOUT):
+                while not ready.exists() or not ready.read_text().strip():
+                    if child.returncode is not None:
+                        raise LanesFailed(f"lane {number} of the {self.role} role exited at start")
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise LanesFailed(f"lane {number} of the {self.role} role did not start in time") from None
+
+    async def _keep(self, number: int) -> None:
+        """Start the lane again whenever its role exits."""
+        while True:
+            code = await self._children[number].wait()
+            print(
+                f"lane {number} of the {self.role} role exited ({code}); starting it again", file=sys.stderr
+            )
+            await asyncio.sleep(RESTART_DELAY)
+            with contextlib.suppress(LanesFailed):
+                await self._start(number)
+
+    async def _stop_all(self) -> None:
+        running = [child for child in self._children.values() if child.returncode is None]
+        for child in running:
+            child.terminate()
+        if running:
+            await asyncio.wait([asyncio.ensure_future(c.wait()) for c in running], timeout=STOP_GRACE)
+            for child in running:
+                if child.returncode is None:
+                    child.kill()
