@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from lab.containers import free_port
+
+__all__ = ["background", "free_port", "mitmlab", "wait_for_port"]
 
 
 def mitmlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -46,11 +49,3 @@ def background(*args: str, port_file: Path) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-
-
-def free_port() -> int:
-    """A port free a moment ago, for programs that cannot report the one they bound (mitmweb, mitmdump)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from lab.channel.connection import key_fingerprint
 from lab.channel.protections import Protections
-from lab.checker.backends import Address, Backend, Lane
+from lab.checker.backends import Address, Backend, BackendError, Lane
 from lab.checker.scenarios import Scenario
 from lab.checker.verdict import Event, GroundTruth, RunEvidence, Verdict, decide
 from lab.control import ControlError, request
@@ -73,9 +73,12 @@ class Runner:
         self.out = out
         self.on_result = on_result
         self.timeout = timeout
-        self._lanes: asyncio.Queue[Lane] = asyncio.Queue()
+        self._lanes: asyncio.Queue[Lane | None] = asyncio.Queue()
+        """Lanes free to run a scenario; None once every lane is lost."""
         for lane in lanes:
             self._lanes.put_nowait(lane)
+        self._live_lanes = len(lanes)
+        self._lost: list[str] = []
         self._runs: dict[str, asyncio.Task[RunResult]] = {}
 
     @property
@@ -92,14 +95,29 @@ class Runner:
 
     async def _on_a_lane(self, scenario: Scenario) -> RunResult:
         lane = await self._lanes.get()
-        try:
-            result = await self._play(lane, scenario)
-            if result.verdict.error or await self.backend.dead_roles(lane):
-                lane = await self.backend.restart(lane)
-        finally:
-            self._lanes.put_nowait(lane)
+        if lane is None:
+            self._lanes.put_nowait(None)  # for the next scenario waiting
+            result = self._unplayable(scenario)
+        else:
+            try:
+                result = await self._play(lane, scenario)
+                if result.verdict.error or await self.backend.dead_roles(lane):
+                    lane = await self.backend.restart(lane)
+            except BackendError as exc:  # the lane did not come back: the others go on without it
+                self._lost.append(f"lane {lane.number}: {exc}")
+                self._live_lanes -= 1
+                lane = None
+            finally:
+                if lane is not None or self._live_lanes == 0:
+                    self._lanes.put_nowait(lane)
         self.on_result(result)
         return result
+
+    def _unplayable(self, scenario: Scenario) -> RunResult:
+        destination = self.out / "evidence" / scenario.id
+        destination.mkdir(parents=True, exist_ok=True)
+        verdict = Verdict("error", error=f"no lane left to run it ({'; '.join(self._lost)})")
+        return RunResult(scenario, verdict, 0.0, str(destination.relative_to(self.out)))
 
     async def _play(self, lane: Lane, scenario: Scenario) -> RunResult:
         started = time.perf_counter()

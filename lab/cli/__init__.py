@@ -6,7 +6,7 @@ import click
 
 from lab.cli.attacker import attacker
 from lab.cli.bench import bench
-from lab.cli.check import check, demo, report
+from lab.cli.check import check, demo, forward, report
 from lab.cli.role import role
 from lab.cli.roles import client, init, server
 
@@ -34,7 +34,7 @@ def cli() -> None:
     pass
 
 
-for command in (check, demo, report, init, server, client, attacker, bench, role):
+for command in (check, demo, report, init, server, client, attacker, bench, role, forward):
     cli.add_command(command)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +22,8 @@ from lab.bench import crypto
 from lab.bench.channel import Bench
 from lab.bench.measure import Result, ratios
 from lab.bench.proxy import ProxyBench
+from lab.cli.errors import EXIT_SETUP, fail
+from lab.containers import ComposeLab, ContainersError, free_port
 from lab.state import StateDir
 
 console = Console(highlight=False)
@@ -137,9 +142,75 @@ def _measure(make: Callable[[StateDir], _Measurement], title: str, json_path: Pa
 
 @bench.command(name="check")
 @click.option("--jobs", type=click.IntRange(min=1, max=16), default=2, show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "compose"]),
+    default="local",
+    show_default=True,
+    help="compose: also the same check in the compose lab's containers, between two local runs.",
+)
 @json_option
-def check_command(jobs: int, json_path: Path | None) -> None:
-    """The full `mitmlab check --view all`, timed: runs per second (goal: the whole run under 60 s)."""
+def check_command(jobs: int, backend: str, json_path: Path | None) -> None:
+    """The full `mitmlab check --view all`, timed: runs per second (goal: the whole run under 60 s).
+
+    With --backend compose: the local check, the check in containers, the local check again; the
+    containers' check against the local runs (goal: within 1.5x), the cached image build, `docker
+    compose up` to the first verdict and to the report, and the image's size."""
+    first = _local_check(jobs)
+    if backend == "local":
+        _report(
+            f"mitmlab check --view all, {jobs} lanes (goal: under 60 s)",
+            [
+                Result("runs", first.runs, ""),
+                Result("wall time, set-up included", first.wall, "s"),
+                Result("runs per second", first.runs / first.wall, "/s"),
+                Result("runs in error", first.errors, ""),
+            ],
+            json_path,
+        )
+        return
+    try:
+        containers = _compose_check(jobs)
+    except ContainersError as exc:
+        fail(EXIT_SETUP, str(exc))
+    second = _local_check(jobs)
+    local = statistics.median([first.check, second.check])
+    _report(
+        f"mitmlab check --view all, {jobs} lanes: containers against local processes (goal: within 1.5x)",
+        [
+            Result("local check (median of the runs before and after)", local, "s"),
+            Result(
+                "compose check, in the containers",
+                containers.check,
+                "s",
+                "local check (median of the runs before and after)",
+            ),
+            Result("runs, local", first.runs, ""),
+            Result("runs, compose", containers.runs, ""),
+            Result("runs in error, all three checks", first.errors + second.errors + containers.errors, ""),
+            Result("cached image build (docker compose build)", containers.build, "s"),
+            Result("docker compose up to the first verdict", containers.first_verdict, "s"),
+            Result("docker compose up to the report", containers.report, "s"),
+            Result("image size", containers.image_mb, "MB"),
+        ],
+        json_path,
+    )
+
+
+@dataclass(frozen=True)
+class _Timed:
+    check: float
+    """The check itself, as its report times it."""
+    wall: float = 0.0
+    runs: int = 0
+    errors: int = 0
+    build: float = 0.0
+    first_verdict: float = 0.0
+    report: float = 0.0
+    image_mb: float = 0.0
+
+
+def _local_check(jobs: int) -> _Timed:
     from lab.attacks import ATTACK_IDS
     from lab.checker.backends.local import LocalBackend
     from lab.checker.check import run_check
@@ -151,24 +222,61 @@ def check_command(jobs: int, json_path: Path | None) -> None:
         template = StateDir(work / "template").ensure()
         backend = LocalBackend(template, work / "lanes")
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("running the full check", total=None)
+            task = progress.add_task("the full check, local", total=None)
             result = asyncio.run(
                 run_check(
                     backend, template, VIEWS, ATTACK_IDS, jobs, work / "out", lambda r: progress.advance(task)
                 )
             )
         wall = time.perf_counter() - started
-    runs = len(result.results)
-    _report(
-        f"mitmlab check --view all, {jobs} lanes (goal: under 60 s)",
-        [
-            Result("runs", runs, ""),
-            Result("placements in the views", len(result.placements), ""),
-            Result("wall time, set-up included", wall, "s"),
-            Result("runs per second", runs / wall, "/s"),
-            Result("runs in error", len(result.errors), ""),
-        ],
-        json_path,
+    return _Timed(result.duration_s, wall, len(result.results), len(result.errors))
+
+
+def _compose_check(jobs: int) -> _Timed:
+    with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
+        reports = Path(scratch)
+        lab = ComposeLab(
+            project="mitmlab-bench",
+            settings={
+                "MITMLAB_JOBS": str(jobs),
+                "MITMLAB_REPORTS": str(reports),
+                "MITMLAB_REPORT_PORT": str(free_port()),
+                "MITMLAB_LIVE_PORT": str(free_port()),
+            },
+        )
+        lab.preflight()
+        with console.status("docker compose build (cached) ..."):
+            started = time.perf_counter()
+            lab.compose("build", "--quiet")
+            build = time.perf_counter() - started
+        try:
+            with console.status("the full check, in containers ..."):
+                started = time.perf_counter()
+                lab.compose("up", "--detach", "--no-build")
+                deadline = started + 600
+                while not list(reports.glob("*/evidence/*")) and time.perf_counter() < deadline:
+                    time.sleep(0.05)
+                first_verdict = time.perf_counter() - started
+                lab.wait("checker", timeout=1800)
+                up_to_report = time.perf_counter() - started
+        finally:
+            lab.down()
+        (directory,) = [d for d in reports.iterdir() if (d / "report.json").exists()]
+        summary = json.loads((directory / "report.json").read_text())["summary"]
+    size = subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Size}}", "mitm-lab:latest"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return _Timed(
+        check=summary["duration_s"],
+        runs=summary["runs"],
+        errors=summary["error"],
+        build=build,
+        first_verdict=first_verdict,
+        report=up_to_report,
+        image_mb=int(size.stdout.strip() or 0) / 1e6,
     )
 
 

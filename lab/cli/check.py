@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import functools
-import http.server as http_server  # `from mitmproxy import http` elsewhere shadows nothing here
+import os
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,18 @@ from rich.table import Table
 
 from lab.attacks import ATTACK_IDS
 from lab.checker.backends import Backend
+from lab.checker.backends.compose import ComposeBackend
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, planned_runs, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import VIEWS, Scenario
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
-from lab.cli.options import protection_options, protections_from
+from lab.cli.options import endpoint_option, protection_options, protections_from
+from lab.containers import ComposeLab, ContainersError, in_compose
+from lab.forward import forward as forward_connections
 from lab.narrate import print_timeline
 from lab.report.model import build
+from lab.report.serve import report_server
 from lab.report.writers import CELL_GLYPH, FILES, SYMBOL, load_report, write_report
 from lab.state import StateDir
 
@@ -65,10 +70,16 @@ VERDICT_STYLE = {
 }
 
 
-def make_backend(name: str, template: StateDir, workdir: Path) -> Backend:
+def make_backend(name: str, scratch: Path) -> tuple[Backend, StateDir]:
+    """The backend, and the state directory whose secrets (the password, the server key) the roles use.
+
+    local: a fresh state directory in `scratch`, copied to every lane. compose (in the checker's
+    container): the lab's state volume, which the role containers were started from."""
     if name == "local":
-        return LocalBackend(template, workdir)
-    fail(EXIT_SETUP, "the compose backend comes with the containers issue; use --backend local for now")
+        template = StateDir(scratch / "template").ensure()
+        return LocalBackend(template, scratch), template
+    template = StateDir(Path(os.environ.get("MITMLAB_STATE_DIR", "/lab/state"))).require()
+    return ComposeBackend(template.secret()), template
 
 
 @click.command(
@@ -96,8 +107,9 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     type=click.Choice(["local", "compose"]),
     default="local",
     show_default=True,
-    help="local: role processes on loopback. compose: the docker compose services (comes with the "
-    "containers issue; for now it says so and stops).",
+    help="local: role processes on loopback, no Docker needed. compose: the roles in the containers "
+    "of docker-compose.yml (from the host it runs `docker compose up` for you and takes the lab down "
+    "afterwards; the report lands in the same place).",
 )
 @click.option(
     "--out",
@@ -121,24 +133,92 @@ def check(view: str, attacks: tuple[str, ...], backend: str, out: Path | None, j
     """
     views = VIEWS if view == "all" else (view,)
     chosen = attacks or ATTACK_IDS
-    out = out or Path("reports") / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = out or _default_out()
     _writable(out)
+    if backend == "compose" and not in_compose():
+        _check_in_containers(views, attacks, out, jobs)
+        return
+    if in_compose():
+        console.print(
+            f"The check runs; watch lane 1's flows in mitmweb's live view: "
+            f"{os.environ.get('MITMLAB_LIVE_URL', '(the live service)')}"
+        )
     with tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch, reported_errors():
-        template = StateDir(Path(scratch) / "template").ensure()
+        lab_backend, template = make_backend(backend, Path(scratch))
         result = _with_progress(
-            lambda on_result: run_check(
-                make_backend(backend, template, Path(scratch)), template, views, chosen, jobs, out, on_result
-            ),
+            lambda on_result: run_check(lab_backend, template, views, chosen, jobs, out, on_result),
             planned_runs(views, chosen),
         )
     report = build(result)
     write_report(report, out)
     print_summary(report)
+    if in_compose():
+        _hand_over(out)
+        console.print(
+            f"\nReport written to {os.environ.get('MITMLAB_HOST_REPORTS', '/reports')}/{out.name}/ on the "
+            f"host, served at {os.environ.get('MITMLAB_REPORT_URL', '(the report service)')}"
+        )
+    else:
+        console.print(
+            f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}"
+        )
+    if result.errors:
+        fail(EXIT_RUN_ERRORS, f"{len(result.errors)} run(s) ended in error; see the report.")
+
+
+def _default_out() -> Path:
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    if in_compose():  # labs that share ./reports each find their own: <timestamp>-<compose project>
+        return Path("/reports") / (
+            os.environ.get("MITMLAB_RUN") or f"{stamp}-{os.environ.get('MITMLAB_LAB')}"
+        )
+    return Path("reports") / stamp
+
+
+def _hand_over(out: Path) -> None:
+    """Give the report to whoever owns the folder it is in (the host user's ./reports), not to root."""
+    owner = out.parent.stat()
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        return
+    for path in [out, *out.rglob("*")]:
+        os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+
+
+def _check_in_containers(views: tuple[str, ...], attacks: tuple[str, ...], out: Path, jobs: int) -> None:
+    """`docker compose up` with this check, its report written to `out`; then the lab comes down."""
+    arguments = [f"--view {views[0]}"] if len(views) == 1 else []
+    arguments += [f"--attack {attack}" for attack in attacks]
+    lab = ComposeLab(
+        project=os.environ.get("COMPOSE_PROJECT_NAME", "mitm-lab"),
+        settings={
+            "MITMLAB_JOBS": str(jobs),
+            "MITMLAB_CHECK_ARGS": " ".join(arguments),
+            "MITMLAB_REPORTS": str(out.parent.resolve()),
+            "MITMLAB_RUN": out.name,
+        },
+    )
+    try:
+        lab.preflight()
+    except ContainersError as exc:
+        fail(EXIT_SETUP, str(exc))
+    try:
+        with stderr.status("building the image and starting the lab (docker compose up) ..."):
+            lab.up()
+        with stderr.status("the check is running in the containers ..."):
+            code = lab.wait("checker", timeout=3600)
+        logs = lab.logs("checker")
+    except ContainersError as exc:
+        fail(EXIT_SETUP, str(exc))
+    finally:
+        lab.down()
+    if not (out / "report.json").exists():
+        fail(EXIT_SETUP, f"the checker container ended ({code}) without a report: {logs.strip()[-2000:]}")
+    print_summary(load_report(out))
     console.print(
         f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}"
     )
-    if result.errors:
-        fail(EXIT_RUN_ERRORS, f"{len(result.errors)} run(s) ended in error; see the report.")
+    if code:
+        sys.exit(code)
 
 
 def _writable(out: Path) -> None:
@@ -236,8 +316,8 @@ def demo(attack: str | None, **switches: Any) -> None:
 
 
 async def _run_one(scenario: Scenario, scratch: Path) -> RunResult:
-    template = StateDir(scratch / "template").ensure()
-    backend = LocalBackend(template, scratch)
+    """On local role processes; in a container of the compose lab, on the running lab's first lane."""
+    backend, template = make_backend("compose" if in_compose() else "local", scratch)
     lanes = await backend.start(1)
     try:
         return await Runner(backend, lanes, ground_truth(template), scratch / "out").run(scenario)
@@ -262,13 +342,44 @@ def show(directory: Path) -> None:
 @report.command()
 @click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-def serve(directory: Path, port: int) -> None:
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address to listen on: loopback, so only this machine can reach it (any other address "
+    "only inside the compose lab's container, whose published port binds to 127.0.0.1).",
+)
+@click.option(
+    "--newest",
+    is_flag=True,
+    help="DIRECTORY holds reports: serve the newest, looked up at every request (a page that reloads "
+    "itself until the first one is written).",
+)
+@click.option("--lab", help="With --newest: only the reports of this compose lab (<timestamp>-<lab>).")
+def serve(directory: Path, port: int, host: str, newest: bool, lab: str | None) -> None:
     """Serve the HTML report on 127.0.0.1 (only this machine can reach it)."""
-    handler = functools.partial(http_server.SimpleHTTPRequestHandler, directory=str(directory))
+    if host not in ("127.0.0.1", "localhost", "::1") and not in_compose():
+        fail(EXIT_SETUP, f"the report is served on loopback only, not on {host}")
     try:
-        httpd = http_server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        httpd = report_server(directory, host, port, newest=newest, lab=lab)
     except OSError as exc:
-        fail(EXIT_SETUP, f"cannot listen on 127.0.0.1:{port}: {exc.strerror}")
-    console.print(f"http://127.0.0.1:{httpd.server_address[1]}/report.html  (Ctrl-C stops)")
+        fail(EXIT_SETUP, f"cannot listen on {host}:{port}: {exc.strerror}")
+    page = "" if newest else "report.html"
+    console.print(f"http://{host}:{httpd.server_address[1]}/{page}  (Ctrl-C stops)")
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # docker compose down: stop at once
     with contextlib.suppress(KeyboardInterrupt):
         httpd.serve_forever()
+
+
+@click.command()
+@endpoint_option("--listen", "127.0.0.1:8081", "Where to accept connections.")
+@click.argument("target")
+def forward(listen: tuple[str, int], target: str) -> None:
+    """Forward TCP connections to TARGET (HOST:PORT): the compose lab's live view of mitmweb."""
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{target!r} is not HOST:PORT", param_hint="TARGET")
+    try:
+        asyncio.run(forward_connections(listen, (host, int(port))))
+    except OSError as exc:
+        fail(EXIT_SETUP, f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")

@@ -174,4 +174,7 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
         state.reset_role("client")
         return {}
 
-    return {"session": session, "reset": reset}
+    async def status(request: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    return {"session": session, "reset": reset, "status": status}

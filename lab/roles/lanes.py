@@ -71,6 +71,8 @@ class Lanes:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._stopping.set)
+        if ready_file is not None:
+            ready_file.unlink(missing_ok=True)  # a container that Docker restarts keeps its /tmp
         try:
             await asyncio.gather(*(self._start(number) for number in range(1, self.count + 1)))
             if ready_file is not None:

@@ -1,0 +1,101 @@
+"""The compose backend: the roles are the services of docker-compose.yml, reached by service name on
+the lab's internal network. This runs in the checker's container; `lab.containers` is the host's side.
+
+Each role's container runs every lane (`mitmlab role NAME --lanes N`): lane i is on the control and
+service base ports + i - 1. Docker starts a container that died again (`restart: unless-stopped`) and
+the container starts a lane whose role died again, so `restart` only waits for the lane to answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Final
+
+from lab.checker.backends import Address, BackendError, Lane
+from lab.control import ControlError, request
+from lab.state import ROLES
+
+CONTROL_PORT: Final = 7000
+SERVICE_PORT: Final = 4433
+STARTUP_TIMEOUT: Final = 90.0
+PROBE_TIMEOUT: Final = 2.0
+
+
+class ComposeBackend:
+    name = "compose"
+
+    def __init__(
+        self,
+        secret: str,
+        hosts: Mapping[str, str] | None = None,
+        control_port: int = CONTROL_PORT,
+        service_port: int = SERVICE_PORT,
+        startup_timeout: float = STARTUP_TIMEOUT,
+    ) -> None:
+        self.secret = secret
+        self.hosts = dict(hosts or {role: role for role in ROLES})
+        """Each role's host name: its compose service name."""
+        self.control_port = control_port
+        self.service_port = service_port
+        self.startup_timeout = startup_timeout
+
+    def lane(self, number: int) -> Lane:
+        shift = number - 1
+        return Lane(
+            number=number,
+            controls={role: Address(host, self.control_port + shift) for role, host in self.hosts.items()},
+            secret=self.secret,
+            server_service=Address(self.hosts["server"], self.service_port + shift),
+            attacker_service=Address(self.hosts["attacker"], self.service_port + shift),
+        )
+
+    async def start(self, lanes: int) -> list[Lane]:
+        chosen = [self.lane(number) for number in range(1, lanes + 1)]
+        await asyncio.gather(*(self._until_answering(lane) for lane in chosen))
+        return chosen
+
+    async def restart(self, lane: Lane) -> Lane:
+        await self._until_answering(lane)
+        return lane
+
+    async def _until_answering(self, lane: Lane) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while failures := await self._probe_all(lane):
+            refusals = [why for why, answered in failures if answered]
+            if refusals:  # a role that answers with an error will not get better by waiting
+                raise BackendError(f"lane {lane.number} refuses the checker: {'; '.join(refusals)}")
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"lane {lane.number} does not answer after {self.startup_timeout:g} s: "
+                    f"{'; '.join(why for why, _ in failures)} (do the role containers run as many lanes "
+                    "as --jobs? both come from MITMLAB_JOBS)"
+                )
+            await asyncio.sleep(0.25)
+
+    async def dead_roles(self, lane: Lane, settle: float = 0.0) -> list[str]:
+        deadline = time.monotonic() + settle
+        while True:
+            failures = await self._probe_all(lane)
+            if failures or time.monotonic() >= deadline:
+                return [why for why, _ in failures]
+            await asyncio.sleep(0.1)
+
+    async def _probe_all(self, lane: Lane) -> list[tuple[str, bool]]:
+        probes = await asyncio.gather(*(self._probe(lane, role) for role in ROLES))
+        return [probe for probe in probes if probe is not None]
+
+    async def _probe(self, lane: Lane, role: str) -> tuple[str, bool] | None:
+        """Why `role` of `lane` is not there, and whether it answered at all; None when it is."""
+        address = lane.controls[role]
+        try:
+            await request(address.host, address.port, "status", secret=lane.secret, timeout=PROBE_TIMEOUT)
+        except ControlError as exc:
+            return f"{role} (at {address}: {exc})", True
+        except (OSError, TimeoutError) as exc:
+            return f"{role} (not answering at {address}: {exc.strerror or exc or 'timed out'})", False
+        return None
+
+    async def stop(self) -> None:
+        """Nothing to stop: the containers are compose's, and stay up for `docker compose run`."""
