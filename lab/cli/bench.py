@@ -197,6 +197,64 @@ def check_command(jobs: int, backend: str, json_path: Path | None) -> None:
     )
 
 
+@bench.command(name="labs")
+@click.option(
+    "--labs",
+    "count",
+    type=click.IntRange(min=1, max=32),
+    default=4,
+    show_default=True,
+    help="Compose labs (projects) up at once, each running the full check.",
+)
+@json_option
+def labs_command(count: int, json_path: Path | None) -> None:
+    """Many compose labs on one host, as a class on one server: COUNT labs run the full check at once.
+    Reported: how many completed without errors, and their check times against one lab alone."""
+    try:
+        alone = _compose_check(2).check
+        with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
+            labs = [
+                ComposeLab(
+                    project=f"mitmlab-bench-{number}",
+                    settings={
+                        "MITMLAB_REPORTS": str(Path(scratch) / str(number)),
+                        "MITMLAB_REPORT_PORT": str(free_port()),
+                        "MITMLAB_LIVE_PORT": str(free_port()),
+                    },
+                )
+                for number in range(1, count + 1)
+            ]
+            try:
+                with console.status(f"{count} labs, each running the full check ..."):
+                    started = time.perf_counter()
+                    for lab in labs:
+                        Path(lab.settings["MITMLAB_REPORTS"]).mkdir()
+                        lab.compose("up", "--detach", "--no-build")
+                    codes = [lab.wait("checker", timeout=3600) for lab in labs]
+                    wall = time.perf_counter() - started
+            finally:
+                for lab in labs:
+                    lab.down()
+            summaries = [
+                json.loads(report.read_text())["summary"] for report in Path(scratch).glob("*/*/report.json")
+            ]
+    except ContainersError as exc:
+        fail(EXIT_SETUP, str(exc))
+    slowest = max((s["duration_s"] for s in summaries), default=0.0)
+    _report(
+        f"{count} compose labs at once, each the full check",
+        [
+            Result("one lab alone: the check", alone, "s"),
+            Result("labs whose check completed (exit 0)", codes.count(0), ""),
+            Result("reports written", len(summaries), ""),
+            Result("runs in error, all labs", sum(s["error"] for s in summaries), ""),
+            Result("slowest lab's check", slowest, "s", "one lab alone: the check"),
+            Result("all labs, up to the last report", wall, "s"),
+        ],
+        json_path,
+    )
+
+
 @dataclass(frozen=True)
 class _Timed:
     check: float

@@ -29,7 +29,8 @@ Endpoint = tuple[str, int]
 
 @dataclass(frozen=True)
 class LanePorts:
-    """Where lane `number` (from 1) of a role listens: each base port plus number - 1."""
+    """Where lane `number` (from 1) of a role listens: each base port plus number - 1 (port 0, any
+    free port, stays 0)."""
 
     control: Endpoint
     listen: Endpoint
@@ -37,7 +38,8 @@ class LanePorts:
 
     def of(self, number: int) -> LanePorts:
         def shifted(endpoint: Endpoint) -> Endpoint:
-            return endpoint[0], endpoint[1] + number - 1
+            host, port = endpoint
+            return host, port + number - 1 if port else 0
 
         return LanePorts(shifted(self.control), shifted(self.listen), shifted(self.upstream))
 
