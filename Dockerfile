@@ -6,26 +6,29 @@
 # with none it installs from PyPI. Either way nothing else is downloaded.
 ARG BASE=python:3.11-slim-bookworm
 
-FROM ${BASE} AS build
+FROM ${BASE} AS dependencies
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_FIND_LINKS=/wheelhouse
 COPY wheelhouse/ /wheelhouse/
-COPY pyproject.toml README.md /src/
-# The dependencies first, in a layer of their own: a change to the lab's code does not reinstall them.
+COPY pyproject.toml /src/
 RUN if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1; fi \
  && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/src/pyproject.toml', 'rb'))['project']['dependencies']))" >/tmp/requirements.txt \
  && python3 -m venv /opt/mitmlab \
- && /opt/mitmlab/bin/pip install --quiet -r /tmp/requirements.txt
-COPY lab/ /src/lab/
-RUN if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1; fi \
- && /opt/mitmlab/bin/pip install --quiet --no-deps /src \
+ && /opt/mitmlab/bin/pip install --quiet -r /tmp/requirements.txt \
  && /opt/mitmlab/bin/pip uninstall --quiet --yes pip setuptools
 
+# The dependencies are one layer and the lab's code another: a change to the code rebuilds only the
+# last, small layers. No pip, setuptools, wheelhouse or cache reaches this stage, and no compiler is
+# in either (every dependency is a wheel).
 FROM ${BASE}
-COPY --from=build /opt/mitmlab /opt/mitmlab
-COPY addons/ /opt/mitm-lab/addons/
+COPY --from=dependencies /opt/mitmlab /opt/mitmlab
+RUN printf '#!/bin/sh\nexec /opt/mitmlab/bin/python3 -m lab "$@"\n' >/usr/local/bin/mitmlab \
+ && chmod 0755 /usr/local/bin/mitmlab
 ENV PATH=/opt/mitmlab/bin:$PATH \
+    PYTHONPATH=/opt/mitm-lab \
     MITMLAB_ADDONS=/opt/mitm-lab/addons \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 WORKDIR /lab
 CMD ["mitmlab", "--help"]
+COPY addons/ /opt/mitm-lab/addons/
+COPY lab/ /opt/mitm-lab/lab/

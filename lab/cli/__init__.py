@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from lab import __version__
 from lab.cli.attacker import attacker
 from lab.cli.bench import bench
 from lab.cli.check import check, demo, forward, report
@@ -29,7 +30,7 @@ Start here:
 
 
 @click.group(help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.version_option(package_name="mitm-lab")
+@click.version_option(version=__version__, prog_name="mitm-lab")
 def cli() -> None:
     pass
 
