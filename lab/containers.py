@@ -92,7 +92,10 @@ class ComposeLab:
                 "sudo scripts/offline-base, or remove .env to build on python:3.11-slim-bookworm"
             )
         for variable, default in PORTS.items():
-            port = int(self.setting(variable, str(default)))
+            value = self.setting(variable, str(default))
+            if not value.isdigit() or not 0 < int(value) < 65536:
+                raise ContainersError(f"{variable}={value!r} is not a port number")
+            port = int(value)
             if not _free(port):
                 raise ContainersError(
                     f"port {port} on 127.0.0.1 is taken (another lab, or another program): "

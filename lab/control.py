@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -33,6 +34,10 @@ RefusedHook = Callable[[str, str], None]
 
 class ControlError(Exception):
     """A control request that cannot be carried out; its message is the answer's error."""
+
+
+class NoAnswer(ControlError):
+    """The role closed the connection or sent garbage instead of an answer (it may be going down)."""
 
 
 class ControlServer:
@@ -65,10 +70,13 @@ class ControlServer:
                     return
                 if not line:
                     return
-                peer = "{}:{}".format(*writer.get_extra_info("peername")[:2])
+                peername = writer.get_extra_info("peername")
+                peer = "{}:{}".format(*peername[:2]) if peername else "-"
                 await self._answer(writer, await self.handle(line, peer))
         except ConnectionError:
             return
+        except Exception as exc:  # whatever a peer sends, the port keeps serving the others
+            print(f"control connection closed: {type(exc).__name__}: {exc}", file=sys.stderr)
         finally:
             writer.close()
 
@@ -80,9 +88,11 @@ class ControlServer:
         if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
             return {"ok": False, "error": 'a request is a JSON object with a "cmd" string'}
         offered = request.pop("secret", None)
-        if not isinstance(offered, str) or not hmac.compare_digest(offered.encode(), self.secret.encode()):
+        if not isinstance(offered, str) or not hmac.compare_digest(
+            offered.encode("utf-8", "surrogatepass"), self.secret.encode()
+        ):
             if self.on_refused is not None:
-                self.on_refused(peer, request["cmd"])
+                self.on_refused(peer, request["cmd"][:80].encode("ascii", "backslashreplace").decode())
             return {"ok": False, "error": "refused: the request does not carry this lab's secret"}
         handler = self.handlers.get(request["cmd"])
         if handler is None:
@@ -141,9 +151,9 @@ async def request(
     try:
         answer = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ControlError(f"no answer to {cmd!r}: the role closed the connection or sent garbage") from None
+        raise NoAnswer(f"no answer to {cmd!r}: the role closed the connection or sent garbage") from None
     if not isinstance(answer, dict):
-        raise ControlError(f"no answer to {cmd!r}: not a JSON object")
+        raise NoAnswer(f"no answer to {cmd!r}: not a JSON object")
     if not answer.get("ok"):
         raise ControlError(answer.get("error", "error"))
     return answer

@@ -113,10 +113,7 @@ class StateDir:
     # Making it --------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return all(
-            path.exists()
-            for path in (self.server_key, self.ledger_template, self.accounts, self.control_secret)
-        )
+        return self.server_key.exists() and self.ledger_template.exists() and self.accounts.exists()
 
     def ensure(self, now: datetime.datetime | None = None) -> StateDir:
         """Create the state directory unless it is already complete."""
@@ -163,9 +160,12 @@ class StateDir:
         )
 
     def clear(self) -> None:
-        """Empty the state directory (the directory itself stays: it may be a mounted volume)."""
+        """Empty the state directory (the directory itself stays: it may be a mounted volume). Only a
+        lab state directory, or an empty one: never whatever directory a typo names."""
         if not self.root.is_dir():
             return
+        if any(self.root.iterdir()) and not (self.ca_cert.exists() or self.control_secret.exists()):
+            raise StateError(f"{self.root} is not a lab state directory: not clearing it")
         for entry in self.root.iterdir():
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry)
@@ -202,13 +202,21 @@ class StateDir:
         return self
 
     def secret(self) -> str:
-        """The lab's control secret (see `lab.control`)."""
+        """The lab's control secret (see `lab.control`); a state directory made before there was one
+        gets one now."""
         try:
-            return self.control_secret.read_text().strip()
+            if not self.control_secret.exists():
+                _write_private(self.control_secret, secrets.token_urlsafe(32))
+            secret = self.control_secret.read_text().strip()
         except OSError as exc:
             raise StateError(
                 f"cannot read the lab's control secret {self.control_secret}: {exc.strerror}"
             ) from exc
+        if not secret:
+            raise StateError(
+                f"the lab's control secret {self.control_secret} is empty: delete it to make a new one"
+            )
+        return secret
 
     def client_password(self, account: str = CLIENT_ACCOUNT) -> str:
         accounts: dict[str, str] = json.loads(self.accounts.read_text())

@@ -101,6 +101,14 @@ def test_init_makes_a_state_directory(tmp_path: Path) -> None:
     assert result.returncode == 0 and StateDir(tmp_path / "s").exists()
     again = mitmlab("init", "--state-dir", str(tmp_path / "s"))
     assert again.returncode == 0 and "nothing to do" in again.stdout
+    secret = StateDir(tmp_path / "s").secret()
+    fresh = mitmlab("init", "--fresh", "--state-dir", str(tmp_path / "s"))
+    assert fresh.returncode == 0 and StateDir(tmp_path / "s").secret() != secret  # new keys, new secret
+    (tmp_path / "homework").mkdir()
+    (tmp_path / "homework" / "essay.txt").write_text("not lab state")
+    typo = mitmlab("init", "--fresh", "--state-dir", str(tmp_path / "homework"))
+    assert typo.returncode == 7 and "not a lab state directory" in typo.stderr
+    assert (tmp_path / "homework" / "essay.txt").exists()
 
 
 def test_demo_narrates_an_attack_and_who_won() -> None:

@@ -29,8 +29,9 @@ QUICK = ("--view", "ablation", "--attack", "replay")
 
 def _compose_available() -> str | None:
     """Why the compose lab cannot run here, or None."""
+    ports = {variable: str(free_port()) for variable in ("MITMLAB_REPORT_PORT", "MITMLAB_LIVE_PORT")}
     try:
-        ComposeLab().preflight()
+        ComposeLab(settings=ports).preflight()  # every lab of these tests has ports of its own
     except ContainersError as exc:
         return str(exc)
     return None
@@ -304,3 +305,24 @@ def test_check_with_the_compose_backend_from_the_host(image: None, tmp_path: Pat
         check=True,
     )
     assert left.stdout.strip() == ""  # the lab is down again
+
+
+def test_the_container_benchmarks_report_every_row(image: None, tmp_path: Path) -> None:
+    """`bench check --backend compose` and `bench labs` run and report each row with its reference
+    (their numbers are in docs/benchmarks.md; speed is not asserted)."""
+    compared = tmp_path / "compose.json"
+    result = mitmlab("bench", "check", "--backend", "compose", "--json", str(compared), timeout=900)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(compared.read_text())}
+    assert rows["compose check, in the containers"]["reference"].startswith("local check")
+    assert rows["compose check, in the containers"]["ratio"] > 0
+    assert rows["runs, compose"]["value"] == rows["runs, local"]["value"] > 200
+    assert rows["runs in error, all three checks"]["value"] == 0
+    assert rows["image size"]["value"] > 0
+
+    labs = tmp_path / "labs.json"
+    result = mitmlab("bench", "labs", "--labs", "2", "--json", str(labs), timeout=900)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(labs.read_text())}
+    assert rows["labs whose check completed (exit 0)"]["value"] == rows["reports written"]["value"] == 2
+    assert rows["slowest lab's check"]["reference"] == "one lab alone: the check"

@@ -89,3 +89,27 @@ def test_a_request_without_the_labs_secret_is_refused_and_recorded(
 
     asyncio.run(scenario())
     assert oct(state_template.control_secret.stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_secret_that_is_not_text_is_refused_and_the_port_keeps_serving() -> None:
+    async def ping(_: dict[str, Any]) -> dict[str, Any]:
+        return {"pong": True}
+
+    refused: list[tuple[str, str]] = []
+
+    async def scenario() -> list[bytes]:
+        control = ControlServer({"ping": ping}, secret=SECRET, on_refused=lambda *r: refused.append(r))
+        port = await control.start("127.0.0.1", 0)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answers = []
+        for line in (b'{"cmd": "ping", "secret": "\\ud800"}\n', b'{"cmd": "\\udfff", "secret": 7}\n'):
+            writer.write(line)
+            answers.append(await reader.readline())
+        writer.close()
+        assert (await request("127.0.0.1", port, "ping", secret=SECRET))["pong"] is True
+        await control.stop()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert all(b"does not carry this lab's secret" in answer for answer in answers)
+    assert [cmd for _, cmd in refused] == ["ping", "\\udfff"]

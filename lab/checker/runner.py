@@ -135,7 +135,9 @@ class Runner:
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
         except Exception as exc:  # a bug in the runner: this run is an error, the others go on
             run.lab_error = f"the runner failed: {type(exc).__name__}: {exc}"
-        run.events = await _take_all_evidence(lane)  # a role that died has taken its evidence with it
+        run.events, missing = await _take_all_evidence(lane)  # a dead role took its evidence with it
+        if missing and run.lab_error is None:  # evidence that is not there must not look like "nothing"
+            run.lab_error = f"evidence could not be taken: {'; '.join(missing)}"
         duration = (time.perf_counter() - started) * 1000
         destination = self.out / "evidence" / scenario.id
         shutil.rmtree(destination, ignore_errors=True)
@@ -159,7 +161,10 @@ class Runner:
         if scenario.pin_first:
             await self._session(lane, scenario.protections, lane.server_service, PIN_SESSION)
             await _call(lane, "server", "idle")
-            pre_events.update(await _take_all_evidence(lane))
+            taken, missing = await _take_all_evidence(lane)
+            if missing:
+                raise ControlError(f"the pin session's evidence could not be taken: {'; '.join(missing)}")
+            pre_events.update(taken)
         await _call(lane, "attacker", "attack", id=scenario.attack)
         outcome = await self._session(lane, scenario.protections, lane.attacker_service, SESSION)
         await _call(lane, "attacker", "idle")
@@ -187,16 +192,18 @@ async def _call(lane: Lane, role: str, cmd: str, *, timeout: float = 60.0, **par
     return await request(address.host, address.port, cmd, params, secret=lane.secret, timeout=timeout)
 
 
-async def _take_all_evidence(lane: Lane) -> dict[str, list[Event]]:
-    """Every role's evidence, cleared on the role; a role that does not answer has none to give."""
+async def _take_all_evidence(lane: Lane) -> tuple[dict[str, list[Event]], list[str]]:
+    """Every role's evidence, cleared on the role; and, for each role that did not give it, why."""
     events: dict[str, list[Event]] = {}
+    missing: list[str] = []
     for role in ROLES:
         try:
             answer = await _call(lane, role, "evidence", take=True, timeout=EVIDENCE_TIMEOUT)
-        except (ControlError, OSError, TimeoutError):
+        except (ControlError, OSError, TimeoutError) as exc:
             answer = {}
+            missing.append(f"{role}: {exc or 'timed out'}")
         events[role] = [e for e in answer.get("events", []) if isinstance(e, dict)]
-    return events
+    return events, missing
 
 
 def _write_evidence(directory: Path, events: dict[str, list[Event]]) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import datetime
 import os
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -180,8 +181,9 @@ def _hand_over(out: Path) -> None:
     owner = out.parent.stat()
     if os.geteuid() != 0 or owner.st_uid == 0:
         return
-    for path in [out, *out.rglob("*")]:
-        os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+    with contextlib.suppress(OSError):  # a mount that maps users its own way keeps its owners
+        for path in [out, *out.rglob("*")]:
+            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
 def _check_in_containers(views: tuple[str, ...], attacks: tuple[str, ...], out: Path, jobs: int) -> None:
@@ -189,7 +191,8 @@ def _check_in_containers(views: tuple[str, ...], attacks: tuple[str, ...], out: 
     arguments = [f"--view {views[0]}"] if len(views) == 1 else []
     arguments += [f"--attack {attack}" for attack in attacks]
     lab = ComposeLab(
-        project=os.environ.get("COMPOSE_PROJECT_NAME", "mitm-lab"),
+        # Not the compose file's own name: a lab started by hand with `docker compose up` is left alone.
+        project=os.environ.get("COMPOSE_PROJECT_NAME", "mitm-lab-check"),
         settings={
             "MITMLAB_JOBS": str(jobs),
             "MITMLAB_CHECK_ARGS": " ".join(arguments),
@@ -201,6 +204,7 @@ def _check_in_containers(views: tuple[str, ...], attacks: tuple[str, ...], out: 
         lab.preflight()
     except ContainersError as exc:
         fail(EXIT_SETUP, str(exc))
+    (out / "report.json").unlink(missing_ok=True)  # a report left in --out is not this run's
     try:
         with stderr.status("building the image and starting the lab (docker compose up) ..."):
             lab.up()
@@ -209,8 +213,13 @@ def _check_in_containers(views: tuple[str, ...], attacks: tuple[str, ...], out: 
         logs = lab.logs("checker")
     except ContainersError as exc:
         fail(EXIT_SETUP, str(exc))
+    except subprocess.TimeoutExpired as exc:
+        fail(EXIT_SETUP, f"docker compose did not finish within {exc.timeout:g} s")
+    except KeyboardInterrupt:
+        fail(EXIT_SETUP, "interrupted; the lab is taken down")
     finally:
-        lab.down()
+        with stderr.status("docker compose down ..."):
+            lab.down()
     if not (out / "report.json").exists():
         fail(EXIT_SETUP, f"the checker container ended ({code}) without a report: {logs.strip()[-2000:]}")
     print_summary(load_report(out))

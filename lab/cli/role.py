@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import click
 
 from lab.channel.protections import RECOMMENDED
-from lab.cli.errors import EXIT_CONNECTION, fail, reported_errors
+from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import endpoint_option, state_dir_option
 from lab.control import ControlError, ControlServer, Handler
 from lab.evidence import read_evidence
@@ -68,7 +69,7 @@ def role(
         state = StateDir(state_dir).require()
         try:
             if lanes is not None:
-                lanes_dir.mkdir(parents=True, exist_ok=True)
+                _own_private_directory(lanes_dir)
                 supervisor = Lanes(name, lanes, state, lanes_dir, LanePorts(control, listen, upstream), web)
                 asyncio.run(supervisor.run(ready_file))
             else:
@@ -79,6 +80,15 @@ def role(
             fail(EXIT_CONNECTION, str(exc))
         except (CannotListen, OSError) as exc:
             fail(EXIT_CONNECTION, f"the {name} role cannot start: {exc}")
+
+
+def _own_private_directory(path: Path) -> None:
+    """Make `path` (mode 0700) or accept it only if it is ours and nobody else may write to it: the lanes'
+    state directories hold the lab's secret and keys."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        fail(EXIT_SETUP, f"{path} belongs to someone else or others may write to it: choose --lanes-dir")
 
 
 async def _serve(

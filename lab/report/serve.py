@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import http.server as http_server  # `from mitmproxy import http` elsewhere shadows nothing here
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ WAITING_PAGE = b"""<!doctype html><meta charset="utf-8"><meta http-equiv="refres
 
 def newest_report(reports: Path, lab: str | None = None) -> Path | None:
     """The most recent directory of `reports` with a complete report (of compose lab `lab`, if given)."""
-    pattern = f"*-{lab}" if lab else "*"
+    name = re.compile(rf"\d{{8}}-\d{{6}}-{re.escape(lab)}" if lab else r".+")
     found = [
-        d for d in reports.glob(pattern) if (d / "report.html").is_file() and (d / "report.json").is_file()
+        d
+        for d in reports.iterdir()
+        if name.fullmatch(d.name) and (d / "report.html").is_file() and (d / "report.json").is_file()
     ]
     return max(found, key=lambda d: (d / "report.json").stat().st_mtime, default=None)
 

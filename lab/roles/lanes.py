@@ -122,8 +122,13 @@ class Lanes:
                     if child.returncode is not None:
                         raise LanesFailed(f"lane {number} of the {self.role} role exited at start")
                     await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise LanesFailed(f"lane {number} of the {self.role} role did not start in time") from None
+        except BaseException as exc:  # a lane that did not start is not left running, half-started
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+            if isinstance(exc, TimeoutError):
+                raise LanesFailed(f"lane {number} of the {self.role} role did not start in time") from None
+            raise
 
     async def _keep(self, number: int) -> None:
         """Start the lane again whenever its role exits."""

@@ -9,12 +9,13 @@ the container starts a lane whose role died again, so `restart` only waits for t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Final
 
 from lab.checker.backends import Address, BackendError, Lane
-from lab.control import ControlError, request
+from lab.control import ControlError, NoAnswer, request
 from lab.state import ROLES
 
 CONTROL_PORT: Final = 7000
@@ -57,6 +58,19 @@ class ComposeBackend:
         return chosen
 
     async def restart(self, lane: Lane) -> Lane:
+        """Fresh roles for the lane: those still running are told to shut down (their container starts
+        them again, from a fresh copy of the state), so nothing left over from a run that failed (a
+        session still under way, a pending replay) can write into the next one's evidence."""
+        for address in lane.controls.values():
+            with contextlib.suppress(ControlError, OSError, TimeoutError):
+                await request(
+                    address.host, address.port, "shutdown", secret=lane.secret, timeout=PROBE_TIMEOUT
+                )
+        gone: set[str] = set()  # each role seen down once (one may be back before another has gone)
+        deadline = time.monotonic() + self.startup_timeout
+        while gone != set(lane.controls) and time.monotonic() < deadline:
+            gone |= {role for role in lane.controls if await self._probe(lane, role) is not None}
+            await asyncio.sleep(0.05)
         await self._until_answering(lane)
         return lane
 
@@ -91,10 +105,13 @@ class ComposeBackend:
         address = lane.controls[role]
         try:
             await request(address.host, address.port, "status", secret=lane.secret, timeout=PROBE_TIMEOUT)
+        except NoAnswer as exc:  # caught going down, or coming up
+            return f"{role} (at {address}: {exc})", False
         except ControlError as exc:
             return f"{role} (at {address}: {exc})", True
         except (OSError, TimeoutError) as exc:
-            return f"{role} (not answering at {address}: {exc.strerror or exc or 'timed out'})", False
+            why = getattr(exc, "strerror", None) or str(exc) or "timed out"
+            return f"{role} (not answering at {address}: {why})", False
         return None
 
     async def stop(self) -> None:
