@@ -40,7 +40,8 @@ class Backend(Protocol):
         """Start `lanes` sets of roles; raises `BackendError` when they cannot start."""
 
     async def restart(self, lane: Lane) -> Lane:
-        """Replace a lane whose roles died or stopped answering."""
+        """Fresh roles for a lane whose roles died, stopped answering or ran a scenario that failed;
+        raises `BackendError` when the lane does not come back (the runner goes on without it)."""
 
     async def dead_roles(self, lane: Lane, settle: float = 0.0) -> list[str]:
         """The roles of `lane` that are no longer running, with how they ended; `settle` seconds are
