@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from lab.roles.ready import NotReady, wait_until_ready
 from lab.state import StateDir
 
 STARTUP_TIMEOUT: Final = 60.0
@@ -117,17 +118,13 @@ class Lanes:
         )
         self._children[number] = child
         try:
-            async with asyncio.timeout(STARTUP_TIMEOUT):
-                while not ready.exists() or not ready.read_text().strip():
-                    if child.returncode is not None:
-                        raise LanesFailed(f"lane {number} of the {self.role} role exited at start")
-                    await asyncio.sleep(0.05)
+            await wait_until_ready(ready, child, STARTUP_TIMEOUT)
         except BaseException as exc:  # a lane that did not start is not left running, half-started
             if child.returncode is None:
                 child.kill()
                 await child.wait()
-            if isinstance(exc, TimeoutError):
-                raise LanesFailed(f"lane {number} of the {self.role} role did not start in time") from None
+            if isinstance(exc, NotReady):
+                raise LanesFailed(f"lane {number} of the {self.role} role {exc}") from None
             raise
 
     async def _keep(self, number: int) -> None:

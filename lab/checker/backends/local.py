@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.checker.backends import Address, BackendError, Lane
+from lab.roles.ready import NotReady, wait_until_ready
 from lab.state import StateDir
 
 STARTUP_TIMEOUT = 60.0
@@ -89,16 +90,10 @@ class LocalBackend:
             )
         roles.processes[name] = process
         try:
-            async with asyncio.timeout(STARTUP_TIMEOUT):
-                while not ready.exists() or not ready.read_text().strip():
-                    if process.returncode is not None:
-                        raise BackendError(f"the {name} role exited at start: {_tail(log)}")
-                    await asyncio.sleep(0.02)
-        except TimeoutError:
-            raise BackendError(
-                f"the {name} role did not start within {STARTUP_TIMEOUT:g} s: {_tail(log)}"
-            ) from None
-        addresses: dict[str, int] = json.loads(ready.read_text())
+            text = await wait_until_ready(ready, process, STARTUP_TIMEOUT)
+        except NotReady as exc:
+            raise BackendError(f"the {name} role {exc}: {_tail(log)}") from None
+        addresses: dict[str, int] = json.loads(text)
         return addresses
 
     def pid(self, lane: Lane, role: str) -> int:
