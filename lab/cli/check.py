@@ -160,11 +160,15 @@ def check(view: str, attacks: tuple[str, ...], backend: str, out: Path | None, j
             f"host, served at {os.environ.get('MITMLAB_REPORT_URL', '(the report service)')}"
         )
     else:
-        console.print(
-            f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}"
-        )
+        _say_where(out)
     if result.errors:
         fail(EXIT_RUN_ERRORS, f"{len(result.errors)} run(s) ended in error; see the report.")
+
+
+def _say_where(out: Path) -> None:
+    console.print(
+        f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}"
+    )
 
 
 def _default_out() -> Path:
@@ -223,9 +227,7 @@ def _check_in_containers(views: tuple[str, ...], attacks: tuple[str, ...], out: 
     if not (out / "report.json").exists():
         fail(EXIT_SETUP, f"the checker container ended ({code}) without a report: {logs.strip()[-2000:]}")
     print_summary(load_report(out))
-    console.print(
-        f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}"
-    )
+    _say_where(out)
     if code:
         sys.exit(code)
 
