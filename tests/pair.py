@@ -27,6 +27,14 @@ from lab.state import SERVER_NAME, StateDir
 Tamper = Callable[[str, bytes], list[bytes]]
 
 
+class HandshakeNeverCompleted(Exception):
+    """The pair's own check: the bytes stopped flowing and the client never completed the handshake.
+
+    Its own type, not an `assert`, so that a test can expect it without also swallowing the endpoints'
+    internal assertions (a broken invariant in lab.channel must fail the test).
+    """
+
+
 def passthrough(direction: str, frame: bytes) -> list[bytes]:
     return [frame]
 
@@ -63,7 +71,8 @@ class Pair:
         self.client.start()
         self.pump()
         done = [e for e in self.client_events if isinstance(e, HandshakeComplete)]
-        assert done, "the handshake did not complete"
+        if not done:
+            raise HandshakeNeverCompleted("the handshake did not complete")
         return done[0]
 
     def client_sends(self, data: bytes) -> list[bytes]:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import datetime
+import ipaddress
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import NameOID
 
 from lab.channel.errors import (
     CertificateNotValidNow,
@@ -14,8 +19,8 @@ from lab.channel.errors import (
     HostnameMismatch,
     PinnedKeyChanged,
 )
-from lab.channel.protections import NONE, RECOMMENDED
-from lab.pki.authority import CertificateAuthority
+from lab.channel.protections import NONE, RECOMMENDED, Protections
+from lab.pki.authority import CertificateAuthority, Leaf, new_rsa_key
 from lab.pki.pins import KnownHosts
 from lab.pki.verify import LabTrust, check_chain, check_hostname, check_validity
 from lab.state import ATTACKER_CERTIFICATES, StateDir, load_certificates
@@ -70,12 +75,23 @@ def test_not_yet_valid_is_a_validity_failure(state: StateDir) -> None:
 @pytest.mark.parametrize(
     ("pattern", "name", "matches"),
     [
-        ("bank.lab", "BANK.lab", True),
-        ("*.lab.test", "bank.lab.test", True),
-        ("*.lab", "bank.lab", False),
-        ("*.lab.test", "a.b.lab.test", False),
-        ("bank.lab", "bank.lab.", True),
+        ("bank.lab", "bank.lab", True),  # exact
+        ("bank.lab", "BANK.lab", True),  # case-insensitive, either way round
+        ("BANK.Lab", "bank.LAB", True),
+        ("bank.lab", "bank.lab.", True),  # the absolute form of the same name
         ("bank.lab", "evil-bank.lab", False),
+        ("bank.lab", "bank.lab.evil", False),
+        ("bank.lab", "www.bank.lab", False),
+        ("*.lab.test", "bank.lab.test", True),  # a wildcard is one whole leftmost label
+        ("*.lab.test", "BANK.Lab.Test", True),
+        ("*.lab.test", "a.b.lab.test", False),  # not two labels
+        ("*.lab.test", "lab.test", False),  # nor none: not the bare domain
+        ("*.lab.test", "bank.other.test", False),
+        ("*.lab.test", "bank", False),  # a single label (service_identity 24.2 raises ValueError)
+        ("*.lab", "bank.lab", False),  # not over a top-level domain
+        ("bank.*.test", "bank.lab.test", False),  # only in the leftmost label
+        ("bank.lab", "127.0.0.1", False),  # an IP address is no DNS-ID
+        ("bank.lab", "bank lab", False),  # nor is a name with a space
     ],
 )
 def test_hostname_matching_follows_rfc6125(pattern: str, name: str, matches: bool) -> None:
@@ -84,8 +100,68 @@ def test_hostname_matching_follows_rfc6125(pattern: str, name: str, matches: boo
     if matches:
         check_hostname(leaf, name)
     else:
-        with pytest.raises(HostnameMismatch):
+        with pytest.raises(HostnameMismatch, match=f"is for {re.escape(pattern)}, not for {re.escape(name)}"):
             check_hostname(leaf, name)
+
+
+def test_a_name_the_certificate_does_not_carry_is_refused_naming_both() -> None:
+    ca = CertificateAuthority.create("test CA", now=NOW)
+    leaf = ca.issue("bank.lab", "www.bank.lab", now=NOW).certificate
+    check_hostname(leaf, "www.bank.lab")  # any of its names will do
+    with pytest.raises(HostnameMismatch) as caught:
+        check_hostname(leaf, "attacker.lab")
+    assert caught.value.message == "the certificate is for bank.lab, www.bank.lab, not for attacker.lab"
+    assert caught.value.step == "server_certificate"
+
+
+def test_one_malformed_name_makes_the_whole_certificate_unmatchable() -> None:
+    """service_identity refuses a certificate with a malformed pattern outright, even if another fits."""
+    ca = CertificateAuthority.create("test CA", now=NOW)
+    leaf = ca.issue("*.lab", "bank.lab", now=NOW).certificate
+    with pytest.raises(HostnameMismatch, match=r"is for \*\.lab, bank\.lab, not for bank\.lab \(.*wildcard"):
+        check_hostname(leaf, "bank.lab")
+
+
+def leaf_without_dns_name(ca: CertificateAuthority, san: x509.SubjectAlternativeName | None) -> Leaf:
+    """A leaf `ca` signs whose common name is bank.lab but whose subjectAltName (if any) has no DNS name."""
+    key = new_rsa_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bank.lab")])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - datetime.timedelta(hours=1))
+        .not_valid_after(NOW + datetime.timedelta(days=1))
+    )
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    certificate = builder.sign(ca.private_key, hashes.SHA256())
+    return Leaf(certificate, key, (certificate,))
+
+
+@pytest.mark.parametrize(
+    "san",
+    [
+        None,
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+        x509.SubjectAlternativeName([x509.UniformResourceIdentifier("https://bank.lab/")]),
+    ],
+    ids=["no-san", "ip-only", "uri-only"],
+)
+def test_a_certificate_with_no_dns_name_is_refused_even_if_its_common_name_fits(
+    san: x509.SubjectAlternativeName | None,
+) -> None:
+    ca = CertificateAuthority.create("test CA", now=NOW)
+    leaf = leaf_without_dns_name(ca, san)
+    with pytest.raises(HostnameMismatch, match=r"is for no DNS name, not for bank\.lab"):
+        check_hostname(leaf.certificate, "bank.lab")
+    # Through the verifier with only the hostname check on, the refusal names that protection.
+    trust = LabTrust([ca.certificate], KnownHosts(Path("/nonexistent/known_hosts")))
+    with pytest.raises(HostnameMismatch) as caught:
+        trust.verify(leaf.chain, "bank.lab", Protections.only(["hostname"]), NOW)
+    assert caught.value.protection == "hostname"
 
 
 def test_known_hosts_is_trust_on_first_use(state: StateDir) -> None:

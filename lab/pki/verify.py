@@ -8,8 +8,8 @@
 cryptography's verifier checks the chain, the name and the time in one call and reports any failure as
 the same `VerificationError`. To name the protection that fired without reading its message, the checks
 are separated: the chain is verified at a time inside the leaf's own window and for a name the leaf
-carries, so that only the chain can fail there; the clock and the dialled name are checked apart.
-Turning a protection off skips exactly its check.
+carries, so that only the chain can fail there; the clock is checked apart, and the dialled name by
+pyca's service_identity (RFC 6125 DNS-ID matching). Turning a protection off skips exactly its check.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from __future__ import annotations
 import datetime
 from collections.abc import Sequence
 
+import service_identity
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import DNSName
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+from service_identity.cryptography import verify_certificate_hostname
 
 from lab.channel.connection import VerifiedIdentity, key_fingerprint
 from lab.channel.errors import (
@@ -120,18 +122,25 @@ def check_chain(
 
 
 def check_hostname(leaf: x509.Certificate, server_name: str) -> None:
-    names = dns_names(leaf)
-    if not any(_matches(pattern, server_name) for pattern in names):
-        raise HostnameMismatch(
-            f"the certificate is for {', '.join(names) or 'no DNS name'}, not for {server_name}", step=STEP
-        )
+    """The leaf's subjectAltName DNS names must match `server_name` (RFC 6125, by service_identity).
 
-
-def _matches(pattern: str, name: str) -> bool:
-    """RFC 6125 DNS-ID matching: case-insensitive, a wildcard only as the whole leftmost label."""
-    pattern_labels, name_labels = pattern.lower().split("."), name.lower().rstrip(".").split(".")
-    if len(pattern_labels) != len(name_labels):
-        return False
-    if pattern_labels[0] == "*" and len(pattern_labels) > 2:
-        return pattern_labels[1:] == name_labels[1:]
-    return pattern_labels == name_labels
+    Case-insensitive; a wildcard stands for exactly one whole leftmost label, and not over a top-level
+    domain; the common name is never used. A trailing dot (the absolute form of the same name) is ignored.
+    """
+    try:
+        verify_certificate_hostname(leaf, server_name.removesuffix("."))
+        return
+    except service_identity.VerificationError:
+        reason = ""  # a well-formed certificate for other names
+    except service_identity.CertificateError as exc:
+        reason = f" ({exc})"  # no subjectAltName, or a malformed pattern: refused as a whole
+    except (ValueError, ImportError):
+        # A dialled name it cannot take as a DNS-ID (an IP address, illegal characters; a non-ASCII name
+        # without idna installed), or a single-label name against a wildcard (service_identity 24.2
+        # fails to split it: pyca/service-identity#22).
+        reason = ""
+    raise HostnameMismatch(
+        f"the certificate is for {', '.join(dns_names(leaf)) or 'no DNS name'}, not for {server_name}"
+        f"{reason}",
+        step=STEP,
+    )
