@@ -10,6 +10,7 @@ Finished MACs cover the ClientHello as the client sent it, so `transcript` notic
 
 from mitmproxy import tcp
 
+from lab import events
 from lab.channel.frames import Frame
 from lab.channel.messages import ClientHello, ServerHello
 from lab.channel.suites import KeyExchange
@@ -36,7 +37,7 @@ class Downgrade(FrameAttack):
             )
             return [Frame(frame.type, stripped.encode()).encode()]
         if not from_client and frame.body[:1] == bytes([ServerHello.msg_type]) and view.suite is not None:
-            self.evidence.record(flow, "negotiated", suite_chosen=view.suite.name)
+            self.evidence.record(flow, events.Negotiated(suite_chosen=view.suite.name))
         return [frame.encode()]
 
 

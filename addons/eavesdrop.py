@@ -1,8 +1,8 @@
 """eavesdrop: read the traffic passively and report every secret in it.
 
 The first step of the story (seed 001 §4.1, seed 003 机密性): plaintext can be read by anyone on the
-path. Nothing is changed. With `encryption` on, the records are ciphertext and the attacker reports
-that it could read nothing.
+path. Nothing is changed: the attacker keeps a capture of every record (the checker searches it for
+the real secrets) and notes what it could read. With `encryption` on, the records are ciphertext.
 
     mitmdump -s addons/eavesdrop.py --mode reverse:tcp://127.0.0.1:4433@4434 --set lab_state_dir=state
     mitmlab client --connect 127.0.0.1:4434 --profile none balance   # the password appears in the evidence
@@ -22,19 +22,17 @@ class Eavesdrop(FrameAttack):
 
     def on_frame(self, flow: tcp.TCPFlow, from_client: bool, frame: Frame) -> list[bytes]:
         view = flow_wire(flow).view
-        if frame.type is FrameType.APPLICATION and view.suite is not None:
-            plaintext = readable_plaintext(view.suite, frame.body)
-            sender = "client" if from_client else "server"
-            if plaintext is None:
-                if not flow.metadata.get("lab_reported_ciphertext"):
-                    flow.metadata["lab_reported_ciphertext"] = True
-                    reason = f"records are encrypted ({view.suite.name})"
-                    self.evidence.failed(flow, reason, protection="encryption", step="record")
-            else:
-                for secret, value in secrets_in(plaintext):
-                    where = f"{sender} record #{view.records[from_client] - 1}, in the clear"
-                    self.evidence.read(flow, secret, value, where, how="in_the_clear")
+        if frame.type is FrameType.APPLICATION:
+            flow.metadata.setdefault("lab_capture", []).append((from_client, frame.body))
+            plaintext = readable_plaintext(view.suite, frame.body) if view.suite else None
+            for secret, value in secrets_in(plaintext or b""):
+                sender = "client" if from_client else "server"
+                where = f"{sender} record #{view.records[from_client] - 1}, in the clear"
+                self.evidence.read(flow, secret, value, where, how="in_the_clear")
         return [frame.encode()]
+
+    def on_end(self, flow: tcp.TCPFlow) -> None:
+        self.evidence.captured(flow, flow.metadata.get("lab_capture", []))
 
 
 addons = [Eavesdrop()]

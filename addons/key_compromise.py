@@ -15,7 +15,10 @@ import json
 
 from mitmproxy import tcp
 
-from lab.channel.frames import Frame, FrameBuffer
+from lab import events
+from lab.channel.connection import key_fingerprint
+from lab.channel.frames import Frame, FrameBuffer, FrameType
+from lab.events import ReadHow
 from lab.mitm.attack import FrameAttack
 from lab.mitm.evidence import secrets_in, state_dir
 from lab.mitm.reading import CannotDecrypt, decrypt_recording
@@ -39,24 +42,26 @@ class KeyCompromise(FrameAttack):
         path.write_text(
             "".join(json.dumps({"from_client": c, "frame": f.encode().hex()}) + "\n" for c, f in recording)
         )
-        self.evidence.record(flow, "recorded", path=str(path), frames=len(recording))
+        self.evidence.record(flow, events.Recorded(path=str(path), frames=len(recording)))
+        self.evidence.captured(flow, [(c, f.body) for c, f in recording if f.type is FrameType.APPLICATION])
 
         stolen_key = state.server_leaf().private_key  # later: the thief copies the server's key file
         replayed = [
             (row["from_client"], FrameBuffer().feed(bytes.fromhex(row["frame"]))[0])
             for row in map(json.loads, path.read_text().splitlines())
         ]
+        key = key_fingerprint(stolen_key.public_key())
         try:
             records = decrypt_recording(replayed, stolen_key)
         except CannotDecrypt as why:
-            self.evidence.failed(flow, why.reason, protection=why.protection, step=why.step)
+            self.evidence.record(flow, events.DecryptedOffline(key=key, records=0, failure=why.reason))
             return
+        self.evidence.record(flow, events.DecryptedOffline(key=key, records=len(records)))
         suite = flow_wire(flow).view.suite
-        encrypted = bool(suite and suite.record.encrypts)
+        how: ReadHow = "decrypted_offline" if suite and suite.record.encrypts else "in_the_clear"
         for record in records:
             where = f"recorded {'client' if record.from_client else 'server'} record #{record.seq}"
             for secret, value in secrets_in(record.plaintext):
-                how = "decrypted_offline" if encrypted else "in_the_clear"
                 self.evidence.read(flow, secret, value, where, how=how)
 
 

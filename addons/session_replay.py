@@ -15,6 +15,7 @@ import asyncio
 from mitmproxy import tcp
 from mitmproxy.utils import asyncio_utils
 
+from lab import events
 from lab.channel.errors import RemoteProtocolError
 from lab.channel.frames import Frame, FrameBuffer, FrameType
 from lab.channel.messages import Alert
@@ -68,13 +69,8 @@ class SessionReplay(FrameAttack):
         records = sum(f.type is FrameType.APPLICATION for f in answers)
         if alerts:
             alert = alerts[0]
-            self.evidence.failed(
-                flow,
-                f"the server refused the replay: {alert.message}",
-                protection=alert.protection or None,
-                step=alert.step,
-            )
-        self.evidence.record(flow, "replay_done", server_records=records)
+            self.evidence.failed(flow, f"the server refused the replay: {alert.message}", step=alert.step)
+        self.evidence.record(flow, events.ReplayDone(server_records=records))
 
 
 addons = [SessionReplay()]

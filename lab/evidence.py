@@ -1,23 +1,23 @@
-"""Structured evidence: every role appends what it saw as JSON lines; verdicts are computed from these.
+"""The evidence files: every role appends the events it saw (`lab.events`); verdicts are computed from them.
 
-One line per event: `{"ts": ..., "role": "server", "event": "transfer_executed", ...}`. Lines are
-written and flushed one at a time, so a role that dies keeps everything it recorded before.
+One JSON line per event. Lines are written and flushed one at a time, so a role that dies keeps
+everything it recorded before; reading validates every line against the role's schema.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import hashlib
-import json
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from lab.channel.errors import ChannelError, PeerRefused, Refusal
+import msgspec
+
+from lab.channel import errors
+from lab.events import EVENTS, Event, EvidenceError, PeerRefused, ProtocolError, Refusal, decode, encode
 
 
 def digest(data: bytes) -> str:
@@ -29,17 +29,17 @@ class EvidenceLog:
     def __init__(self, path: Path, role: str) -> None:
         self.path = path
         self.role = role
+        self._allowed = EVENTS[role]
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def record(self, event: str, **fields: Any) -> None:
-        entry = {
-            "ts": datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"),
-            "role": self.role,
-            "event": event,
-            **fields,
-        }
-        line = (json.dumps(entry, default=_jsonable, ensure_ascii=False) + "\n").encode()
+    def record(self, event: Event) -> None:
+        if type(event) not in self._allowed:
+            raise TypeError(f"{type(event).__name__} is not an event the {self.role} records")
+        stamped = msgspec.structs.replace(
+            event, ts=datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"), role=self.role
+        )
+        line = encode(stamped) + b"\n"
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -47,45 +47,67 @@ class EvidenceLog:
             finally:
                 os.close(fd)
 
-    def channel_error(self, error: ChannelError, **context: Any) -> None:
+    def channel_error(self, error: errors.ChannelError, session: str | None = None) -> None:
         """One line for a channel error, with the fields the checker attributes blocks from."""
-        if isinstance(error, Refusal):
+        if isinstance(error, errors.Refusal):
             self.record(
-                "refusal",
-                protection=error.protection,
-                step=error.step,
-                message=error.message,
-                error=type(error).__name__,
-                **context,
+                Refusal(
+                    protection=error.protection,
+                    step=error.step,
+                    message=error.message,
+                    error=type(error).__name__,
+                    session=session,
+                )
             )
-        elif isinstance(error, PeerRefused):
+        elif isinstance(error, errors.PeerRefused):
             self.record(
-                "peer_refused", protection=error.protection, step=error.step, message=error.message, **context
+                PeerRefused(
+                    protection=error.protection, step=error.step, message=error.message, session=session
+                )
             )
         else:
             self.record(
-                "protocol_error",
-                step=error.step,
-                message=error.message,
-                error=type(error).__name__,
-                **context,
+                ProtocolError(
+                    step=error.step, message=error.message, error=type(error).__name__, session=session
+                )
             )
 
 
-def _jsonable(value: object) -> object:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    return str(value)
+def evidence_lines(path: Path) -> list[str]:
+    """The file's whole lines as written; a torn last line (a role killed mid-write) is left out."""
+    if not path.exists():
+        return []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    return [line for line in lines[:-1] if line]  # after the last newline: nothing, or a torn line
 
 
-async def follow(path: Path, poll: float = 0.2) -> AsyncIterator[dict[str, Any]]:
-    """Events as they are appended to `path` (from its current end), like `tail -f`."""
+def parse_lines(role: str, lines: list[str]) -> tuple[list[Event], list[EvidenceError]]:
+    """Every line checked against `role`'s schema: the events, and an error for each line that is not one."""
+    parsed: list[Event] = []
+    bad: list[EvidenceError] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            parsed.append(decode(role, line.encode(), number))
+        except EvidenceError as error:
+            bad.append(error)
+    return parsed, bad
+
+
+def read_evidence(path: Path, role: str) -> list[Event]:
+    """A role's evidence file, every line valid; raises the `EvidenceError` of the first that is not."""
+    parsed, bad = parse_lines(role, evidence_lines(path))
+    if bad:
+        raise bad[0]
+    return parsed
+
+
+async def follow(path: Path, role: str, poll: float = 0.2) -> AsyncIterator[Event | EvidenceError]:
+    """Events as they are appended to `path` (from its current end), like `tail -f`; a line that does
+    not validate comes as its `EvidenceError`, for the follower to say so and go on."""
     offset = path.stat().st_size if path.exists() else 0
     pending = b""
+    number = 0
     while True:
         if path.exists() and path.stat().st_size > offset:
             with path.open("rb") as file:
@@ -94,18 +116,9 @@ async def follow(path: Path, poll: float = 0.2) -> AsyncIterator[dict[str, Any]]
             offset += len(chunk)
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
-                with contextlib.suppress(json.JSONDecodeError):
-                    yield json.loads(line)
+                number += 1
+                try:
+                    yield decode(role, line, number)
+                except EvidenceError as error:
+                    yield error
         await asyncio.sleep(poll)
-
-
-def read_evidence(path: Path) -> Iterator[dict[str, Any]]:
-    """Every event in a file; a torn last line (a role killed mid-write) is skipped, not fatal."""
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 from rich.console import Console
 from rich.text import Text
+
+from lab import events
+from lab.events import Event
 
 ROLE_STYLE = {"client": "cyan", "server": "green", "attacker": "magenta"}
 STYLE = {
@@ -21,100 +23,108 @@ STYLE = {
 }
 
 
-def sentence(event: dict[str, Any]) -> str | None:
+def sentence(event: Event) -> str | None:
     """What one evidence event says, in words; None for events not worth a line."""
-    e = event
-    match e["event"]:
-        case "listening":
-            return f"listens on {e['host']}:{e['port']}"
-        case "connecting":
-            return f"dials {e['server_name']} at {e['host']}:{e['port']}"
-        case "session_opened" if e["role"] == "client":
-            checks = ", ".join(e["checks"]) or "none"
-            pin = f"; key pin {e['pin']}" if e.get("pin") else ""
-            return f"accepts {e['server_subject']} (checks passed: {checks}{pin}); suite {e['suite']}"
-        case "session_opened":
-            return f"opens session {e['session']} with {e['peer']}; suite {e['suite']}"
-        case "record_sent" if e.get("op"):
-            what = f"transfer {e['amount']} to {e['to']}" if e["op"] == "transfer" else e["op"]
-            return f"sends {what} (record #{e['seq']})"
-        case "request":
-            outcome = f"declined: {e['error']}" if e.get("error") else "ok"
-            return f"receives {e['op'] or 'an unreadable message'} (record #{e['seq']}): {outcome}"
-        case "transfer_executed":
+    match event:
+        case events.Listening(host=host, port=port):
+            return f"listens on {host}:{port}"
+        case events.Connecting():
+            return f"dials {event.server_name} at {event.host}:{event.port}"
+        case events.ClientSessionOpened():
+            checks = ", ".join(event.checks) or "none"
+            pin = f"; key pin {event.pin}" if event.pin else ""
+            return f"accepts {event.server_subject} (checks passed: {checks}{pin}); suite {event.suite}"
+        case events.ServerSessionOpened():
+            return f"opens session {event.session} with {event.peer}; suite {event.suite}"
+        case events.ClientRecordSent():
+            what = f"transfer {event.amount} to {event.to}" if event.op == "transfer" else event.op
+            return f"sends {what} (record #{event.seq})"
+        case events.Request():
+            outcome = f"declined: {event.error}" if event.error else "ok"
+            return f"receives {event.op or 'an unreadable message'} (record #{event.seq}): {outcome}"
+        case events.TransferExecuted():
             return (
-                f"EXECUTES transfer #{e['transfer']}: {e['from_account']} -> {e['to_account']} {e['amount']} "
-                f"(session {e['session']}, record #{e['seq']})"
+                f"EXECUTES transfer #{event.transfer}: {event.from_account} -> {event.to} {event.amount} "
+                f"(session {event.session}, record #{event.seq})"
             )
-        case "reply":
-            outcome = "ok" if e["reply"]["ok"] else "declined"
-            fields = "".join(f", {k} {v}" for k, v in e["reply"].items() if k != "ok")
-            return f"gets the answer to {e['op']}: {outcome}{fields}"
-        case "reply_rejected":
-            return f"cannot read the answer to {e['op']}: {e['reason']}"
-        case "refusal":
-            return f"REFUSES, by {e['protection']} at {e['step']}: {e['message']}"
-        case "peer_refused":
-            by = f"by {e['protection']} " if e.get("protection") else ""
-            return f"is told the peer refused {by}at {e['step']}: {e['message']}"
-        case "protocol_error":
-            return f"drops the connection at {e['step']}: {e['message']}"
-        case "internal_error":
-            return f"lab error: {e['error']}"
-        case _:
-            return _attacker_sentence(e) if e["role"] == "attacker" else None
-
-
-def _attacker_sentence(e: dict[str, Any]) -> str | None:
-    match e["event"]:
-        case "flow_started":
-            return f"[{e['attack']}] sees a connection from {e['client']}"
-        case "intercepting":
-            return f"[{e['attack']}] holds the ClientHello and opens its own handshake with the server"
-        case "presenting":
-            return f"[{e['attack']}] presents a certificate for {e['certificate']}, issued by {e['issuer']}"
-        case "read":
-            return f"[{e['attack']}] READS the {e['secret']}: {e['value']} ({e['where']})"
-        case "changed":
-            return f"[{e['attack']}] CHANGES the {e['what']}: {e['before']} -> {e['after']}"
-        case "injected":
-            return f"[{e['attack']}] INJECTS {e['what']}"
-        case "negotiated":
-            return f"[{e['attack']}] sees the server choose {e['suite_chosen']}"
-        case "recorded":
-            return f"[{e['attack']}] records the session ({e['frames']} frames)"
-        case "replay_done":
-            return f"[{e['attack']}] the server answered the replay with {e['server_records']} records"
-        case "attack_failed":
-            by = f" [{e['protection']}]" if e.get("protection") else ""
-            return f"[{e['attack']}] fails{by}: {e['reason']}"
-        case "addon_error" | "flow_error":
-            return f"[{e['attack']}] error: {e['error']}"
+        case events.Reply():
+            outcome = "ok" if event.reply.get("ok") else "declined"
+            fields = "".join(f", {k} {v}" for k, v in event.reply.items() if k != "ok")
+            return f"gets the answer to {event.op}: {outcome}{fields}"
+        case events.ReplyUnreadable():
+            return f"cannot read the answer to {event.op}: {event.reason}"
+        case events.Refusal():
+            return f"REFUSES, by {event.protection} at {event.step}: {event.message}"
+        case events.PeerRefused():
+            by = f"by {event.protection} " if event.protection else ""
+            return f"is told the peer refused {by}at {event.step}: {event.message}"
+        case events.ProtocolError():
+            return f"drops the connection at {event.step}: {event.message}"
+        case events.InternalError():
+            return f"lab error: {event.error}"
+        case events.AttackerEvent():
+            words = _attacker_sentence(event)
+            return f"[{event.attack}] {words}" if words is not None else None
         case _:
             return None
 
 
-def told(events: Iterable[dict[str, Any]]) -> list[tuple[float, dict[str, Any], str]]:
+def _attacker_sentence(event: events.AttackerEvent) -> str | None:
+    match event:
+        case events.FlowStarted():
+            return f"sees a connection from {event.client}"
+        case events.Intercepting():
+            return "holds the ClientHello and opens its own handshake with the server"
+        case events.Presenting():
+            return f"presents a certificate for {event.certificate}, issued by {event.issuer}"
+        case events.Read():
+            return f"READS the {event.secret}: {event.value} ({event.where})"
+        case events.Changed():
+            return f"CHANGES the {event.what}: {event.before} -> {event.after}"
+        case events.Injected():
+            return f"INJECTS {event.what}"
+        case events.Negotiated():
+            return f"sees the server choose {event.suite_chosen}"
+        case events.Captured():
+            mine = sum(r.from_client for r in event.records)
+            return f"keeps a capture of {len(event.records)} records ({mine} from the client)"
+        case events.Recorded():
+            return f"records the session ({event.frames} frames)"
+        case events.DecryptedOffline(failure=None):
+            return f"decrypts the recording with the stolen key {event.key}: {event.records} records"
+        case events.DecryptedOffline():
+            return f"tries the stolen key {event.key} on the recording: {event.failure}"
+        case events.ReplayDone():
+            return f"the server answered the replay with {event.server_records} records"
+        case events.AttackFailed():
+            return f"fails: {event.reason}"
+        case events.AddonError() | events.FlowError():
+            return f"error: {event.error}"
+        case _:
+            return None
+
+
+def told(recorded: Iterable[Event]) -> list[tuple[float, Event, str]]:
     """The events worth a line, in time order: (milliseconds since the first event, event, sentence)."""
-    ordered = sorted(events, key=lambda e: e["ts"])
+    ordered = sorted(recorded, key=lambda e: e.ts)
     if not ordered:
         return []
-    start = datetime.fromisoformat(ordered[0]["ts"])
+    start = datetime.fromisoformat(ordered[0].ts)
     lines = []
     for event in ordered:
         words = sentence(event)
         if words is not None:
-            lines.append(((datetime.fromisoformat(event["ts"]) - start).total_seconds() * 1000, event, words))
+            lines.append(((datetime.fromisoformat(event.ts) - start).total_seconds() * 1000, event, words))
     return lines
 
 
-def styled_line(event: dict[str, Any], words: str, elapsed_ms: float | None = None) -> Text:
+def styled_line(event: Event, words: str, elapsed_ms: float | None = None) -> Text:
     line = Text(f"{elapsed_ms:7.1f} ms  " if elapsed_ms is not None else "", style="dim")
-    line.append(f"{event['role']:>8}  ", style=ROLE_STYLE.get(event["role"], ""))
-    line.append(words, style=STYLE.get(event["event"], ""))
+    line.append(f"{event.role:>8}  ", style=ROLE_STYLE.get(event.role, ""))
+    line.append(words, style=STYLE.get(event.name, ""))
     return line
 
 
-def print_timeline(events: Iterable[dict[str, Any]], console: Console) -> None:
-    for elapsed, event, words in told(events):
+def print_timeline(recorded: Iterable[Event], console: Console) -> None:
+    for elapsed, event, words in told(recorded):
         console.print(styled_line(event, words, elapsed), soft_wrap=True)

@@ -14,8 +14,8 @@ from mitmproxy.addons.script import load_script
 from mitmproxy.test import taddons, tflow
 
 from lab.attacks import ATTACK_IDS, attack
-from lab.evidence import read_evidence
 from lab.state import StateDir
+from tests.world import evidence_dicts
 
 RELAYS = {"pubkey-swap", "self-signed", "wrong-host", "expired-cert"}
 GARBAGE = [
@@ -56,7 +56,7 @@ def test_bytes_that_are_not_the_lab_channel_never_break_an_addon(
         if addon.attack not in RELAYS:
             assert flow.messages[-1].content == original  # passed through, byte for byte
     addon.tcp_end(flow)
-    events = list(read_evidence(state.evidence_path("attacker")))
+    events = evidence_dicts(state, "attacker")
     assert not [e for e in events if e["event"] == "addon_error"], events
     if addon.attack in RELAYS:
         assert flow.error is not None and not flow.live  # the relay closed the flow cleanly
@@ -74,7 +74,7 @@ def test_a_client_that_closes_before_saying_anything(
     message(flow, True, b"\x16\x00")  # half a frame header, then the client is gone
     addon.tcp_message(flow)
     addon.tcp_end(flow)
-    events = list(read_evidence(state.evidence_path("attacker")))
+    events = evidence_dicts(state, "attacker")
     assert not [e for e in events if e["event"] == "addon_error"], events
 
 

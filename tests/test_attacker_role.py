@@ -6,23 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from typing import Any
 
 import pytest
 
 from lab.channel.frames import HEADER, FrameType
 from lab.channel.protections import NONE, RECOMMENDED
 from lab.control import ControlError, ControlServer, request
-from lab.evidence import read_evidence
 from lab.roles.attacker import AttackerRole, CannotListen
 from lab.roles.client import run_session
 from lab.roles.server import BankServer
 from lab.state import StateDir
 from tests.loopback import raw_exchange
-from tests.world import SESSION
+from tests.world import SESSION, evidence_dicts
 
 
-def attacker_events(state: StateDir) -> list[dict[str, object]]:
-    return list(read_evidence(state.evidence_path("attacker")))
+def attacker_events(state: StateDir) -> list[dict[str, Any]]:
+    return evidence_dicts(state, "attacker")
 
 
 def test_switching_attacks_between_sessions_without_a_restart(state: StateDir) -> None:

@@ -2,7 +2,7 @@
 the client dialling the attacker, all on loopback. Each attack is shown both ways: with the protection
 the brief names switched off, it works and the evidence says what was read or changed; under
 `recommended`, the client or server refuses with the typed error naming that protection (or, for the
-passive attacks, the attacker reports the protection that left it empty-handed).
+passive attacks, the checker finds no secret in the capture and names what the agreed suite did).
 
 The expectations live here, in the tests; the product only records what each role saw.
 """
@@ -13,6 +13,7 @@ import pytest
 
 from lab.channel.errors import PeerRefused, Refusal
 from lab.channel.protections import NONE, RECOMMENDED
+from lab.roles.client import ReplyUnreadable
 from lab.state import StateDir
 from tests.world import Outcome, run_attack
 
@@ -34,13 +35,19 @@ def test_eavesdrop_reads_the_password_in_plaintext(state: StateDir) -> None:
     assert outcome.client_error is None
     assert outcome.read("password") == [state.client_password()]
     assert 900 in outcome.read("balance")
+    [broken] = (
+        outcome.verdict().breakages
+    )  # found by the checker in the capture, not on the word of the addon
+    assert broken.kind == "secret_in_capture" and "password in client record #0" in broken.detail
 
 
 def test_eavesdrop_reads_nothing_when_records_are_encrypted(state: StateDir) -> None:
     outcome = run_attack(state, "eavesdrop", RECOMMENDED)
     assert outcome.client_error is None and outcome.read("password") == []
-    [failure] = outcome.events("attacker", "attack_failed")
-    assert failure["protection"] == "encryption"
+    [capture] = outcome.events("attacker", "captured")
+    assert len(capture["records"]) == 6  # login, transfer, balance and their replies: ciphertext
+    verdict = outcome.verdict()
+    assert (verdict.verdict, verdict.blocked_by) == ("blocked", "encryption")
 
 
 def test_key_compromise_decrypts_an_rsa_recording_with_the_stolen_key(state: StateDir) -> None:
@@ -55,8 +62,10 @@ def test_key_compromise_decrypts_an_rsa_recording_with_the_stolen_key(state: Sta
 def test_key_compromise_fails_against_forward_secrecy(state: StateDir) -> None:
     outcome = run_attack(state, "key-compromise", RECOMMENDED)
     assert outcome.read("password") == []
-    [failure] = outcome.events("attacker", "attack_failed")
-    assert failure["protection"] == "forward_secrecy"
+    [tried] = outcome.events("attacker", "decrypted_offline")
+    assert tried["records"] == 0 and "X25519" in tried["failure"]
+    verdict = outcome.verdict()
+    assert (verdict.verdict, verdict.blocked_by) == ("blocked", "forward_secrecy")
 
 
 # The relay: the attacker presents a certificate of its own ------------------------------------------
@@ -86,7 +95,7 @@ def test_certificate_attacks_read_everything_or_are_refused_by_the_client(
     assert strong.read("password") == []
     assert strong.events("server", "transfer_executed") == []
     [failure] = strong.events("attacker", "attack_failed")
-    assert failure["protection"] == protection  # the client's alert told the attacker why
+    assert failure["reason"].startswith("the client refused")  # its alert told the attacker
 
 
 def test_pinning_stops_pubkey_swap_even_without_ca_trust(state: StateDir) -> None:
@@ -105,7 +114,7 @@ def test_bit_flip_pays_eve_without_a_mac(state: StateDir) -> None:
     weak = run_attack(state, "bit-flip", RECOMMENDED.without("mac"))
     [executed] = weak.events("server", "transfer_executed")
     [sent] = [e for e in weak.events("client", "record_sent") if e["op"] == "transfer"]
-    assert (sent["to"], executed["to_account"]) == ("bob", "eve")  # a transfer the client never sent
+    assert (sent["to"], executed["to"]) == ("bob", "eve")  # a transfer the client never sent
 
     state.reset()
     strong = run_attack(state, "bit-flip", RECOMMENDED)
@@ -134,9 +143,30 @@ def test_reflection_makes_the_client_accept_its_own_record_with_one_key(state: S
         received & sent and not received & sent & server_sent
     )  # its own message, which the server never sent
 
+    assert [b.kind for b in weak.verdict().breakages] == ["message_not_from_server_accepted"]
+
     state.reset()
     strong = run_attack(state, "reflection", RECOMMENDED)
     refused_by(strong, "per_direction_keys", "client")
+
+
+def test_reflection_without_a_mac_gives_the_client_garbage_under_per_direction_keys(state: StateDir) -> None:
+    """No MAC to refuse it: the client decrypts its own record under the server's write key and gets bytes
+    no one sent. The client cannot read the reply; that is per_direction_keys at work, not the attack."""
+    garbled = run_attack(state, "reflection", RECOMMENDED.without("mac"))
+    assert isinstance(garbled.client_error, ReplyUnreadable)
+    [unreadable] = garbled.events("client", "reply_unreadable")
+    assert unreadable["op"] == "login"
+    verdict = garbled.verdict()
+    assert (verdict.verdict, verdict.blocked_by, verdict.refused_by_role) == (
+        "blocked",
+        "per_direction_keys",
+        "client",
+    )
+
+    state.reset()
+    one_key = run_attack(state, "reflection", RECOMMENDED.without("mac", "per_direction_keys"))
+    assert [b.kind for b in one_key.verdict().breakages] == ["message_not_from_server_accepted"]
 
 
 # The handshake: session-replay, downgrade ------------------------------------------------------------

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.evidence import read_evidence
 from lab.state import StateDir
 from tests.processes import background, free_port, mitmlab
+from tests.world import evidence_dicts
 
 
 @pytest.fixture
@@ -209,7 +209,7 @@ def test_the_attacker_command_with_mitmweb_and_the_control_port(state: StateDir,
             flows = json.loads(answer.read())
         assert [f["type"] for f in flows] == ["tcp"]
     password = state.client_password()
-    reads = [e for e in read_evidence(state.evidence_path("attacker")) if e["event"] == "read"]
+    reads = [e for e in evidence_dicts(state, "attacker") if e["event"] == "read"]
     assert password in [e["value"] for e in reads]
 
 

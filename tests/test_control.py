@@ -12,6 +12,8 @@ import pytest
 from lab.checker.backends import BackendError
 from lab.checker.backends.local import LocalBackend
 from lab.control import ControlError, ControlServer, request
+from lab.events import ControlRefused
+from lab.evidence import parse_lines
 from lab.state import StateDir
 
 SECRET = "s3cret"
@@ -81,9 +83,10 @@ def test_a_request_without_the_labs_secret_is_refused_and_recorded(
             assert b"does not carry this lab's secret" in await reader.readline()
             writer.close()
             answer = await request(server.host, server.port, "evidence", secret=lane.secret)
-            refused = [e for e in answer["events"] if e["event"] == "control_refused"]
-            assert [e["cmd"] for e in refused] == ["reset"] * 4
-            assert all(e["peer"].startswith("127.0.0.1:") for e in refused)
+            recorded, invalid = parse_lines("server", answer["lines"])
+            refused = [e for e in recorded if isinstance(e, ControlRefused)]
+            assert not invalid and [e.cmd for e in refused] == ["reset"] * 4
+            assert all(e.peer.startswith("127.0.0.1:") for e in refused)
         finally:
             await backend.stop()
 

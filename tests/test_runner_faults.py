@@ -9,9 +9,11 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from lab.channel.protections import RECOMMENDED
 from lab.checker.backends.local import LocalBackend
-from lab.checker.runner import Runner, ground_truth
+from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import Scenario
 from lab.state import StateDir
 
@@ -45,3 +47,55 @@ def test_a_killed_role_and_a_timeout_are_errors_and_the_rest_goes_on(state: Stat
     assert after == ("compromised", "transfer_altered")
     assert (tmp_path / "out" / "evidence").is_dir()
     assert len(list((tmp_path / "out" / "evidence").iterdir())) == 4  # every run's evidence was kept
+
+
+HAND_WRITTEN_ADDON = '''
+"""eavesdrop, as a careless third-party addon: it writes its evidence line by hand, with a misspelt field."""
+
+import json
+
+from mitmproxy import tcp
+
+from lab.mitm.attack import FrameAttack
+from lab.mitm.evidence import state_dir
+
+
+class Careless(FrameAttack):
+    attack = "eavesdrop"
+
+    def on_end(self, flow: tcp.TCPFlow) -> None:
+        line = {"event": "read", "ts": "2026-12-01T00:00:00+00:00", "role": "attacker", "attack": "eavesdrop",
+                "secret": "password", "valeu": "guessed", "where": "nowhere", "how": "in_the_clear"}
+        with state_dir().evidence_path("attacker").open("a") as evidence:
+            evidence.write(json.dumps(line) + "\\n")
+
+
+addons = [Careless()]
+'''
+
+
+def test_an_evidence_line_that_does_not_validate_makes_the_run_an_error_not_a_verdict(
+    state: StateDir, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addons = tmp_path / "addons"
+    addons.mkdir()
+    (addons / "eavesdrop.py").write_text(HAND_WRITTEN_ADDON)
+    monkeypatch.setenv("MITMLAB_ADDONS", str(addons))  # the role processes load the attack from here
+
+    async def scenario() -> RunResult:
+        backend = LocalBackend(state, tmp_path / "lanes")
+        lanes = await backend.start(1)
+        try:
+            return await Runner(backend, lanes, ground_truth(state), tmp_path / "out").run(
+                Scenario("eavesdrop", RECOMMENDED)
+            )
+        finally:
+            await backend.stop()
+
+    result = asyncio.run(scenario())
+    assert result.verdict.verdict == "error", result.verdict
+    assert "evidence does not validate" in (result.verdict.error or "")
+    assert "valeu" in (result.verdict.error or "")  # the reason names the field
+    kept = (tmp_path / "out" / result.evidence_dir / "attacker.jsonl").read_text()
+    assert '"valeu": "guessed"' in kept  # the bad line is in the report as it was written
+    assert "session_opened" in (tmp_path / "out" / result.evidence_dir / "client.jsonl").read_text()

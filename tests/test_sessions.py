@@ -8,6 +8,7 @@ others, and the ledger keeps what it already recorded.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -15,17 +16,17 @@ from lab.bank.ledger import Ledger
 from lab.channel.errors import PeerRefused
 from lab.channel.frames import HEADER, MAX_BODY, FrameType
 from lab.channel.protections import NONE, RECOMMENDED, Protections
-from lab.evidence import read_evidence
 from lab.roles.client import BankRefused, Command, run_session
 from lab.roles.transport import Timeouts
 from lab.state import StateDir
 from tests.loopback import raw_exchange, running_server
+from tests.world import evidence_dicts
 
 SESSION = [Command("transfer", to="bob", amount=100), Command("balance")]
 
 
-def events(state: StateDir, role: str, name: str) -> list[dict[str, object]]:
-    return [e for e in read_evidence(state.evidence_path(role)) if e["event"] == name]
+def events(state: StateDir, role: str, name: str) -> list[dict[str, Any]]:
+    return [e for e in evidence_dicts(state, role) if e["event"] == name]
 
 
 @pytest.mark.parametrize("protections", [RECOMMENDED, NONE], ids=["recommended", "none"])

@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 
 from lab.attacks import ATTACK_IDS, attack
+from lab.channel.errors import ChannelError
 from lab.channel.protections import RECOMMENDED, Protections
 from lab.checker.runner import ground_truth
 from lab.checker.verdict import RunEvidence, decide
 from lab.evidence import read_evidence
-from lab.roles.client import run_session
+from lab.roles.client import BankRefused, NoReply, ReplyUnreadable, run_session
 from lab.state import StateDir
 from tests.processes import background, free_port
-from tests.world import SESSION
+from tests.world import SESSION, evidence_dicts
 
 WEAK: dict[str, Protections] = {
     "eavesdrop": RECOMMENDED.without("encryption"),
@@ -93,12 +94,12 @@ def test_each_addon_runs_standalone_under_mitmdump(state: StateDir, tmp_path: Pa
         mitmdump(attack(attack_id).addon, server_port, state, tmp_path / "mitmproxy") as port,
     ):
         # Reflection, for one, leaves the client holding a message it cannot use: that is the attack.
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(ChannelError, BankRefused, NoReply, ReplyUnreadable, OSError):
             asyncio.run(run_session(state, "127.0.0.1", port, protections, list(SESSION)))
         asyncio.run(_wait_for_evidence(state, attack_id))
     # Judged by the checker's own rules on what the three roles recorded: the attack worked.
     run = RunEvidence(
-        {role: list(read_evidence(state.evidence_path(role))) for role in ("client", "server", "attacker")}
+        {role: read_evidence(state.evidence_path(role), role) for role in ("client", "server", "attacker")}
     )
     verdict = decide(run, ground_truth(state))
     assert verdict.verdict == "compromised", (attack_id, verdict)
@@ -109,7 +110,7 @@ async def _wait_for_evidence(state: StateDir, attack_id: str, timeout: float = 1
     last = "replay_done" if attack_id == "session-replay" else None
     async with asyncio.timeout(timeout):
         while True:
-            events = list(read_evidence(state.evidence_path("attacker")))
+            events = evidence_dicts(state, "attacker")
             acted = any(e["event"] in ACTED and e["attack"] == attack_id for e in events)
             if acted and (last is None or any(e["event"] == last for e in events)):
                 return

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from lab.channel.errors import ChannelError
 from lab.channel.protections import RECOMMENDED
-from lab.evidence import read_evidence
 from lab.roles.attacker import AttackerError, AttackerRole
-from lab.roles.client import Command, run_session
+from lab.roles.client import BankRefused, Command, NoReply, ReplyUnreadable, run_session
 from lab.roles.server import BankServer
 from lab.state import StateDir
+from tests.world import evidence_dicts
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "amount_flip.py"
 
@@ -32,7 +33,7 @@ def run_example(state: StateDir, mac: bool) -> list[dict[str, object]]:
             await run_session(
                 state, "127.0.0.1", via, protections, [Command("transfer", to="bob", amount=100)]
             )
-        except Exception:
+        except (ChannelError, BankRefused, NoReply, ReplyUnreadable):
             pass  # with mac on, the server refuses: the evidence says so
         finally:
             await attacker.stop()
@@ -40,7 +41,7 @@ def run_example(state: StateDir, mac: bool) -> list[dict[str, object]]:
             await server.stop()
 
     asyncio.run(scenario())
-    return list(read_evidence(state.evidence_path("server")))
+    return evidence_dicts(state, "server")
 
 
 def test_amount_flip_moves_900_without_a_mac_and_is_refused_with_one(state: StateDir) -> None:

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.channel.protections import Protections
+from lab.checker.runner import ground_truth
+from lab.checker.verdict import RunEvidence, Verdict, decide
+from lab.events import Event, to_dict
 from lab.evidence import read_evidence
 from lab.roles.attacker import AttackerRole
 from lab.roles.client import Command, SessionResult, run_session
@@ -22,10 +25,16 @@ class Outcome:
     state: StateDir
     result: SessionResult | None
     client_error: Exception | None
-    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    evidence: dict[str, list[Event]] = field(default_factory=dict)
 
     def events(self, role: str, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.evidence[role] if e["event"] == name]
+        """The role's events called `name`, as the JSON objects their lines hold."""
+        return [to_dict(e) for e in self.evidence[role] if e.name == name]
+
+    def verdict(self) -> Verdict:
+        """The checker's verdict on this session's evidence."""
+        outcome = "ok" if self.client_error is None else type(self.client_error).__name__
+        return decide(RunEvidence(self.evidence, client_outcome=outcome), ground_truth(self.state))
 
     def read(self, secret: str) -> list[Any]:
         """The values of `secret` that the attacker reports having read."""
@@ -58,9 +67,14 @@ async def attack_session(
         serving.cancel()
         await server.stop()
     evidence = {
-        role: list(read_evidence(state.evidence_path(role))) for role in ("client", "server", "attacker")
+        role: read_evidence(state.evidence_path(role), role) for role in ("client", "server", "attacker")
     }
     return Outcome(state, result, error, evidence)
+
+
+def evidence_dicts(state: StateDir, role: str) -> list[dict[str, Any]]:
+    """A role's evidence file, every line validated, as the JSON objects the lines hold."""
+    return [to_dict(e) for e in read_evidence(state.evidence_path(role), role)]
 
 
 def run_attack(state: StateDir, attack_id: str | None, protections: Protections, **kwargs: Any) -> Outcome:

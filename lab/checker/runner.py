@@ -19,7 +19,6 @@ scenarios (several views share some) run once. A run that times out, or whose ro
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -31,8 +30,10 @@ from lab.channel.connection import key_fingerprint
 from lab.channel.protections import Protections
 from lab.checker.backends import Address, Backend, BackendError, Lane
 from lab.checker.scenarios import Scenario
-from lab.checker.verdict import Event, GroundTruth, RunEvidence, Verdict, decide
+from lab.checker.verdict import GroundTruth, RunEvidence, Verdict, decide
 from lab.control import ControlError, request
+from lab.events import Event, EvidenceError
+from lab.evidence import parse_lines
 from lab.state import ROLES, SERVER_NAME, StateDir
 
 SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
@@ -123,10 +124,10 @@ class Runner:
         started = time.perf_counter()
         run = RunEvidence()
         outcome: dict[str, Any] | None = None
-        pre_events: dict[str, list[Event]] = {}
+        pre_lines: dict[str, list[str]] = {}
         try:
             async with asyncio.timeout(self.timeout):
-                outcome = await self._steps(lane, scenario, pre_events)
+                outcome = await self._steps(lane, scenario, pre_lines)
                 run.client_outcome = outcome["outcome"]
         except TimeoutError:
             run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
@@ -135,15 +136,19 @@ class Runner:
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
         except Exception as exc:  # a bug in the runner: this run is an error, the others go on
             run.lab_error = f"the runner failed: {type(exc).__name__}: {exc}"
-        run.events, missing = await _take_all_evidence(lane)  # a dead role took its evidence with it
-        if missing and run.lab_error is None:  # evidence that is not there must not look like "nothing"
-            run.lab_error = f"evidence could not be taken: {'; '.join(missing)}"
+        taken = await _take_all_evidence(lane)  # a dead role took its evidence with it
+        run.events = taken.events
+        if taken.missing and run.lab_error is None:  # evidence that is not there must not look like "nothing"
+            run.lab_error = f"evidence could not be taken: {'; '.join(taken.missing)}"
+        if taken.invalid and run.lab_error is None:  # nor evidence that does not say what it should
+            run.lab_error = f"evidence does not validate: {'; '.join(map(str, taken.invalid[:3]))}"
         duration = (time.perf_counter() - started) * 1000
         destination = self.out / "evidence" / scenario.id
         shutil.rmtree(destination, ignore_errors=True)
-        _write_evidence(destination, run.events)
-        if pre_events:
-            _write_evidence(destination / "pre", pre_events)
+        _write_evidence(destination, taken.lines)
+        if pre_lines:
+            _write_evidence(destination / "pre", pre_lines)
+        pre_events = {role: parse_lines(role, lines)[0] for role, lines in pre_lines.items()}
         try:
             verdict = decide(run, self.truth)
         except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
@@ -151,9 +156,7 @@ class Runner:
         relative = str(destination.relative_to(self.out))
         return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome)
 
-    async def _steps(
-        self, lane: Lane, scenario: Scenario, pre_events: dict[str, list[Event]]
-    ) -> dict[str, Any]:
+    async def _steps(self, lane: Lane, scenario: Scenario, pre_lines: dict[str, list[str]]) -> dict[str, Any]:
         protections = scenario.protections.as_dict()
         for role in ROLES:
             await _call(lane, role, "reset")
@@ -161,10 +164,11 @@ class Runner:
         if scenario.pin_first:
             await self._session(lane, scenario.protections, lane.server_service, PIN_SESSION)
             await _call(lane, "server", "idle")
-            taken, missing = await _take_all_evidence(lane)
-            if missing:
-                raise ControlError(f"the pin session's evidence could not be taken: {'; '.join(missing)}")
-            pre_events.update(taken)
+            taken = await _take_all_evidence(lane)
+            if taken.missing or taken.invalid:
+                why = "; ".join([*taken.missing, *map(str, taken.invalid)])
+                raise ControlError(f"the pin session's evidence could not be taken: {why}")
+            pre_lines.update(taken.lines)
         await _call(lane, "attacker", "attack", id=scenario.attack)
         outcome = await self._session(lane, scenario.protections, lane.attacker_service, SESSION)
         await _call(lane, "attacker", "idle")
@@ -192,22 +196,40 @@ async def _call(lane: Lane, role: str, cmd: str, *, timeout: float = 60.0, **par
     return await request(address.host, address.port, cmd, params, secret=lane.secret, timeout=timeout)
 
 
-async def _take_all_evidence(lane: Lane) -> tuple[dict[str, list[Event]], list[str]]:
-    """Every role's evidence, cleared on the role; and, for each role that did not give it, why."""
-    events: dict[str, list[Event]] = {}
-    missing: list[str] = []
+@dataclass
+class TakenEvidence:
+    """Every role's evidence lines as the role gave them, the events they validate to, and what failed."""
+
+    lines: dict[str, list[str]] = field(default_factory=dict)
+    events: dict[str, list[Event]] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    """For each role that did not give its evidence, why."""
+    invalid: list[EvidenceError] = field(default_factory=list)
+
+
+async def _take_all_evidence(lane: Lane) -> TakenEvidence:
+    """Every role's evidence, cleared on the role."""
+    taken = TakenEvidence()
     for role in ROLES:
         try:
             answer = await _call(lane, role, "evidence", take=True, timeout=EVIDENCE_TIMEOUT)
         except (ControlError, OSError, TimeoutError) as exc:
             answer = {}
-            missing.append(f"{role}: {exc or 'timed out'}")
-        events[role] = [e for e in answer.get("events", []) if isinstance(e, dict)]
-    return events, missing
+            taken.missing.append(f"{role}: {exc or 'timed out'}")
+        lines = answer.get("lines", [])
+        if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
+            taken.missing.append(f"{role}: its answer holds no evidence lines")
+            lines = []
+        taken.lines[role] = lines
+        taken.events[role], invalid = parse_lines(role, lines)
+        taken.invalid += invalid
+    return taken
 
 
-def _write_evidence(directory: Path, events: dict[str, list[Event]]) -> None:
+def _write_evidence(directory: Path, lines: dict[str, list[str]]) -> None:
+    """The lines as the roles wrote them, valid or not: what the verdict was computed from."""
     directory.mkdir(parents=True, exist_ok=True)
-    for role, role_events in events.items():
-        lines = "".join(json.dumps(event, ensure_ascii=False) + "\n" for event in role_events)
-        (directory / f"{role}.jsonl").write_text(lines, encoding="utf-8")
+    for role, role_lines in lines.items():
+        (directory / f"{role}.jsonl").write_text(
+            "".join(f"{line}\n" for line in role_lines), encoding="utf-8"
+        )

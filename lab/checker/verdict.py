@@ -10,7 +10,10 @@ breakage the brief names, and compares what the attacker claims with what the cl
 - `transfer_altered`: the server executed a transfer the client never sent.
 - `transfer_executed_twice`: the server executed more of a transfer than the client sent, in one session.
 - `transfer_replayed_in_new_session`: the same, across sessions opened with the same ClientHello random.
-- `message_not_from_server_accepted`: the client accepted a record whose plaintext the server never sent.
+- `secret_in_capture`: a real secret appears in the clear in a passive attacker's capture (the checker
+  searches the capture itself).
+- `message_not_from_server_accepted`: the client accepted a record whose plaintext the server never sent
+  but someone did (its own, sent back): bytes that decrypt to what no one sent are not this.
 - `weaker_suite_negotiated`: the session ran on a weaker suite than the best both sides support.
 
 Verdicts, in order of precedence:
@@ -19,8 +22,11 @@ Verdicts, in order of precedence:
   session failed without any protection refusing). Never counted as blocked; breakages found are kept.
 - `compromised`: at least one breakage.
 - `blocked`: a protection refused (a client or server `refusal`: protection and step from the typed
-  error), or the attacker reports the protection that left it empty-handed (an encrypting suite,
-  an ECDHE key exchange).
+  error); or, where no role refused, the wire shows which protection left the attack empty-handed:
+  a passive attacker's capture holds no secret because the suite both ends recorded encrypts
+  (`encryption`), or the real server key it used decrypts nothing because that suite is ECDHE
+  (`forward_secrecy`); or the client's own record came back and decrypted to what no one sent under
+  the server's write key (`per_direction_keys`). The attacker's own account never names the protection.
 - `unaffected`: the session went through untouched and the attack found nothing to act on (for example
   `downgrade` when the client offers nothing stronger than the legacy suites).
 """
@@ -29,14 +35,16 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from lab.channel.suites import ALL_SUITES, Suite
+from lab import events
+from lab.bank import protocol
+from lab.channel.suites import ALL_SUITES, KeyExchange, Suite
+from lab.events import Event
 
 VERDICTS: Final = ("compromised", "blocked", "unaffected", "error")
-LAB_FAILURES: Final = ("internal_error", "addon_error")
 
-Event = dict[str, Any]
+E = TypeVar("E", bound=Event)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class Verdict:
     blocked_by: str | None = None
     step: str | None = None
     refused_by_role: str | None = None
+    """The role whose refusal blocked it; None when no role refused (the wire shows what did)."""
     message: str | None = None
     error: str | None = None
 
@@ -84,30 +93,29 @@ class RunEvidence:
 
     events: dict[str, list[Event]] = field(default_factory=dict)
     lab_error: str | None = None
-    """A runner-level failure: a timeout, a role that died, a control request that failed."""
+    """A runner-level failure: a timeout, a role that died, evidence that did not validate."""
     client_outcome: str | None = None
     """How the client's session ended, as the client role reported it ('ok', or the error's type)."""
 
-    def of(self, role: str, name: str) -> list[Event]:
-        return [e for e in self.events.get(role, []) if e.get("event") == name]
+    def of(self, role: str, kind: type[E]) -> list[E]:
+        return [e for e in self.events.get(role, []) if isinstance(e, kind)]
 
 
 def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
     breakages = tuple(find_breakages(run, truth))
-    lab_failures = [e for role in run.events for e in run.events[role] if e.get("event") in LAB_FAILURES]
+    lab_failures = [e for role in run.events for e in run.events[role] if isinstance(e, events.LAB_FAILURES)]
     if run.lab_error or lab_failures:
-        reason = run.lab_error or "; ".join(f"{e['role']}: {e.get('error')}" for e in lab_failures)
+        reason = run.lab_error or "; ".join(f"{e.role}: {getattr(e, 'error', '')}" for e in lab_failures)
         return Verdict("error", breakages, error=reason)
     if breakages:
         return Verdict("compromised", breakages)
-    refusals = sorted(run.of("client", "refusal") + run.of("server", "refusal"), key=lambda e: e["ts"])
+    refusals = sorted(run.of("client", events.Refusal) + run.of("server", events.Refusal), key=lambda e: e.ts)
     if refusals:
         first = refusals[0]
-        return Verdict("blocked", (), first["protection"], first["step"], first["role"], first["message"])
-    named = [e for e in run.of("attacker", "attack_failed") if e.get("protection")]
-    if named:
-        first = named[0]
-        return Verdict("blocked", (), first["protection"], first.get("step"), "attacker", first["reason"])
+        return Verdict("blocked", (), first.protection, first.step, first.role, first.message)
+    defeat = _reflection_garbled(run) or _capture_unreadable(run, truth)
+    if defeat is not None:
+        return defeat
     if run.client_outcome not in (None, "ok"):
         return Verdict(
             "error", error=f"the client's session ended with {run.client_outcome}, yet nothing refused"
@@ -116,13 +124,14 @@ def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
 
 
 def _why_unaffected(run: RunEvidence) -> str:
-    failures = run.of("attacker", "attack_failed")
-    return failures[0]["reason"] if failures else "the attack changed nothing the roles could see"
+    failures = run.of("attacker", events.AttackFailed)
+    return failures[0].reason if failures else "the attack changed nothing the roles could see"
 
 
 def find_breakages(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
     return [
         *_secrets_read(run, truth),
+        *_secrets_in_capture(run, truth),
         *_forged_servers(run, truth),
         *_transfers(run),
         *_messages_not_from_server(run),
@@ -130,56 +139,83 @@ def find_breakages(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
     ]
 
 
-def _transfer_key(to: object, amount: object) -> tuple[str, int]:
-    return str(to), int(amount) if isinstance(amount, int) else -1
+def _transfers_sent(run: RunEvidence) -> Counter[tuple[str | None, int | None]]:
+    return Counter((e.to, e.amount) for e in run.of("client", events.ClientRecordSent) if e.op == "transfer")
+
+
+def _balances_received(run: RunEvidence) -> set[int]:
+    return {
+        e.reply["balance"]
+        for e in run.of("client", events.Reply)
+        if isinstance(e.reply.get("balance"), int) and not isinstance(e.reply.get("balance"), bool)
+    }
 
 
 def _secrets_read(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
-    sent_transfers = {
-        _transfer_key(e.get("to"), e.get("amount"))
-        for e in run.of("client", "record_sent")
-        if e.get("op") == "transfer"
-    }
-    balances = {
-        e["reply"]["balance"]
-        for e in run.of("client", "reply")
-        if isinstance(e.get("reply"), dict) and isinstance(e["reply"].get("balance"), int)
-    }
+    """What the attacker read with keys: as the relay (it holds both legs' keys), or from a recording
+    with a stolen key. Counted only when the value is the real secret."""
+    sent_transfers = _transfers_sent(run)
+    balances = _balances_received(run)
 
-    def real(event: Event) -> bool:
-        value = event.get("value")
-        match event.get("secret"):
+    def real(event: events.Read) -> bool:
+        value = event.value
+        match event.secret:
             case "password":
-                return value == truth.password
+                return isinstance(value, str) and value == truth.password
             case "transfer":
-                return (
-                    isinstance(value, dict)
-                    and _transfer_key(value.get("to"), value.get("amount")) in sent_transfers
-                )
+                return isinstance(value, dict) and (value.get("to"), value.get("amount")) in sent_transfers
             case "balance":
                 return isinstance(value, int) and value in balances
         return False
 
     breakages = []
-    for kind, hows in (
-        ("secret_read", ("in_the_clear", "as_the_relay")),
-        ("recording_decrypted", ("decrypted_offline",)),
-    ):
-        reads = [e for e in run.of("attacker", "read") if e.get("how") in hows and real(e)]
+    for kind, how in (("secret_read", "as_the_relay"), ("recording_decrypted", "decrypted_offline")):
+        reads = [e for e in run.of("attacker", events.Read) if e.how == how and real(e)]
         if reads:
-            secrets = sorted({e["secret"] for e in reads})
-            how = sorted({e["how"].replace("_", " ") for e in reads})
+            secrets = sorted({e.secret for e in reads})
             breakages.append(
-                Breakage(kind, f"the attacker read the {', '.join(secrets)} ({', '.join(how)})", tuple(reads))
+                Breakage(
+                    kind,
+                    f"the attacker read the {', '.join(secrets)} ({how.replace('_', ' ')})",
+                    tuple(reads),
+                )
             )
     return breakages
 
 
+def _secrets_in_capture(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
+    """The real secrets, searched for in the bytes a passive attacker captured."""
+    wanted = {"password": [truth.password.encode()]}
+    wanted["transfer"] = [
+        protocol.transfer(to, amount) for to, amount in _transfers_sent(run) if to and amount
+    ]
+    wanted["balance"] = [f'"balance":{b}'.encode() for b in _balances_received(run)]
+    found: dict[str, list[str]] = {}
+    shown: list[Event] = []
+    for capture in run.of("attacker", events.Captured):
+        counters = {True: 0, False: 0}
+        for record in capture.records:
+            body = bytes.fromhex(record.body)
+            where = f"{'client' if record.from_client else 'server'} record #{counters[record.from_client]}"
+            counters[record.from_client] += 1
+            for secret, needles in wanted.items():
+                if any(needle in body for needle in needles):
+                    found.setdefault(secret, []).append(where)
+                    if capture not in shown:
+                        shown.append(capture)
+    if not found:
+        return []
+    what = "; ".join(f"the {secret} in {', '.join(where)}" for secret, where in sorted(found.items()))
+    return [
+        Breakage("secret_in_capture", f"the attacker's capture holds, in the clear, {what}", tuple(shown))
+    ]
+
+
 def _forged_servers(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
-    forged = [e for e in run.of("client", "session_opened") if e.get("server_key") != truth.server_key]
+    forged = [e for e in run.of("client", events.ClientSessionOpened) if e.server_key != truth.server_key]
     if not forged:
         return []
-    subjects = sorted({e.get("server_subject", "?") for e in forged})
+    subjects = sorted({e.server_subject for e in forged})
     return [
         Breakage(
             "forged_server_accepted",
@@ -190,27 +226,23 @@ def _forged_servers(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
 
 
 def _transfers(run: RunEvidence) -> list[Breakage]:
-    sent = Counter(
-        _transfer_key(e.get("to"), e.get("amount"))
-        for e in run.of("client", "record_sent")
-        if e.get("op") == "transfer"
-    )
-    executed = run.of("server", "transfer_executed")
+    sent = _transfers_sent(run)
+    executed = run.of("server", events.TransferExecuted)
     breakages = []
-    altered = [e for e in executed if _transfer_key(e["to_account"], e["amount"]) not in sent]
+    altered = [e for e in executed if (e.to, e.amount) not in sent]
     if altered:
-        what = ", ".join(f"{e['amount']} to {e['to_account']}" for e in altered)
+        what = ", ".join(f"{e.amount} to {e.to}" for e in altered)
         breakages.append(
             Breakage(
                 "transfer_altered", f"the server executed {what}, which the client never sent", tuple(altered)
             )
         )
-    randoms = {e["session"]: e.get("client_random") for e in run.of("server", "session_opened")}
-    for key, count in Counter(_transfer_key(e["to_account"], e["amount"]) for e in executed).items():
+    randoms = {e.session: e.client_random for e in run.of("server", events.ServerSessionOpened)}
+    for key, count in Counter((e.to, e.amount) for e in executed).items():
         if key not in sent or count <= sent[key]:
             continue
-        copies = tuple(e for e in executed if _transfer_key(e["to_account"], e["amount"]) == key)
-        sessions = {e["session"] for e in copies}
+        copies = tuple(e for e in executed if (e.to, e.amount) == key)
+        sessions = {e.session for e in copies}
         replayed_hello = len(sessions) > 1 and len({randoms.get(s) for s in sessions}) == 1
         kind = "transfer_replayed_in_new_session" if replayed_hello else "transfer_executed_twice"
         where = (
@@ -224,35 +256,99 @@ def _transfers(run: RunEvidence) -> list[Breakage]:
     return breakages
 
 
+def _foreign_records(run: RunEvidence) -> list[events.ClientRecordReceived]:
+    """Records the client accepted whose plaintext is none the server sent."""
+    from_server = {e.plaintext for e in run.of("server", events.ServerRecordSent)}
+    return [e for e in run.of("client", events.ClientRecordReceived) if e.plaintext not in from_server]
+
+
 def _messages_not_from_server(run: RunEvidence) -> list[Breakage]:
-    from_server = {e["plaintext"] for e in run.of("server", "record_sent")}
-    foreign = [e for e in run.of("client", "record_received") if e["plaintext"] not in from_server]
-    if not foreign:
+    own = {e.plaintext for e in run.of("client", events.ClientRecordSent)}
+    accepted = [e for e in _foreign_records(run) if e.plaintext in own]
+    if not accepted:
         return []
-    own = {e["plaintext"] for e in run.of("client", "record_sent")}
-    whose = " (its own, sent back)" if any(e["plaintext"] in own for e in foreign) else ""
     return [
         Breakage(
             "message_not_from_server_accepted",
-            f"the client accepted {len(foreign)} record(s) the server never sent{whose}",
-            tuple(foreign),
+            f"the client accepted {len(accepted)} record(s) the server never sent: its own, sent back",
+            tuple(accepted),
         )
     ]
 
 
+def _reflection_garbled(run: RunEvidence) -> Verdict | None:
+    """The client's own record came back (the same frame on the wire) and decrypted to bytes no one
+    sent: under per_direction_keys the client reads with the server's write key, not its own."""
+    own_frames = {e.frame for e in run.of("client", events.ClientRecordSent)}
+    sent = {e.plaintext for e in run.of("client", events.ClientRecordSent)}
+    garbled = [e for e in _foreign_records(run) if e.frame in own_frames and e.plaintext not in sent]
+    settings = run.of("client", events.Connecting)
+    if not garbled or not settings or not settings[-1].protections.get("per_direction_keys"):
+        return None
+    return Verdict(
+        "blocked",
+        (),
+        "per_direction_keys",
+        "record",
+        "client",
+        f"the client's own record #{garbled[0].seq} came back; read under the server's write key it "
+        "decrypted to bytes no one sent",
+    )
+
+
+def _agreed_suite(run: RunEvidence) -> Suite | None:
+    """The suite both ends recorded for the session (None unless they agree and know it)."""
+    client = {e.suite for e in run.of("client", events.ClientSessionOpened)}
+    server = {e.suite for e in run.of("server", events.ServerSessionOpened)}
+    known = {s.name for s in ALL_SUITES}
+    agreed = client & server & known
+    return Suite.from_name(agreed.pop()) if len(agreed) == 1 and client == server else None
+
+
+def _capture_unreadable(run: RunEvidence, truth: GroundTruth) -> Verdict | None:
+    """A passive attacker came away empty-handed: say which protection of the agreed suite did it."""
+    captures = run.of("attacker", events.Captured)
+    suite = _agreed_suite(run)
+    if not captures or suite is None:
+        return None
+    stolen = [e for e in run.of("attacker", events.DecryptedOffline) if e.key == truth.server_key]
+    if stolen and suite.key_exchange is KeyExchange.ECDHE:
+        return Verdict(
+            "blocked",
+            (),
+            "forward_secrecy",
+            "client_key_exchange",
+            None,
+            f"the session ran on {suite.name}, both ends recorded: its keys came from ephemeral X25519 "
+            "shares, and the real server key the attacker used decrypts nothing of the recording",
+        )
+    if suite.record.encrypts:
+        records = sum(len(c.records) for c in captures)
+        return Verdict(
+            "blocked",
+            (),
+            "encryption",
+            "record",
+            None,
+            f"the session ran on {suite.name}, both ends recorded: the {records} captured record(s) "
+            "are ciphertext and hold no secret",
+        )
+    return None
+
+
 def _weaker_suites(run: RunEvidence) -> list[Breakage]:
-    supported = {e.get("client_random"): e.get("supported", []) for e in run.of("server", "session_opened")}
+    supported = {e.client_random: e.supported for e in run.of("server", events.ServerSessionOpened)}
     breakages = []
-    for session in run.of("client", "session_opened"):
-        server_side = supported.get(session.get("client_random"))
+    known = {s.name for s in ALL_SUITES}
+    for session in run.of("client", events.ClientSessionOpened):
+        server_side = supported.get(session.client_random)
         if server_side is None:
             continue  # the client's hello never reached the server as such (a relay answered it)
-        known = {s.name for s in ALL_SUITES}
-        common = set(session.get("offered", [])) & set(server_side) & known
-        if not common or session.get("suite") not in known:
+        common = set(session.offered) & set(server_side) & known
+        if not common or session.suite not in known:
             continue
         best = max(Suite.from_name(name) for name in common)
-        used = Suite.from_name(session["suite"])
+        used = Suite.from_name(session.suite)
         if used < best:
             breakages.append(
                 Breakage(

@@ -13,6 +13,7 @@ from lab.attacks import ATTACK_IDS, ATTACKS
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import endpoint_option, state_dir_option
 from lab.control import ControlServer
+from lab.events import EvidenceError
 from lab.evidence import follow
 from lab.narrate import sentence, styled_line
 from lab.roles.attacker import AttackerError, AttackerRole, CannotListen
@@ -126,7 +127,11 @@ async def _run(
         console.print("\n".join(lines) + "\nCtrl-C stops it.")
         if port_file is not None:
             port_file.write_text(f"{port}\n")
-        async for event in follow(state.evidence_path("attacker")):  # say what the attack does, as it does it
+        # Say what the attack does, as it does it.
+        async for event in follow(state.evidence_path("attacker"), "attacker"):
+            if isinstance(event, EvidenceError):
+                console.print(f"[yellow]an evidence line that is no attacker event: {event}[/]")
+                continue
             words = sentence(event)
             if words is not None:
                 console.print(styled_line(event, words), soft_wrap=True)

@@ -12,7 +12,7 @@ from rich.console import Console
 from lab.channel.errors import ChannelError, PeerRefused, Refusal
 from lab.channel.protections import UnknownProtectionError
 from lab.checker.backends import BackendError
-from lab.roles.client import BankRefused, NoReply
+from lab.roles.client import BankRefused, NoReply, ReplyUnreadable
 from lab.state import StateError
 
 EXIT_REFUSED = 3
@@ -20,11 +20,13 @@ EXIT_PEER_REFUSED = 4
 EXIT_CONNECTION = 5
 EXIT_BANK = 6
 EXIT_SETUP = 7
+EXIT_REPLY_UNREADABLE = 9
 
 EXIT_CODES_HELP = """\b
 Exit codes: 0 success; 2 usage error; 3 a protection on this side refused (the message names it and
 the step); 4 the peer refused; 5 connection or protocol failure; 6 the bank declined the request;
-7 the state directory is missing or unusable."""
+7 the state directory is missing or unusable; 9 a reply arrived but held no bank message (it
+decrypted to bytes the bank never sent)."""
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -46,6 +48,8 @@ def reported_errors() -> Iterator[None]:
         fail(EXIT_CONNECTION, str(exc))
     except (BankRefused, NoReply) as exc:
         fail(EXIT_BANK, str(exc))
+    except ReplyUnreadable as exc:
+        fail(EXIT_REPLY_UNREADABLE, str(exc))
     except (StateError, UnknownProtectionError) as exc:
         fail(EXIT_SETUP, str(exc))
     except BackendError as exc:

@@ -20,7 +20,8 @@ from lab.channel.protections import RECOMMENDED
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import endpoint_option, state_dir_option
 from lab.control import ControlError, ControlServer, Handler
-from lab.evidence import read_evidence
+from lab.events import ControlRefused
+from lab.evidence import evidence_lines
 from lab.roles import client as client_role
 from lab.roles.attacker import AttackerRole, CannotListen
 from lab.roles.lanes import LanePorts, Lanes, LanesFailed
@@ -129,13 +130,13 @@ async def _serve(
         if not isinstance(take, bool):
             raise ControlError('"take" is true or false')
         path = state.evidence_path(name)
-        events = list(read_evidence(path))
+        lines = evidence_lines(path)  # as written: the runner validates them, and keeps them even if bad
         if take:
             path.unlink(missing_ok=True)
-        return {"events": events}
+        return {"lines": lines}
 
     def refused(peer: str, cmd: str) -> None:
-        state.evidence(name).record("control_refused", peer=peer, cmd=cmd)
+        state.evidence(name).record(ControlRefused(peer=peer, cmd=cmd))
         print(f"refused a control request without the lab's secret from {peer}: {cmd!r}", file=sys.stderr)
 
     control_server = ControlServer(

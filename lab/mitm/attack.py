@@ -12,6 +12,7 @@ from typing import ClassVar
 from mitmproxy import tcp
 from mitmproxy.addonmanager import Loader
 
+from lab import events
 from lab.channel.frames import Frame
 from lab.mitm.evidence import AttackEvidence, declare_common_options
 from lab.mitm.wire import FlowWire, flow_wire
@@ -27,7 +28,7 @@ class FrameAttack:
         declare_common_options(loader)
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        self.evidence.record(flow, "flow_started", client=_address(flow.client_conn.peername))
+        self.evidence.record(flow, events.FlowStarted(client=_address(flow.client_conn.peername)))
 
     def tcp_message(self, flow: tcp.TCPFlow) -> None:
         message = flow.messages[-1]
@@ -52,19 +53,21 @@ class FrameAttack:
         try:
             return self.on_frame(flow, from_client, frame)
         except Exception as exc:  # the addon's own bug: record it, and let the frame go on unchanged
-            self.evidence.record(flow, "addon_error", error=f"{type(exc).__name__}: {exc}")
+            self.evidence.error(flow, exc)
             return [frame.encode()]
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         try:
             self.on_end(flow)
         except Exception as exc:
-            self.evidence.record(flow, "addon_error", error=f"{type(exc).__name__}: {exc}")
+            self.evidence.error(flow, exc)
         records = flow_wire(flow).view.records
-        self.evidence.record(flow, "flow_ended", client_records=records[True], server_records=records[False])
+        self.evidence.record(
+            flow, events.FlowEnded(client_records=records[True], server_records=records[False])
+        )
 
     def tcp_error(self, flow: tcp.TCPFlow) -> None:
-        self.evidence.record(flow, "flow_error", error=str(flow.error))
+        self.evidence.record(flow, events.FlowError(error=str(flow.error)))
 
     def on_frame(self, flow: tcp.TCPFlow, from_client: bool, frame: Frame) -> list[bytes]:
         """The encoded frames to send on in place of `frame` (itself, by default)."""

@@ -1,28 +1,24 @@
 """The attacker's evidence and the options every attack addon shares.
 
 Every addon writes to `<lab_state_dir>/evidence/attacker.jsonl` what it read (secrets, and where they
-appeared), what it changed, what it injected, and what failed for it and why. A failure may name the
-protection the attacker saw in its way, when the wire shows it (an encrypting suite, an ECDHE key
-exchange, the client's alert); the checker still decides verdicts from all roles' evidence.
+appeared), what it changed, what it injected, and what failed for it and why, as the events of
+`lab.events`. The checker decides verdicts from all roles' evidence and takes no protection from the
+attacker's word.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
+import msgspec
 from mitmproxy import ctx, tcp
 from mitmproxy.addonmanager import Loader
 
-from lab.channel.protections import PROTECTION_IDS
+from lab import events
 from lab.evidence import EvidenceLog
 from lab.mitm.wire import flow_wire
 from lab.state import StateDir
-
-READ_HOW = ("in_the_clear", "as_the_relay", "decrypted_offline")
-"""How an attacker can come to read a secret: on the wire, as a man in the middle holding both legs'
-keys, or from a recording with a key obtained later."""
 
 
 def declare_common_options(loader: Loader) -> None:
@@ -39,34 +35,40 @@ def state_dir() -> StateDir:
 
 
 class AttackEvidence:
+    """The attacker's evidence log, stamping every event with the attack and the flow it belongs to."""
+
     def __init__(self, attack: str) -> None:
         self.attack = attack
 
-    def record(self, flow: tcp.TCPFlow | None, event: str, **fields: Any) -> None:
+    def record(self, flow: tcp.TCPFlow | None, event: events.AttackerEvent) -> None:
         context = flow_wire(flow).view.describe() if flow is not None else {}
-        EvidenceLog(state_dir().evidence_path("attacker"), "attacker").record(
-            event, attack=self.attack, **context, **fields
-        )
+        stamped = msgspec.structs.replace(event, attack=self.attack, **context)
+        EvidenceLog(state_dir().evidence_path("attacker"), "attacker").record(stamped)
 
-    def read(self, flow: tcp.TCPFlow, secret: str, value: object, where: str, how: str) -> None:
-        """The attacker read a secret (a password, a balance, a transfer). `how`: one of READ_HOW."""
-        if how not in READ_HOW:
-            raise ValueError(f"how must be one of {READ_HOW}")
-        self.record(flow, "read", secret=secret, value=value, where=where, how=how)
+    def read(self, flow: tcp.TCPFlow, secret: str, value: object, where: str, how: events.ReadHow) -> None:
+        """The attacker read a secret (a password, a balance, a transfer)."""
+        self.record(flow, events.Read(secret=secret, value=value, where=where, how=how))
 
     def changed(self, flow: tcp.TCPFlow, what: str, before: object, after: object) -> None:
-        self.record(flow, "changed", what=what, before=before, after=after)
+        self.record(flow, events.Changed(what=what, before=before, after=after))
 
-    def injected(self, flow: tcp.TCPFlow, what: str, **details: Any) -> None:
-        self.record(flow, "injected", what=what, **details)
-
-    def failed(
-        self, flow: tcp.TCPFlow | None, reason: str, *, protection: str | None = None, step: str | None = None
+    def injected(
+        self, flow: tcp.TCPFlow, what: str, *, frames: int | None = None, record: int | None = None
     ) -> None:
-        """The attack did not get what it wanted; `protection` when the wire shows what stood in the way."""
-        if protection is not None and protection not in PROTECTION_IDS:
-            raise ValueError(f"{protection!r} is not a protection id; they are {', '.join(PROTECTION_IDS)}")
-        self.record(flow, "attack_failed", reason=reason, protection=protection, step=step)
+        self.record(flow, events.Injected(what=what, frames=frames, record=record))
+
+    def failed(self, flow: tcp.TCPFlow | None, reason: str, *, step: str | None = None) -> None:
+        """The attack did not get what it wanted, in the attacker's words (verdicts do not rest on it)."""
+        self.record(flow, events.AttackFailed(reason=reason, step=step))
+
+    def captured(self, flow: tcp.TCPFlow, records: list[tuple[bool, bytes]]) -> None:
+        """A passive attacker's capture: every application record's body, as it passed."""
+        captured = [events.CapturedRecord(from_client=c, body=body.hex()) for c, body in records]
+        self.record(flow, events.Captured(records=captured))
+
+    def error(self, flow: tcp.TCPFlow | None, error: BaseException) -> None:
+        """The addon's own bug: the run becomes an `error`."""
+        self.record(flow, events.AddonError(error=f"{type(error).__name__}: {error}"))
 
 
 def secrets_in(plaintext: bytes) -> list[tuple[str, object]]:

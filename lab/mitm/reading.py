@@ -24,13 +24,11 @@ def readable_plaintext(suite: Suite, body: bytes) -> bytes | None:
 
 
 class CannotDecrypt(Exception):
-    """Why a recording stays secret; `protection` when the recording shows which one."""
+    """Why a recording stays secret, in words."""
 
-    def __init__(self, reason: str, protection: str | None = None, step: str | None = None) -> None:
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.protection = protection
-        self.step = step
 
 
 @dataclass(frozen=True)
@@ -56,9 +54,7 @@ def decrypt_recording(
     if suite.key_exchange is KeyExchange.ECDHE:
         raise CannotDecrypt(
             f"the session used {suite.name}: its pre-master came from ephemeral X25519 keys that never "
-            "travelled and are gone; the server's long-term key does not recover it",
-            protection="forward_secrecy",
-            step="client_key_exchange",
+            "travelled and are gone; the server's long-term key does not recover it"
         )
     try:
         pre_master = server_key.decrypt(view.client_key_exchange, OAEP)

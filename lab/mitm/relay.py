@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mitmproxy import tcp
 from mitmproxy.addonmanager import Loader
 
+from lab import events
 from lab.channel.connection import (
     ApplicationData,
     ClientConfig,
@@ -113,18 +114,13 @@ class RelayAttack:
                 self._from_server(flow, wire, data)
         except PeerRefused as refused:
             who = "client" if message.from_client else "server"
-            self.evidence.failed(
-                flow,
-                f"the {who} refused: {refused.message}",
-                protection=refused.protection,
-                step=refused.step,
-            )
+            self.evidence.failed(flow, f"the {who} refused: {refused.message}", step=refused.step)
             self._end(flow, wire)
         except ChannelError as error:
             self.evidence.failed(flow, f"the relay could not go on: {error}", step=error.step)
             self._end(flow, wire)
         except Exception as error:  # a bug in the relay: say so, and close rather than hang
-            self.evidence.record(flow, "addon_error", error=f"{type(error).__name__}: {error}")
+            self.evidence.error(flow, error)
             self._end(flow, wire)
 
     def _end(self, flow: tcp.TCPFlow, wire: FlowWire) -> None:
@@ -135,7 +131,7 @@ class RelayAttack:
             flow.kill()
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
-        self.evidence.record(flow, "flow_ended")
+        self.evidence.record(flow, events.FlowEnded())
 
     # The two directions -------------------------------------------------------------------------------
 
@@ -170,7 +166,7 @@ class RelayAttack:
         self._mirror_transcript(wire.buffers[False], relay.upstream, data)
         for event in relay.upstream.receive_data(data):
             if isinstance(event, HandshakeComplete):
-                self.evidence.record(flow, "upstream_established", server_side_suite=event.suite.name)
+                self.evidence.record(flow, events.UpstreamEstablished(server_side_suite=event.suite.name))
                 for plaintext in relay.waiting_for_server:
                     relay.upstream.send_application_data(plaintext)
                 relay.waiting_for_server.clear()
@@ -206,7 +202,7 @@ class RelayAttack:
         relay.held_from_client += hello_frame.encode() + b"".join(f.encode() for f in frames[1:])
         relay.held_from_client += buffer.pending_bytes()
         flow.metadata["lab_relay"] = relay
-        self.evidence.record(flow, "intercepting", offered=[s.name for s in hello.suites])
+        self.evidence.record(flow, events.Intercepting(offered=[s.name for s in hello.suites]))
         self._flush(flow, wire)
 
     def _answer_client(self, flow: tcp.TCPFlow, wire: FlowWire, relay: Interception) -> None:
@@ -216,10 +212,11 @@ class RelayAttack:
         relay.downstream = ServerConnection(config)
         self.evidence.record(
             flow,
-            "presenting",
-            certificate=leaf.certificate.subject.rfc4514_string(),
-            issuer=leaf.certificate.issuer.rfc4514_string(),
-            key=key_fingerprint(leaf.private_key.public_key()),
+            events.Presenting(
+                certificate=leaf.certificate.subject.rfc4514_string(),
+                issuer=leaf.certificate.issuer.rfc4514_string(),
+                key=key_fingerprint(leaf.private_key.public_key()),
+            ),
         )
         held, relay.held_from_client = bytes(relay.held_from_client), bytearray()
         for event in relay.downstream.receive_data(held):
@@ -233,7 +230,7 @@ class RelayAttack:
         event: HandshakeComplete | ApplicationData,
     ) -> None:
         if isinstance(event, HandshakeComplete):
-            self.evidence.record(flow, "downstream_established", client_side_suite=event.suite.name)
+            self.evidence.record(flow, events.DownstreamEstablished(client_side_suite=event.suite.name))
             wire.view.records[True] = 0
             return
         wire.view.records[True] += 1

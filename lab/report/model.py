@@ -14,6 +14,8 @@ from lab.checker.check import CheckResult
 from lab.checker.runner import RunResult
 from lab.checker.scenarios import LADDER, Placement
 from lab.checker.verdict import VERDICTS
+from lab.events import SCHEMA_VERSION as EVIDENCE_SCHEMA
+from lab.events import Event, to_dict
 from lab.narrate import told
 from lab.state import ROLES
 
@@ -29,6 +31,7 @@ def build(check: CheckResult) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "version": VERSION,
+        "evidence_schema": EVIDENCE_SCHEMA,
         "created": check.finished.isoformat(timespec="seconds"),
         "backend": check.backend,
         "views": list(check.views),
@@ -91,14 +94,13 @@ def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
     }
 
 
-def timeline(events: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def timeline(recorded: dict[str, list[Event]]) -> list[dict[str, Any]]:
     """Every event that says something, in time order, with milliseconds from the first."""
-    merged = (e for role in events for e in events[role])
+    merged = (e for role in recorded for e in recorded[role])
     return [
-        {"ms": round(ms, 1), "role": e["role"], "event": e["event"], "text": words}
-        for ms, e, words in told(merged)
+        {"ms": round(ms, 1), "role": e.role, "event": e.name, "text": words} for ms, e, words in told(merged)
     ]
 
 
-def _brief(event: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in event.items() if k not in ("ts",)}
+def _brief(event: Event) -> dict[str, Any]:
+    return {k: v for k, v in to_dict(event).items() if k != "ts"}

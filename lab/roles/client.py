@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lab import events
 from lab.bank import protocol
 from lab.channel.connection import ClientConfig, ClientConnection, HandshakeComplete
 from lab.channel.errors import ChannelError
@@ -22,6 +23,10 @@ class BankRefused(Exception):
 
 class NoReply(Exception):
     """The server closed the session without answering a request."""
+
+
+class ReplyUnreadable(Exception):
+    """A reply record decrypted (or passed unauthenticated) to bytes that are no bank message."""
 
 
 @dataclass(frozen=True)
@@ -52,11 +57,12 @@ async def run_session(
     password: str | None = None,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
 ) -> SessionResult:
-    """Log in and run `commands`. Raises `ChannelError`, `BankRefused`, `NoReply` or `OSError`."""
+    """Log in and run `commands`. Raises `ChannelError`, `BankRefused`, `NoReply`, `ReplyUnreadable`
+    or `OSError`."""
     evidence = state.evidence("client")
     config = ClientConfig(protections, server_name, state.trust())
     evidence.record(
-        "connecting", host=host, port=port, server_name=server_name, protections=protections.as_dict()
+        events.Connecting(host=host, port=port, server_name=server_name, protections=protections.as_dict())
     )
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeouts.handshake)
     stream = ChannelStream(ClientConnection(config), reader, writer)
@@ -65,15 +71,16 @@ async def run_session(
         identity = done.identity
         assert identity is not None
         evidence.record(
-            "session_opened",
-            suite=done.suite.name,
-            offered=[s.name for s in done.offered],
-            client_random=done.client_random,
-            server_random=done.server_random,
-            server_subject=identity.subject,
-            server_key=identity.fingerprint,
-            checks=identity.checks,
-            pin=identity.pin,
+            events.ClientSessionOpened(
+                suite=done.suite.name,
+                offered=[s.name for s in done.offered],
+                client_random=done.client_random.hex(),
+                server_random=done.server_random.hex(),
+                server_subject=identity.subject,
+                server_key=identity.fingerprint,
+                checks=list(identity.checks),
+                pin=identity.pin,
+            )
         )
         result = SessionResult(done)
         secret = password if password is not None else state.client_password(user)
@@ -87,9 +94,9 @@ async def run_session(
                 timeouts,
                 result,
                 to=command.to or None,
-                amount=command.amount or None,
+                amount=command.amount if command.op == "transfer" else None,
             )
-        evidence.record("session_closed")
+        evidence.record(events.SessionClosed())
         return result
     except ChannelError as error:
         evidence.channel_error(error)
@@ -105,34 +112,33 @@ async def _exchange(
     request: bytes,
     timeouts: Timeouts,
     result: SessionResult,
-    **details: Any,
+    to: str | None = None,
+    amount: int | None = None,
 ) -> None:
     sent = await stream.send(request)
     evidence.record(
-        "record_sent",
-        seq=sent.seq,
-        op=op,
-        plaintext=digest(request),
-        frame=digest(sent.frame),
-        **{k: v for k, v in details.items() if v is not None},
+        events.ClientRecordSent(
+            seq=sent.seq, op=op, plaintext=digest(request), frame=digest(sent.frame), to=to, amount=amount
+        )
     )
     record = await stream.receive(timeouts.idle)
     if record is None:
-        evidence.record("no_reply", op=op)
+        evidence.record(events.NoReply(op=op))
         raise NoReply(f"the server closed the session without answering {op}")
     evidence.record(
-        "record_received",
-        seq=record.seq,
-        plaintext=digest(record.data),
-        frame=digest(record.frame.encode()),
-        size=len(record.data),
+        events.ClientRecordReceived(
+            seq=record.seq,
+            plaintext=digest(record.data),
+            frame=digest(record.frame.encode()),
+            size=len(record.data),
+        )
     )
     try:
         reply = protocol.parse_reply(record.data)
     except protocol.BankProtocolError as exc:
-        evidence.record("reply_rejected", op=op, reason=str(exc))
-        raise BankRefused(f"unreadable reply to {op}: {exc}") from None
-    evidence.record("reply", op=op, reply=reply)
+        evidence.record(events.ReplyUnreadable(op=op, reason=str(exc)))
+        raise ReplyUnreadable(f"the reply to {op} is no bank message: {exc}") from None
+    evidence.record(events.Reply(op=op, reply=reply))
     result.replies.append(reply)
     if not reply["ok"]:
         raise BankRefused(f"{op}: {reply.get('error', 'refused')}")
@@ -161,11 +167,11 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
                 "step": exc.step,
                 "message": exc.message,
             }
-        except (BankRefused, NoReply) as exc:
+        except (BankRefused, NoReply, ReplyUnreadable) as exc:
             return {"outcome": type(exc).__name__, "message": str(exc)}
         except (OSError, TimeoutError) as exc:
             state.evidence("client").record(
-                "connection_failed", host=host, port=port, error=str(exc) or "timeout"
+                events.ConnectionFailed(host=host, port=port, error=str(exc) or "timeout")
             )
             return {"outcome": "connection_failed", "message": str(exc) or "timed out"}
         return {"outcome": "ok", "suite": result.handshake.suite.name, "replies": result.replies}

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from lab import events
 from lab.bank.ledger import Ledger
 from lab.bank.service import BankSession
 from lab.channel.connection import RecentClientHellos, ServerConfig, ServerConnection
@@ -41,7 +42,7 @@ class BankServer:
         self._server = await asyncio.start_server(self._handle, host, port)
         bound: int = self._server.sockets[0].getsockname()[1]
         self.evidence.record(
-            "listening", host=host, port=bound, protections=self.config.protections.as_dict()
+            events.Listening(host=host, port=bound, protections=self.config.protections.as_dict())
         )
         return bound
 
@@ -114,9 +115,11 @@ class BankServer:
         except ChannelError as error:
             self.evidence.channel_error(error, session=session)
         except asyncio.CancelledError:
-            self.evidence.record("session_cut", session=session, reason="the server is stopping")
+            self.evidence.record(events.SessionCut(session=session, reason="the server is stopping"))
         except Exception as error:  # a lab bug: keep serving the others, and say so in the evidence
-            self.evidence.record("internal_error", session=session, error=f"{type(error).__name__}: {error}")
+            self.evidence.record(
+                events.InternalError(session=session, error=f"{type(error).__name__}: {error}")
+            )
         finally:
             stream.writer.close()
 
@@ -124,47 +127,50 @@ class BankServer:
         evidence = self.evidence
         done = await stream.handshake(self.timeouts.handshake)
         evidence.record(
-            "session_opened",
-            session=session,
-            peer=peer,
-            suite=done.suite.name,
-            offered=[s.name for s in done.offered],
-            supported=[s.name for s in done.supported],
-            client_random=done.client_random,
-            server_random=done.server_random,
+            events.ServerSessionOpened(
+                session=session,
+                peer=peer,
+                suite=done.suite.name,
+                offered=[s.name for s in done.offered],
+                supported=[s.name for s in done.supported],
+                client_random=done.client_random.hex(),
+                server_random=done.server_random.hex(),
+            )
         )
         bank = BankSession(self.ledger, session)
         while (record := await stream.receive(self.timeouts.idle)) is not None:
             evidence.record(
-                "record_received",
-                session=session,
-                seq=record.seq,
-                plaintext=digest(record.data),
-                frame=digest(record.frame.encode()),
-                size=len(record.data),
+                events.ServerRecordReceived(
+                    session=session,
+                    seq=record.seq,
+                    plaintext=digest(record.data),
+                    frame=digest(record.frame.encode()),
+                    size=len(record.data),
+                )
             )
             outcome = bank.handle(record.data, record.seq)
-            evidence.record("request", session=session, seq=record.seq, op=outcome.op, error=outcome.error)
+            evidence.record(
+                events.Request(session=session, seq=record.seq, op=outcome.op, error=outcome.error)
+            )
             if outcome.transfer is not None:
                 t = outcome.transfer
                 evidence.record(
-                    "transfer_executed",
-                    session=session,
-                    seq=record.seq,
-                    transfer=t.id,
-                    from_account=t.from_account,
-                    to_account=t.to_account,
-                    amount=t.amount,
+                    events.TransferExecuted(
+                        session=session,
+                        seq=record.seq,
+                        transfer=t.id,
+                        from_account=t.from_account,
+                        to=t.to_account,
+                        amount=t.amount,
+                    )
                 )
             sent = await stream.send(outcome.reply)
             evidence.record(
-                "record_sent",
-                session=session,
-                seq=sent.seq,
-                plaintext=digest(outcome.reply),
-                frame=digest(sent.frame),
+                events.ServerRecordSent(
+                    session=session, seq=sent.seq, plaintext=digest(outcome.reply), frame=digest(sent.frame)
+                )
             )
-        evidence.record("session_closed", session=session)
+        evidence.record(events.SessionClosed(session=session))
 
 
 async def run_server(

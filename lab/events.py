@@ -1,0 +1,413 @@
+"""Every event a role can record: its name, its fields and their types, and which role writes it.
+
+The evidence files are JSON lines, one event each: `{"event": "transfer_executed", "ts": ..., "role":
+"server", "session": ..., ...}`. Each event is a `msgspec.Struct` here; writers build them and readers get
+them back, validated: an unknown event, a missing or misspelt field or a field of the wrong type is an
+`EvidenceError`, never a dict that silently lacks a key (docs/evidence.md says why msgspec).
+
+One name can mean one thing for two roles with different fields (the client's `session_opened` says
+which checks passed, the server's which suites it supports); the role decides which schema a line is
+read with, so the role a line claims must be the role whose file it is in.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Final, Literal, Union
+
+import msgspec
+
+SCHEMA_VERSION: Final = 2
+"""Bumped whenever an event is added, removed or changes its fields (docs/evidence.md)."""
+
+Role = Literal["client", "server", "attacker"]
+ReadHow = Literal["in_the_clear", "as_the_relay", "decrypted_offline"]
+"""How an attacker can come to read a secret: on the wire, as a man in the middle holding both legs'
+keys, or from a recording with a key obtained later."""
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="event"):
+    """What every line has: when, and who wrote it (filled in by the `EvidenceLog` that writes it)."""
+
+    ts: str = ""
+    role: str = ""
+
+    @property
+    def name(self) -> str:
+        """The event's name, as the line's `event` field spells it."""
+        return str(self.__struct_config__.tag)
+
+
+# Any role ------------------------------------------------------------------------------------------------
+
+
+class ControlRefused(Event, frozen=True, kw_only=True, tag="control_refused"):
+    """A control request without the lab's secret was turned away."""
+
+    peer: str
+    cmd: str
+
+
+class Refusal(Event, frozen=True, kw_only=True, tag="refusal"):
+    """This side's protection refused the peer (a typed `lab.channel.errors.Refusal`)."""
+
+    protection: str
+    step: str
+    message: str
+    error: str
+    session: str | None = None
+
+
+class PeerRefused(Event, frozen=True, kw_only=True, tag="peer_refused"):
+    """The peer's alert said it refused us."""
+
+    protection: str | None
+    step: str
+    message: str
+    session: str | None = None
+
+
+class ProtocolError(Event, frozen=True, kw_only=True, tag="protocol_error"):
+    """The peer broke the protocol (or the connection broke) without any protection refusing."""
+
+    step: str
+    message: str
+    error: str
+    session: str | None = None
+
+
+class SessionClosed(Event, frozen=True, kw_only=True, tag="session_closed"):
+    session: str | None = None
+
+
+# The client ----------------------------------------------------------------------------------------------
+
+
+class Connecting(Event, frozen=True, kw_only=True, tag="connecting"):
+    host: str
+    port: int
+    server_name: str
+    protections: dict[str, bool]
+
+
+class ConnectionFailed(Event, frozen=True, kw_only=True, tag="connection_failed"):
+    host: str
+    port: int
+    error: str
+
+
+class ClientSessionOpened(Event, frozen=True, kw_only=True, tag="session_opened"):
+    """The client accepted the server: the key it accepted and which checks passed."""
+
+    suite: str
+    offered: list[str]
+    client_random: str
+    server_random: str
+    server_subject: str
+    server_key: str
+    """SHA-256 fingerprint of the key the client accepted (`lab.channel.connection.key_fingerprint`)."""
+    checks: list[str]
+    pin: str | None
+
+
+class ClientRecordSent(Event, frozen=True, kw_only=True, tag="record_sent"):
+    seq: int
+    op: str
+    plaintext: str
+    """`lab.evidence.digest` of the plaintext: matched against what the other roles saw."""
+    frame: str
+    """The digest of the whole frame as it went on the wire."""
+    to: str | None = None
+    amount: int | None = None
+
+
+class ClientRecordReceived(Event, frozen=True, kw_only=True, tag="record_received"):
+    seq: int
+    plaintext: str
+    frame: str
+    size: int
+
+
+class NoReply(Event, frozen=True, kw_only=True, tag="no_reply"):
+    op: str
+
+
+class ReplyUnreadable(Event, frozen=True, kw_only=True, tag="reply_unreadable"):
+    """The record decrypted, but what it held is no bank reply."""
+
+    op: str
+    reason: str
+
+
+class Reply(Event, frozen=True, kw_only=True, tag="reply"):
+    op: str
+    reply: dict[str, Any]
+    """The bank's answer as it arrived: `ok`, and `balance`, `transfer`, `user` or `error`."""
+
+
+# The server ----------------------------------------------------------------------------------------------
+
+
+class Listening(Event, frozen=True, kw_only=True, tag="listening"):
+    host: str
+    port: int
+    protections: dict[str, bool]
+
+
+class ServerSessionOpened(Event, frozen=True, kw_only=True, tag="session_opened"):
+    session: str
+    peer: str
+    suite: str
+    offered: list[str]
+    supported: list[str]
+    client_random: str
+    server_random: str
+
+
+class ServerRecordReceived(Event, frozen=True, kw_only=True, tag="record_received"):
+    session: str
+    seq: int
+    plaintext: str
+    frame: str
+    size: int
+
+
+class Request(Event, frozen=True, kw_only=True, tag="request"):
+    session: str
+    seq: int
+    op: str | None
+    error: str | None
+
+
+class TransferExecuted(Event, frozen=True, kw_only=True, tag="transfer_executed"):
+    session: str
+    seq: int
+    transfer: int
+    from_account: str
+    to: str
+    amount: int
+
+
+class ServerRecordSent(Event, frozen=True, kw_only=True, tag="record_sent"):
+    session: str
+    seq: int
+    plaintext: str
+    frame: str
+
+
+class SessionCut(Event, frozen=True, kw_only=True, tag="session_cut"):
+    session: str
+    reason: str
+
+
+class InternalError(Event, frozen=True, kw_only=True, tag="internal_error"):
+    """A bug in the server: the run is an `error`."""
+
+    error: str
+    session: str | None = None
+
+
+# The attacker --------------------------------------------------------------------------------------------
+
+
+class AttackerEvent(Event, frozen=True, kw_only=True):
+    """What every attacker line says about the flow it belongs to (`lab.mitm.wire.SessionView`)."""
+
+    attack: str = ""
+    flow: int | None = None
+    client_random: str | None = None
+    suite: str | None = None
+
+
+class FlowStarted(AttackerEvent, frozen=True, kw_only=True, tag="flow_started"):
+    client: str
+
+
+class FlowEnded(AttackerEvent, frozen=True, kw_only=True, tag="flow_ended"):
+    client_records: int | None = None
+    server_records: int | None = None
+
+
+class FlowError(AttackerEvent, frozen=True, kw_only=True, tag="flow_error"):
+    error: str
+
+
+class AddonError(AttackerEvent, frozen=True, kw_only=True, tag="addon_error"):
+    """A bug in the addon: the run is an `error`."""
+
+    error: str
+
+
+class Read(AttackerEvent, frozen=True, kw_only=True, tag="read"):
+    secret: str
+    value: Any
+    """As the attacker read it; the checker counts it only if it equals the real secret."""
+    where: str
+    how: ReadHow
+
+
+class Changed(AttackerEvent, frozen=True, kw_only=True, tag="changed"):
+    what: str
+    before: Any
+    after: Any
+
+
+class Injected(AttackerEvent, frozen=True, kw_only=True, tag="injected"):
+    what: str
+    frames: int | None = None
+    record: int | None = None
+
+
+class AttackFailed(AttackerEvent, frozen=True, kw_only=True, tag="attack_failed"):
+    """The attacker's own account of why it got nothing; verdicts never take a protection from it."""
+
+    reason: str
+    step: str | None = None
+
+
+class CapturedRecord(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    from_client: bool
+    body: str
+    """The application frame's body as it passed, hex."""
+
+
+class Captured(AttackerEvent, frozen=True, kw_only=True, tag="captured"):
+    """A passive attacker's capture of the records that passed: the checker searches it for secrets."""
+
+    records: list[CapturedRecord]
+
+
+class Recorded(AttackerEvent, frozen=True, kw_only=True, tag="recorded"):
+    path: str
+    frames: int
+
+
+class DecryptedOffline(AttackerEvent, frozen=True, kw_only=True, tag="decrypted_offline"):
+    """The attacker tried a recording with a private key it holds: which key, and what came out."""
+
+    key: str
+    """The fingerprint of the key used: the checker compares it with the real server key."""
+    records: int
+    failure: str | None = None
+
+
+class Intercepting(AttackerEvent, frozen=True, kw_only=True, tag="intercepting"):
+    offered: list[str]
+
+
+class Presenting(AttackerEvent, frozen=True, kw_only=True, tag="presenting"):
+    certificate: str
+    issuer: str
+    key: str
+
+
+class UpstreamEstablished(AttackerEvent, frozen=True, kw_only=True, tag="upstream_established"):
+    server_side_suite: str
+
+
+class DownstreamEstablished(AttackerEvent, frozen=True, kw_only=True, tag="downstream_established"):
+    client_side_suite: str
+
+
+class Negotiated(AttackerEvent, frozen=True, kw_only=True, tag="negotiated"):
+    suite_chosen: str
+
+
+class ReplayDone(AttackerEvent, frozen=True, kw_only=True, tag="replay_done"):
+    server_records: int
+
+
+ANY_ROLE: Final[tuple[type[Event], ...]] = (ControlRefused,)
+CHANNEL_ENDPOINT: Final[tuple[type[Event], ...]] = (Refusal, PeerRefused, ProtocolError, SessionClosed)
+
+EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
+    "client": (
+        *ANY_ROLE,
+        *CHANNEL_ENDPOINT,
+        Connecting,
+        ConnectionFailed,
+        ClientSessionOpened,
+        ClientRecordSent,
+        ClientRecordReceived,
+        NoReply,
+        ReplyUnreadable,
+        Reply,
+    ),
+    "server": (
+        *ANY_ROLE,
+        *CHANNEL_ENDPOINT,
+        Listening,
+        ServerSessionOpened,
+        ServerRecordReceived,
+        Request,
+        TransferExecuted,
+        ServerRecordSent,
+        SessionCut,
+        InternalError,
+    ),
+    "attacker": (
+        *ANY_ROLE,
+        FlowStarted,
+        FlowEnded,
+        FlowError,
+        AddonError,
+        Read,
+        Changed,
+        Injected,
+        AttackFailed,
+        Captured,
+        Recorded,
+        DecryptedOffline,
+        Intercepting,
+        Presenting,
+        UpstreamEstablished,
+        DownstreamEstablished,
+        Negotiated,
+        ReplayDone,
+    ),
+}
+"""Which events each role writes: a line is read with its role's schema."""
+
+LAB_FAILURES: Final[tuple[type[Event], ...]] = (InternalError, AddonError)
+"""Events that say the lab itself failed: a run with one is an `error`, whatever else it shows."""
+
+
+class EvidenceError(ValueError):
+    """An evidence line that is not an event of its role's schema: the run it belongs to is an `error`."""
+
+    def __init__(self, role: str, line: int, reason: str) -> None:
+        super().__init__(f"{role} evidence, line {line}: {reason}")
+        self.role, self.line, self.reason = role, line, reason
+
+
+_DECODERS: Final = {role: msgspec.json.Decoder(Union[events]) for role, events in EVENTS.items()}  # noqa: UP007
+
+
+def decode(role: str, line: bytes, number: int = 0) -> Event:
+    """One evidence line of `role`'s, validated; raises `EvidenceError` saying what is wrong with it."""
+    decoder = _DECODERS.get(role)
+    if decoder is None:
+        raise EvidenceError(role, number, f"no role {role!r}; roles are {', '.join(EVENTS)}")
+    try:
+        event: Event = decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        raise EvidenceError(role, number, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise EvidenceError(role, number, f"not JSON: {exc}") from None
+    if event.role != role:
+        raise EvidenceError(role, number, f"a {event.role!r} event in the {role}'s evidence")
+    try:
+        datetime.datetime.fromisoformat(event.ts)
+    except ValueError:
+        raise EvidenceError(role, number, f"`ts` is no ISO 8601 time: {event.ts!r}") from None
+    return event
+
+
+def encode(event: Event) -> bytes:
+    return msgspec.json.encode(event)
+
+
+def to_dict(event: Event) -> dict[str, Any]:
+    """The event as the line's JSON object (for the report)."""
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    return fields
