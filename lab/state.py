@@ -18,6 +18,7 @@ STATE/
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import secrets
@@ -250,6 +251,18 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
 
 
 def load_leaf(cert_path: Path, key_path: Path) -> Leaf:
+    """The certificate chain and its key. Loading an RSA key checks it, which takes tens of
+    milliseconds: the same files (same size and time) are loaded once per process."""
+    return _load_leaf(cert_path, key_path, _version(cert_path), _version(key_path))
+
+
+def _version(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=64)
+def _load_leaf(cert_path: Path, key_path: Path, *versions: tuple[int, int]) -> Leaf:
     chain = tuple(load_certificates(cert_path))
     key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):

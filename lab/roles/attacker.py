@@ -191,7 +191,7 @@ class AttackerRole:
         """Wait until no flow is live and the attack's background work (a pending replay) is done."""
         async with asyncio.timeout(timeout):
             while self._tracker.live or self._pending():
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.005)  # flows end a moment after the client closes
 
     def _pending(self) -> bool:
         addons = getattr(self._module, "addons", []) if self._module else []
