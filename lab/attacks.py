@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from lab.stacks import LAB_CHANNEL
+
 ADDONS_DIR: Final = Path(os.environ.get("MITMLAB_ADDONS", Path(__file__).resolve().parent.parent / "addons"))
 
 
@@ -16,6 +18,8 @@ class Attack:
     summary: str
     evidence: str
     """What, in the evidence, shows that it worked."""
+    stacks: tuple[str, ...] = (LAB_CHANNEL,)
+    """The stacks (`lab.stacks`) it applies to."""
 
     @property
     def addon(self) -> Path:
@@ -64,7 +68,7 @@ ATTACKS: Final = {
         Attack(
             "reflection",
             "sends the client's own record back to it as if from the server",
-            "the client accepted a message the server never sent",
+            "the client accepted its own message, sent back, as the server's",
         ),
         Attack(
             "downgrade",

@@ -35,15 +35,12 @@ BRIEF = {
     "key-compromise": ("forward_secrecy", "client_key_exchange"),
 }
 
-# The whole headline as the lab measures it. Beyond the brief's table, three cells follow from how
-# the protections depend on each other, and the lab shows them:
-# - replay, reflection / mac: without a MAC nothing binds the counter or the key to a record, so
-#   sequence numbers and per-direction keys cannot refuse anything (reflection then hands the client
-#   a garbled record it accepts);
+# What the ablation measures: the protections without which `recommended` lets the attack through.
+# Beyond the brief's table, some follow from how the protections depend on each other:
+# - replay / mac: without a MAC nothing binds the counter to a record, so sequence numbers refuse nothing;
 # - key-compromise / encryption: an unencrypted recording needs no stolen key;
 # - session-replay: a fresh server random and a fresh ECDHE share each stop it on their own, so
-#   neither is needed while the other is on (defence in depth);
-# - pinning stops every certificate attack on its own, once a clean session has made the pin.
+#   neither is needed while the other is on (defence in depth).
 NEEDED = {
     "eavesdrop": {"encryption"},
     "pubkey-swap": {"ca_trust"},
@@ -59,13 +56,43 @@ NEEDED = {
     "downgrade": {"transcript"},
     "key-compromise": {"encryption", "forward_secrecy"},
 }
-ALONE = {
-    "pubkey-swap": {"pinning"},
-    "self-signed": {"pinning"},
-    "wrong-host": {"pinning"},
-    "expired-cert": {"pinning"},
-    "session-replay": {"server_random", "forward_secrecy"},
+# What it takes to stop each attack from its floor (the weakest profile in which it succeeds: `none`,
+# except downgrade, which needs something stronger than the legacy suite to strip; with `mac` the
+# client offers an HMAC suite, the first protection in id order that gives it one). Each set, with why:
+FLOORS: dict[str, list[str]] = {attack: [] for attack in BRIEF} | {"downgrade": ["mac"]}
+DEFENCE_SETS = {
+    "eavesdrop": [{"encryption"}],  # only ciphertext hides the secrets from the capture
+    # A CA check and a pin each refuse the forged certificate on their own; the pin needs a clean
+    # first session, which the scenario makes:
+    "pubkey-swap": [{"ca_trust"}, {"pinning"}],  # the swapped key breaks the CA's signature
+    "self-signed": [{"ca_trust"}, {"pinning"}],  # signed by no one the client trusts
+    "wrong-host": [{"hostname"}, {"pinning"}],  # CA-signed, but for attacker.lab
+    "expired-cert": [{"validity"}, {"pinning"}],  # CA-signed for bank.lab, but expired (its key leaked)
+    "bit-flip": [{"mac"}],  # flipped bits fail the MAC, encrypted or not
+    # A MAC alone verifies an exact copy; a counter alone is bound to nothing: only both refuse it.
+    "replay": [{"mac", "sequence_numbers"}],
+    "session-replay": [{"server_random"}, {"forward_secrecy"}],  # each gives the new session fresh keys
+    # The client's own record comes back. With two keys, a MAC refuses it, or without a MAC encryption
+    # turns it into garbage under the server's key; with one key, or in plaintext without a MAC, the
+    # client accepts its own message.
+    "reflection": [{"encryption", "per_direction_keys"}, {"mac", "per_direction_keys"}],
+    "downgrade": [{"transcript"}],  # the Finished MACs cover the ClientHello as the client sent it
+    # A plaintext recording needs no key; an RSA one opens with the stolen key: both, together.
+    "key-compromise": [{"encryption", "forward_secrecy"}],
 }
+
+
+def expected_cell(attack: str, protection: str) -> str:
+    sets = DEFENCE_SETS[attack]
+    if protection in NEEDED[attack]:
+        return "needed"
+    if {protection} in sets:
+        return "enough_alone"
+    if any(protection in s for s in sets):
+        return "part_of_a_set"
+    return "no_effect"
+
+
 # On the ladder each attack is first stopped at the level that adds its protection.
 FIRST_STOPPED_AT = {
     "eavesdrop": "encryption",
@@ -104,7 +131,8 @@ def test_all_four_reports_and_the_raw_evidence(runs: tuple[Path, dict[str, Any],
     out, report, _ = runs
     for name in FILES:
         assert (out / name).stat().st_size > 0
-    assert report["schema"] == "mitm-lab/report" and report["version"] == 1
+    assert report["schema"] == "mitm-lab/report" and report["version"] == 2
+    assert report["views"] == ["ladder", "ablation", "defence-sets"]
     assert report["summary"]["error"] == 0
     for scenario in report["scenarios"]:
         assert {
@@ -128,14 +156,10 @@ def test_the_headline_holds_the_briefs_expectations(
     headline = report["headline"]
     assert set(headline) == set(ATTACK_IDS)
     for attack, (protection, _) in BRIEF.items():
-        assert headline[attack][protection] in ("needed", "stops_alone"), (attack, protection)
-    for attack in ATTACK_IDS:
-        measured_needed = {p for p in PROTECTION_IDS if headline[attack][p] == "needed"}
-        measured_alone = {p for p in PROTECTION_IDS if headline[attack][p] == "stops_alone"}
-        assert measured_needed == NEEDED[attack], attack
-        assert measured_alone == ALONE.get(attack, set()), attack
-        for protection in set(PROTECTION_IDS) - NEEDED[attack] - ALONE.get(attack, set()):
-            assert headline[attack][protection] == "no_effect"
+        assert headline[attack][protection] in ("needed", "enough_alone"), (attack, protection)
+    measured = {a: {p: headline[a][p] for p in PROTECTION_IDS} for a in ATTACK_IDS}
+    expected = {a: {p: expected_cell(a, p) for p in PROTECTION_IDS} for a in ATTACK_IDS}
+    assert measured == expected
 
 
 def test_recommended_blocks_every_attack_with_the_protection_the_brief_names(
@@ -153,7 +177,7 @@ def test_recommended_blocks_every_attack_with_the_protection_the_brief_names(
 def test_the_ladder_tells_the_story(runs: tuple[Path, dict[str, Any], dict[str, Any]]) -> None:
     _, report, _ = runs
     ladder = placed(report, "ladder")
-    levels = [level["level"] for level in report["ladder_levels"]]
+    levels = [level["level"] for level in report["sections"]["ladder"]["levels"]]
     for attack in ATTACK_IDS:
         verdicts = [ladder[(attack, level)]["verdict"] for level in levels]
         stopped = [level for level, v in zip(levels, verdicts, strict=True) if v == "blocked"]
@@ -165,15 +189,25 @@ def test_the_ladder_tells_the_story(runs: tuple[Path, dict[str, Any], dict[str, 
     assert ladder[("downgrade", "plaintext")]["verdict"] == "unaffected"
 
 
-def test_isolation_finds_each_weak_profile_by_peeling(
+def test_defence_sets_are_the_minimal_sets_with_the_runs_that_show_it(
     runs: tuple[Path, dict[str, Any], dict[str, Any]],
 ) -> None:
     _, report, _ = runs
-    for attack, (protection, _) in BRIEF.items():
-        weak = report["weak_profiles"][attack]
-        assert weak["protections"] is not None, attack
-        assert protection in weak["peeled"]
-    assert set(report["weak_profiles"]["session-replay"]["peeled"]) == {"server_random", "forward_secrecy"}
+    verdict = {s["id"]: s["verdict"] for s in report["scenarios"]}
+    section = report["sections"]["defence-sets"]
+    assert section["search"] == "pruned"
+    for attack, expected in DEFENCE_SETS.items():
+        found = section["attacks"][attack]
+        assert found["floor"]["protections"] == FLOORS[attack], attack
+        assert verdict[found["floor"]["run"]] == "compromised"
+        assert [set(s["protections"]) for s in found["sets"]] == expected, attack
+        for minimal in found["sets"]:
+            assert verdict[minimal["blocks"]] in ("blocked", "unaffected")
+            assert set(minimal["without_one"]) == set(minimal["protections"])
+            assert all(verdict[run] == "compromised" for run in minimal["without_one"].values())
+        assert found["findings"] == [], attack  # no protection was seen to open an attack
+    assert section["attacks"]["replay"]["line"] == "stopped only by `mac` and `sequence_numbers` together"
+    assert section["attacks"]["self-signed"]["line"] == "stopped by `ca_trust`, or by `pinning`"
     pinned = [s for s in report["scenarios"] if s["pin_first"]]
     assert pinned and all(s["evidence"]["pin_session"] for s in pinned)  # the clean session came first
 
@@ -239,7 +273,7 @@ def test_the_html_report_renders_in_chromium(runs: tuple[Path, dict[str, Any], d
         "http://" not in dom.split("<body>")[0] and "https://" not in dom.split("<body>")[0]
     )  # nothing fetched
 
-    flipped = next(s for s in report["scenarios"] if s["attack"] == "bit-flip" and s["label"] == "weak")
+    flipped = next(s for s in report["scenarios"] if s["attack"] == "bit-flip" and s["label"] == "mac")
     focused = chromium("--dump-dom", f"{page}?only={flipped['id']}").stdout
     assert f'<details class="run" id="run-{flipped["id"]}" open="">' in focused
     assert "CHANGES the transfer recipient: bob -&gt; eve" in focused

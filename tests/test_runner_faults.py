@@ -25,16 +25,16 @@ def test_a_killed_role_and_a_timeout_are_errors_and_the_rest_goes_on(state: Stat
         runner = Runner(backend, lanes, ground_truth(state), tmp_path / "out")
         verdicts = []
         try:
-            first = await runner.run(Scenario("eavesdrop", RECOMMENDED))
+            first = await runner.run(Scenario.symmetric("eavesdrop", RECOMMENDED))
             verdicts.append((first.verdict.verdict, first.verdict.blocked_by))
             os.kill(backend.pid(lanes[0], "attacker"), signal.SIGKILL)  # the attacker dies between runs
-            killed = await runner.run(Scenario("replay", RECOMMENDED))
+            killed = await runner.run(Scenario.symmetric("replay", RECOMMENDED))
             verdicts.append((killed.verdict.verdict, killed.verdict.error))
             runner.timeout = 0.001  # less than one control round trip
-            late = await runner.run(Scenario("bit-flip", RECOMMENDED))
+            late = await runner.run(Scenario.symmetric("bit-flip", RECOMMENDED))
             verdicts.append((late.verdict.verdict, late.verdict.error))
             runner.timeout = 30
-            after = await runner.run(Scenario("bit-flip", RECOMMENDED.without("mac")))
+            after = await runner.run(Scenario.symmetric("bit-flip", RECOMMENDED.without("mac")))
             verdicts.append((after.verdict.verdict, after.verdict.breakages[0].kind))
         finally:
             await backend.stop()
@@ -87,7 +87,7 @@ def test_an_evidence_line_that_does_not_validate_makes_the_run_an_error_not_a_ve
         lanes = await backend.start(1)
         try:
             return await Runner(backend, lanes, ground_truth(state), tmp_path / "out").run(
-                Scenario("eavesdrop", RECOMMENDED)
+                Scenario.symmetric("eavesdrop", RECOMMENDED)
             )
         finally:
             await backend.stop()

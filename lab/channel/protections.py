@@ -11,56 +11,135 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-PROTECTION_IDS: Final = (
-    "encryption",
-    "ca_trust",
-    "hostname",
-    "validity",
-    "pinning",
-    "mac",
-    "sequence_numbers",
-    "server_random",
-    "per_direction_keys",
-    "transcript",
-    "forward_secrecy",
+
+@dataclasses.dataclass(frozen=True)
+class Protection:
+    """One protection of the brief: the one definition the CLI switches, report columns and docs use."""
+
+    id: str
+    short: str
+    """A header narrow enough for an 80-column terminal table."""
+    whose: str
+    """Whose setting it is (docs/protocol.md: "Which protections are shared settings")."""
+    when_on: str
+    """What it does, in one line."""
+    doc: str
+    """What it does when on, and what turning it off allows, with its seed."""
+    seed: str
+
+    @property
+    def flag(self) -> str:
+        return self.id.replace("_", "-")
+
+
+CLIENT_CHECK: Final = "a client check"
+EACH_SIDE: Final = "each side's own"
+BOTH_AGREE: Final = "both sides must agree"
+
+PROTECTIONS: Final = (
+    Protection(
+        "encryption",
+        "enc",
+        EACH_SIDE,
+        "records encrypted; a plaintext suite is refused",
+        "Application records are encrypted. Off: the endpoint offers only plaintext suites, "
+        "and anyone on the path reads them (seed 001 §4.1).",
+        "001 §4.1 使用对称加解密; 003 机密性",
+    ),
+    Protection(
+        "ca_trust",
+        "ca",
+        CLIENT_CHECK,
+        "the chain must verify to the lab CA",
+        "The server certificate must chain to a CA the client trusts. Off: any certificate's key "
+        "is used, the attacker's own included (seed 000, seed 001 §4.2.5-4.2.8).",
+        "000; 001 §4.2.5-4.2.8",
+    ),
+    Protection(
+        "hostname",
+        "host",
+        CLIENT_CHECK,
+        "the certificate must name bank.lab",
+        "The certificate must name the host the client dialled. Off: a CA-signed certificate "
+        "for any name passes (seed 001 §4.2.6, seed 003 验证host).",
+        "001 §4.2.6; 003 验证host",
+    ),
+    Protection(
+        "validity",
+        "valid",
+        CLIENT_CHECK,
+        "the clock must be inside the certificate's dates",
+        "The certificate must be inside its validity period. Off: an expired certificate, whose "
+        "key may have leaked, passes (seed 001 §5.2.3 b).",
+        "001 §5.2.3 b",
+    ),
+    Protection(
+        "pinning",
+        "pin",
+        CLIENT_CHECK,
+        "the key must be the one recorded on first use (known_hosts)",
+        "The server key is remembered on first use, like SSH's known_hosts, and a changed key is "
+        "refused (seed 002 §三). Not part of `recommended`: it is the extra.",
+        "002 §三 (SSH)",
+    ),
+    Protection(
+        "mac",
+        "mac",
+        EACH_SIDE,
+        "every record authenticated (AES-GCM or HMAC)",
+        "Every record is authenticated (AEAD or HMAC). Off: the endpoint offers only unauthenticated "
+        "AES-CTR, whose bits an attacker can flip (seed 002 §一.2, seed 003 完整性).",
+        "002 §一.2 完整性; 003 完整性",
+    ),
+    Protection(
+        "sequence_numbers",
+        "seq",
+        BOTH_AGREE,
+        "the record counter is in every MAC",
+        "An implicit per-direction record counter is bound into every record's MAC. "
+        "Off: a recorded record played again is accepted (seed 003 加密数据传输).",
+        "003 加密数据传输",
+    ),
+    Protection(
+        "server_random",
+        "srand",
+        "the server's: no effect on a client",
+        "the server's fresh random goes into the keys",
+        "The server sends a fresh random that goes into the key derivation. Off: the server sends "
+        "zeros, so a recorded client flight derives the same keys in a new connection (seed 001 §5.2.2).",
+        "001 §5.2.2; 003 Server Hello",
+    ),
+    Protection(
+        "per_direction_keys",
+        "2keys",
+        BOTH_AGREE,
+        "client_write_key ≠ server_write_key",
+        "client_write_key differs from server_write_key. Off: one key both ways, so a "
+        "record sent back to its sender decrypts and verifies (seed 003 为什么要生成两个会话密钥).",
+        "003 为什么要生成两个会话密钥",
+    ),
+    Protection(
+        "transcript",
+        "trans",
+        EACH_SIDE,
+        "Finished MACs cover the whole handshake",
+        "Finished messages carry a MAC over the whole handshake. Off: an edited handshake, "
+        "such as a ClientHello with its strong suites stripped, goes unnoticed (seed 001 §5.2.3 g).",
+        "001 §5.2.3 g",
+    ),
+    Protection(
+        "forward_secrecy",
+        "fs",
+        EACH_SIDE,
+        "ECDHE offered and preferred; the share signed",
+        "Ephemeral X25519 key exchange, signed by the server key, is offered and "
+        "preferred. Off: only RSA key transport, so whoever later steals the server key decrypts "
+        "recordings (seed 003 ECDHE).",
+        "003 ECDHE",
+    ),
 )
-
-
-PROTECTION_DOCS: Final[Mapping[str, str]] = {
-    "encryption": "Application records are encrypted. Off: the endpoint offers only plaintext suites, "
-    "and anyone on the path reads them (seed 001 §4.1).",
-    "ca_trust": "The server certificate must chain to a CA the client trusts. Off: any certificate's key "
-    "is used, the attacker's own included (seed 000, seed 001 §4.2.5-4.2.8).",
-    "hostname": "The certificate must name the host the client dialled. Off: a CA-signed certificate "
-    "for any name passes (seed 001 §4.2.6, seed 003 验证host).",
-    "validity": "The certificate must be inside its validity period. Off: an expired certificate, whose "
-    "key may have leaked, passes (seed 001 §5.2.3 b).",
-    "pinning": "The server key is remembered on first use, like SSH's known_hosts, and a changed key is "
-    "refused (seed 002 §三). Not part of `recommended`: it is the extra.",
-    "mac": "Every record is authenticated (AEAD or HMAC). Off: the endpoint offers only unauthenticated "
-    "AES-CTR, whose bits an attacker can flip (seed 002 §一.2, seed 003 完整性).",
-    "sequence_numbers": "An implicit per-direction record counter is bound into every record's MAC. "
-    "Off: a recorded record played again is accepted (seed 003 加密数据传输).",
-    "server_random": "The server sends a fresh random that goes into the key derivation. Off: the server "
-    "sends zeros, so a recorded client flight derives the same keys in a new connection (seed 001 §5.2.2).",
-    "per_direction_keys": "client_write_key differs from server_write_key. Off: one key both ways, so a "
-    "record sent back to its sender decrypts and verifies (seed 003 为什么要生成两个会话密钥).",
-    "transcript": "Finished messages carry a MAC over the whole handshake. Off: an edited handshake, "
-    "such as a ClientHello with its strong suites stripped, goes unnoticed (seed 001 §5.2.3 g).",
-    "forward_secrecy": "Ephemeral X25519 key exchange, signed by the server key, is offered and "
-    "preferred. Off: only RSA key transport, so whoever later steals the server key decrypts "
-    "recordings (seed 003 ECDHE).",
-}
-"""For each protection: what it does when on, and what turning it off allows, with its seed."""
-
-
-WHERE: Final[Mapping[str, str]] = {
-    **dict.fromkeys(("ca_trust", "hostname", "validity", "pinning"), "a client check"),
-    "server_random": "the server's: no effect on a client",
-    **dict.fromkeys(("sequence_numbers", "per_direction_keys"), "both sides must agree"),
-    **dict.fromkeys(("encryption", "mac", "forward_secrecy", "transcript"), "each side's own"),
-}
-"""Whose setting each protection is (docs/protocol.md: "Which protections are shared settings")."""
+PROTECTION_IDS: Final = tuple(p.id for p in PROTECTIONS)
+BY_ID: Final[Mapping[str, Protection]] = {p.id: p for p in PROTECTIONS}
 
 
 class UnknownProtectionError(ValueError):
@@ -69,7 +148,7 @@ class UnknownProtectionError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Protections:
-    """Which protections an endpoint applies; `PROTECTION_DOCS` says what each one does.
+    """Which protections an endpoint applies; `PROTECTIONS` says what each one does.
 
     The default is the `recommended` profile: everything on except `pinning`.
     """
@@ -138,6 +217,9 @@ def _checked(pid: str) -> str:
         )
     return pid
 
+
+if tuple(f.name for f in dataclasses.fields(Protections)) != PROTECTION_IDS:  # one concept, checked once
+    raise ImportError("the fields of Protections must be the ids of PROTECTIONS, in their order")
 
 RECOMMENDED: Final = Protections()
 NONE: Final = Protections(**{pid: False for pid in PROTECTION_IDS})

@@ -1,17 +1,17 @@
-"""A whole check: start the roles, run the views' scenarios in parallel lanes, assemble the views."""
+"""A whole check: start the roles, run the chosen views' scenarios in parallel lanes, merge the headline."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab.checker.backends import Backend
 from lab.checker.runner import Runner, RunResult, ground_truth
-from lab.checker.scenarios import VIEWS, Placement, ablation, ladder
-from lab.checker.views import Cell, WeakProfile, headline, isolation
+from lab.checker.scenarios import Placement
+from lab.checker.views import VIEWS, Headline, ViewOutcome, merge_headlines
 from lab.state import StateDir
 
 
@@ -22,10 +22,13 @@ class CheckResult:
     backend: str
     started: datetime.datetime
     finished: datetime.datetime
-    placements: list[Placement] = field(default_factory=list)
+    outcomes: dict[str, ViewOutcome] = field(default_factory=dict)
     results: dict[str, RunResult] = field(default_factory=dict)
-    weak_profiles: dict[str, WeakProfile] = field(default_factory=dict)
-    headline: dict[str, dict[str, Cell]] = field(default_factory=dict)
+    headline: Headline = field(default_factory=dict)
+
+    @property
+    def placements(self) -> list[Placement]:
+        return [p for outcome in self.outcomes.values() for p in outcome.placements]
 
     @property
     def errors(self) -> list[RunResult]:
@@ -37,18 +40,8 @@ class CheckResult:
 
 
 def planned_runs(views: tuple[str, ...], attacks: tuple[str, ...]) -> int:
-    """Scenarios known before running (isolation adds more as it peels): for the progress bar."""
-    static = {p.scenario.id for p in _static_placements(views, attacks)}
-    return len(static) + (3 * len(attacks) if "isolation" in views else 0)
-
-
-def _static_placements(views: tuple[str, ...], attacks: tuple[str, ...]) -> list[Placement]:
-    placements: list[Placement] = []
-    if "ablation" in views:
-        placements += ablation(attacks)
-    if "ladder" in views:
-        placements += ladder(attacks)
-    return placements
+    """About how many runs the views ask for (some plan as they go): for the progress bar."""
+    return sum(VIEWS[name].planned_runs(attacks) for name in views)
 
 
 async def run_check(
@@ -59,23 +52,22 @@ async def run_check(
     jobs: int,
     out: Path,
     on_result: Callable[[RunResult], None] = lambda result: None,
+    settings: Mapping[str, bool] | None = None,
 ) -> CheckResult:
+    """`settings`: the value of each view flag (`View.flags`), off when absent."""
     unknown = set(views) - set(VIEWS)
     if unknown:
         raise ValueError(f"unknown views {sorted(unknown)}; views are {', '.join(VIEWS)}")
     started = datetime.datetime.now(datetime.UTC)
+    flags = dict(settings or {})
     try:
         lanes = await backend.start(jobs)
         runner = Runner(backend, lanes, ground_truth(template), out, on_result)
-        placements = _static_placements(views, attacks)
-        static = [runner.run(p.scenario) for p in placements]
-        isolations = [isolation(runner, attack) for attack in attacks] if "isolation" in views else []
-        _, isolated = await asyncio.gather(asyncio.gather(*static), asyncio.gather(*isolations))
+        outcomes = await asyncio.gather(*(VIEWS[name].run(runner, attacks, flags) for name in views))
     finally:
         await backend.stop()
     result = CheckResult(views, attacks, backend.name, started, datetime.datetime.now(datetime.UTC))
-    result.placements = placements + [p for _, found in isolated for p in found]
-    result.weak_profiles = {weak.attack: weak for weak, _ in isolated}
+    result.outcomes = dict(zip(views, outcomes, strict=True))
     result.results = runner.results
-    result.headline = headline(result.placements, result.results, attacks)
+    result.headline = merge_headlines(outcomes, attacks)
     return result

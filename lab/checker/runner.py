@@ -34,6 +34,7 @@ from lab.checker.verdict import GroundTruth, RunEvidence, Verdict, decide
 from lab.control import ControlError, request
 from lab.events import Event, EvidenceError
 from lab.evidence import parse_lines
+from lab.stacks import LAB_CHANNEL
 from lab.state import ROLES, SERVER_NAME, StateDir
 
 SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
@@ -45,6 +46,10 @@ EVIDENCE_TIMEOUT: Final = 5.0
 def ground_truth(state: StateDir) -> GroundTruth:
     key = state.server_leaf().private_key.public_key()
     return GroundTruth(password=state.client_password(), server_key=key_fingerprint(key))
+
+
+class UnplayableScenario(Exception):
+    """A scenario the roles cannot play (a stack they do not speak)."""
 
 
 @dataclass
@@ -131,6 +136,8 @@ class Runner:
                 run.client_outcome = outcome["outcome"]
         except TimeoutError:
             run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
+        except UnplayableScenario as exc:
+            run.lab_error = str(exc)
         except (ControlError, OSError) as exc:
             dead = await self.backend.dead_roles(lane, settle=1.0)
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
@@ -157,12 +164,12 @@ class Runner:
         return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome)
 
     async def _steps(self, lane: Lane, scenario: Scenario, pre_lines: dict[str, list[str]]) -> dict[str, Any]:
-        protections = scenario.protections.as_dict()
-        for role in ROLES:
-            await _call(lane, role, "reset")
-        await _call(lane, "server", "configure", protections=protections)
+        if scenario.stack != LAB_CHANNEL:
+            raise UnplayableScenario(f"the roles speak only {LAB_CHANNEL}, not {scenario.stack}")
+        await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
+        await _call(lane, "server", "configure", protections=scenario.server.as_dict())
         if scenario.pin_first:
-            await self._session(lane, scenario.protections, lane.server_service, PIN_SESSION)
+            await self._session(lane, scenario.client, lane.server_service, PIN_SESSION)
             await _call(lane, "server", "idle")
             taken = await _take_all_evidence(lane)
             if taken.missing or taken.invalid:
@@ -170,7 +177,7 @@ class Runner:
                 raise ControlError(f"the pin session's evidence could not be taken: {why}")
             pre_lines.update(taken.lines)
         await _call(lane, "attacker", "attack", id=scenario.attack)
-        outcome = await self._session(lane, scenario.protections, lane.attacker_service, SESSION)
+        outcome = await self._session(lane, scenario.client, lane.attacker_service, SESSION)
         await _call(lane, "attacker", "idle")
         await _call(lane, "server", "idle")
         return outcome
@@ -210,12 +217,16 @@ class TakenEvidence:
 async def _take_all_evidence(lane: Lane) -> TakenEvidence:
     """Every role's evidence, cleared on the role."""
     taken = TakenEvidence()
-    for role in ROLES:
-        try:
-            answer = await _call(lane, role, "evidence", take=True, timeout=EVIDENCE_TIMEOUT)
-        except (ControlError, OSError, TimeoutError) as exc:
+    answers = await asyncio.gather(
+        *(_call(lane, role, "evidence", take=True, timeout=EVIDENCE_TIMEOUT) for role in ROLES),
+        return_exceptions=True,
+    )
+    for role, answer in zip(ROLES, answers, strict=True):
+        if isinstance(answer, ControlError | OSError | TimeoutError):
+            taken.missing.append(f"{role}: {answer or 'timed out'}")
             answer = {}
-            taken.missing.append(f"{role}: {exc or 'timed out'}")
+        elif isinstance(answer, BaseException):
+            raise answer
         lines = answer.get("lines", [])
         if not isinstance(lines, list) or not all(isinstance(line, str) for line in lines):
             taken.missing.append(f"{role}: its answer holds no evidence lines")

@@ -3,8 +3,8 @@
 The checker does not know what an attack is supposed to do. It looks, in every run, for every kind of
 breakage the brief names, and compares what the attacker claims with what the client and server saw:
 
-- `secret_read`: an attacker `read` (in the clear, or as the relay) whose value is a real secret: the
-  client's password, a transfer the client sent, a balance the client received.
+- `secret_read`: an attacker `read` as the relay (holding both legs' keys) whose value is a real
+  secret: the client's password, a transfer the client sent, a balance the client received.
 - `recording_decrypted`: the same, read from a recording with a key obtained later.
 - `forged_server_accepted`: the client accepted a server key that is not the real server's.
 - `transfer_altered`: the server executed a transfer the client never sent.

@@ -8,6 +8,7 @@ from lab import __version__
 from lab.cli.attacker import attacker
 from lab.cli.bench import bench
 from lab.cli.check import check, demo, forward, report
+from lab.cli.protections import protections
 from lab.cli.role import role
 from lab.cli.roles import client, init, server
 
@@ -35,7 +36,7 @@ def cli() -> None:
     pass
 
 
-for command in (check, demo, report, init, server, client, attacker, bench, role, forward):
+for command in (check, demo, report, protections, init, server, client, attacker, bench, role, forward):
     cli.add_command(command)
 
 

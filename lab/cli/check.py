@@ -20,12 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lab.attacks import ATTACK_IDS
+from lab.channel.protections import BY_ID, PROTECTION_IDS
 from lab.checker.backends import Backend
 from lab.checker.backends.compose import ComposeBackend
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, planned_runs, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
-from lab.checker.scenarios import VIEWS, Scenario
+from lab.checker.scenarios import Scenario
+from lab.checker.views import VIEWS
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
 from lab.cli.options import endpoint_option, protection_options, protections_from
 from lab.containers import ComposeLab, ContainersError, in_compose
@@ -40,27 +42,15 @@ console = Console(highlight=False)
 EXIT_RUN_ERRORS = 8
 CELL_STYLE = {
     "needed": "bold red",
-    "stops_alone": "bold green",
+    "enough_alone": "bold green",
+    "part_of_a_set": "green",
     "no_effect": "dim",
     "undetermined": "bold yellow",
 }
-# Headers short enough for an 80-column terminal; the legend names them in full.
-SHORT = {
-    "encryption": "enc",
-    "ca_trust": "ca",
-    "hostname": "host",
-    "validity": "valid",
-    "pinning": "pin",
-    "mac": "mac",
-    "sequence_numbers": "seq",
-    "server_random": "srand",
-    "per_direction_keys": "2keys",
-    "transcript": "trans",
-    "forward_secrecy": "fs",
-}
 HEADLINE_LEGEND = (
     "● needed: without it, recommended lets the attack through\n"
-    "○ alone: added alone to a weak profile, it stops the attack\n"
+    "○ alone: added alone to the attack's floor, it stops the attack\n"
+    "◐ part of a set: it stops the attack only together with others\n"
     "· no effect   ? undetermined (a run it depends on failed)"
 )
 VERDICT_STYLE = {
@@ -69,6 +59,14 @@ VERDICT_STYLE = {
     "unaffected": "dim",
     "error": "bold yellow",
 }
+
+
+def view_flag_options(f: Any) -> Any:
+    """A --NAME switch for every flag a view declares (`View.flags`)."""
+    for view in reversed(list(VIEWS.values())):
+        for name, text in reversed(list(view.flags.items())):
+            f = click.option(f"--{name}", name, is_flag=True, help=text)(f)
+    return f
 
 
 def make_backend(name: str, scratch: Path) -> tuple[Backend, StateDir]:
@@ -94,8 +92,11 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     type=click.Choice([*VIEWS, "all"]),
     default="all",
     show_default=True,
-    help="Which view to compute: ablation, isolation, ladder, or all three.",
+    help="Which view to compute, or all of them: "
+    + "; ".join(f"{name}: {view.summary}" for name, view in VIEWS.items())
+    + ".",
 )
+@view_flag_options
 @click.option(
     "--attack",
     "attacks",
@@ -124,20 +125,21 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     show_default=True,
     help="Scenarios run in parallel (one set of roles each).",
 )
-def check(view: str, attacks: tuple[str, ...], backend: str, out: Path | None, jobs: int) -> None:
+def check(
+    view: str, attacks: tuple[str, ...], backend: str, out: Path | None, jobs: int, **flags: bool
+) -> None:
     """Run every attack against every protection and write the detection report.
 
-    Views: ablation (recommended minus one protection), isolation (a weak profile in which the attack
-    succeeds, plus one protection), ladder (the brief's story, from plaintext to recommended). The
-    headline table says, for each attack and protection, whether it is needed, stops the attack alone,
-    or has no effect: computed from the runs, each linked to its evidence.
+    The headline table says, for each attack and protection, whether it is needed, stops the attack
+    alone, is part of a set that stops it, or has no effect: computed from the runs, each linked to
+    its evidence. The defence sets say, per attack, every minimal set of protections that stops it.
     """
-    views = VIEWS if view == "all" else (view,)
+    views = tuple(VIEWS) if view == "all" else (view,)
     chosen = attacks or ATTACK_IDS
     out = out or _default_out()
     _writable(out)
     if backend == "compose" and not in_compose():
-        _check_in_containers(views, attacks, out, jobs)
+        _check_in_containers(views, attacks, out, jobs, flags)
         return
     if in_compose():
         console.print(
@@ -147,7 +149,7 @@ def check(view: str, attacks: tuple[str, ...], backend: str, out: Path | None, j
     with tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch, reported_errors():
         lab_backend, template = make_backend(backend, Path(scratch))
         result = _with_progress(
-            lambda on_result: run_check(lab_backend, template, views, chosen, jobs, out, on_result),
+            lambda on_result: run_check(lab_backend, template, views, chosen, jobs, out, on_result, flags),
             planned_runs(views, chosen),
         )
     report = build(result)
@@ -190,10 +192,13 @@ def _hand_over(out: Path) -> None:
             os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
 
 
-def _check_in_containers(views: tuple[str, ...], attacks: tuple[str, ...], out: Path, jobs: int) -> None:
+def _check_in_containers(
+    views: tuple[str, ...], attacks: tuple[str, ...], out: Path, jobs: int, flags: dict[str, bool]
+) -> None:
     """`docker compose up` with this check, its report written to `out`; then the lab comes down."""
     arguments = [f"--view {views[0]}"] if len(views) == 1 else []
     arguments += [f"--attack {attack}" for attack in attacks]
+    arguments += [f"--{name}" for name, on in flags.items() if on]
     lab = ComposeLab(
         # Not the compose file's own name: a lab started by hand with `docker compose up` is left alone.
         project=os.environ.get("COMPOSE_PROJECT_NAME", "mitm-lab-check"),
@@ -265,6 +270,21 @@ def print_summary(report: dict[str, Any]) -> None:
         f"[bold]{s['runs']} runs in {s['duration_s']} s:[/] [red]{s['compromised']} compromised[/], "
         f"[green]{s['blocked']} blocked[/], {s['unaffected']} unaffected, [yellow]{s['error']} errors[/]"
     )
+    if report["headline"]:
+        console.print(_headline_table(report))
+    for name in report["views"]:
+        lines = report["sections"][name].get("summary", [])
+        if lines:
+            console.print(f"\n[bold]{name}[/]\n" + "\n".join(lines))
+    errors = [x for x in report["scenarios"] if x["verdict"] == "error"]
+    for scenario in errors[:10]:
+        console.print(
+            f"[yellow]error[/] {scenario['id']} ({scenario['attack']}, {scenario['profile']}): "
+            f"{scenario['error']}"
+        )
+
+
+def _headline_table(report: dict[str, Any]) -> Table:
     table = Table(
         title="which protection stops which attack",
         caption=HEADLINE_LEGEND,
@@ -276,33 +296,45 @@ def print_summary(report: dict[str, Any]) -> None:
     )
     table.add_column("attack", no_wrap=True)
     for protection in report["protections"]:
-        table.add_column(SHORT[protection], justify="center", no_wrap=True)
+        table.add_column(BY_ID[protection].short, justify="center", no_wrap=True)
     for attack in report["attacks"]:
         cells = report["headline"][attack]
         table.add_row(
             attack, *(f"[{CELL_STYLE[cells[p]]}]{CELL_GLYPH[cells[p]]}[/]" for p in report["protections"])
         )
-    console.print(table)
-    errors = [x for x in report["scenarios"] if x["verdict"] == "error"]
-    for scenario in errors[:10]:
-        console.print(
-            f"[yellow]error[/] {scenario['id']} ({scenario['attack']}, {scenario['profile']}): "
-            f"{scenario['error']}"
-        )
+    return table
 
 
 @click.command(epilog="Attacks: " + ", ".join(ATTACK_IDS))
 @click.argument("attack", type=click.Choice(ATTACK_IDS), required=False)
 @protection_options
-def demo(attack: str | None, **switches: Any) -> None:
+@click.option(
+    "--server-without",
+    "server_without",
+    type=click.Choice(PROTECTION_IDS),
+    multiple=True,
+    help="The server has this protection off, whatever the client has (repeatable): an asymmetric scenario.",
+)
+@click.option(
+    "--server-with",
+    "server_with",
+    type=click.Choice(PROTECTION_IDS),
+    multiple=True,
+    help="The server has this protection on, whatever the client has (repeatable).",
+)
+def demo(
+    attack: str | None, server_without: tuple[str, ...], server_with: tuple[str, ...], **switches: Any
+) -> None:
     """Run one scenario and narrate it: who sent what, what the attacker did, who refused and why.
 
     Without ATTACK: a clean session. The switches set the protections of both sides, e.g.
-    `mitmlab demo bit-flip --no-mac`.
+    `mitmlab demo bit-flip --no-mac`; --server-without and --server-with then set the server apart,
+    e.g. `mitmlab demo key-compromise --no-forward-secrecy --server-with forward_secrecy`.
     """
     protections = protections_from(switches)
-    scenario = Scenario(attack, protections, pin_first=protections.pinning)
-    title = f"{attack or 'no attack'} against {protections.describe()}"
+    server = protections.without(*server_without).plus(*server_with)
+    scenario = Scenario(attack, protections, server, pin_first=protections.pinning)
+    title = f"{attack or 'no attack'} against {scenario.profile}"
     console.print(f"[bold]Demo:[/] {title}\n")
     with tempfile.TemporaryDirectory(prefix="mitmlab-demo-") as scratch, reported_errors():
         result = asyncio.run(_run_one(scenario, Path(scratch)))

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from lab.channel.protections import PROFILES, PROTECTION_DOCS, PROTECTION_IDS, WHERE, Protections
+from lab.channel.protections import PROFILES, PROTECTION_IDS, PROTECTIONS, Protections
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,14 +52,13 @@ def state_dir_option(f: F) -> F:
 
 def protection_options(f: F) -> F:
     """--profile NAME plus --<id>/--no-<id> for every protection; see `protections_from`."""
-    for pid in reversed(PROTECTION_IDS):
-        flag = pid.replace("_", "-")
-        doc = f"{PROTECTION_DOCS[pid].split('. ')[0]} ({WHERE[pid]})"
+    for protection in reversed(PROTECTIONS):
+        doc = f"{protection.doc.split('. ')[0]} ({protection.whose})"
         f = click.option(
-            f"--{flag}/--no-{flag}",
-            f"switch_{pid}",
+            f"--{protection.flag}/--no-{protection.flag}",
+            f"switch_{protection.id}",
             default=None,
-            help=f"Turn {pid} on/off. {doc}.",
+            help=f"Turn {protection.id} on/off. {doc}.",
         )(f)
     return click.option(
         "--profile",

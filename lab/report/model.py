@@ -9,10 +9,10 @@ from collections import Counter
 from typing import Any, Final
 
 from lab.attacks import ATTACKS
-from lab.channel.protections import PROTECTION_DOCS, PROTECTION_IDS
+from lab.channel.protections import PROTECTION_IDS, PROTECTIONS
 from lab.checker.check import CheckResult
 from lab.checker.runner import RunResult
-from lab.checker.scenarios import LADDER, Placement
+from lab.checker.scenarios import Placement
 from lab.checker.verdict import VERDICTS
 from lab.events import SCHEMA_VERSION as EVIDENCE_SCHEMA
 from lab.events import Event, to_dict
@@ -20,7 +20,7 @@ from lab.narrate import told
 from lab.state import ROLES
 
 SCHEMA: Final = "mitm-lab/report"
-VERSION: Final = 1
+VERSION: Final = 2
 
 
 def build(check: CheckResult) -> dict[str, Any]:
@@ -47,36 +47,25 @@ def build(check: CheckResult) -> dict[str, Any]:
         "headline_runs": {
             a: {p: list(cell.runs) for p, cell in row.items()} for a, row in check.headline.items()
         },
-        "weak_profiles": {
-            attack: {
-                "profile": weak.protections.describe() if weak.protections else None,
-                "protections": weak.protections.as_dict() if weak.protections else None,
-                "peeled": weak.peeled,
-                "how": weak.reason,
-            }
-            for attack, weak in check.weak_profiles.items()
-        },
-        "ladder_levels": [
-            {"level": level, "adds": list(adds), "story": story} for level, adds, story in LADDER
-        ],
+        "sections": {name: outcome.section for name, outcome in check.outcomes.items()},
         "attack_info": {
             a: {"summary": ATTACKS[a].summary, "evidence": ATTACKS[a].evidence} for a in check.attacks
         },
-        "protection_info": dict(PROTECTION_DOCS),
+        "protection_info": {p.id: p.doc for p in PROTECTIONS},
         "scenarios": scenarios,
     }
 
 
 def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
     scenario, verdict = run.scenario, run.verdict
-    protections = scenario.protections.as_dict()
     return {
         "id": scenario.id,
         "view": placement.view,
         "label": placement.label,
         "attack": scenario.attack,
         "profile": scenario.profile,
-        "protections": {"client": protections, "server": protections},
+        "protections": {"client": scenario.client.as_dict(), "server": scenario.server.as_dict()},
+        "stack": scenario.stack,
         "pin_first": scenario.pin_first,
         **verdict.to_json(),
         "client_outcome": run.client_outcome,

@@ -11,8 +11,20 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 FILES: Final = ("report.json", "report.md", "report.html", "junit.xml")
 SYMBOL: Final = {"compromised": "✗", "blocked": "✓", "unaffected": "-", "error": "!"}
-CELL_TEXT: Final = {"needed": "needed", "stops_alone": "alone", "no_effect": "·", "undetermined": "?"}
-CELL_GLYPH: Final = {"needed": "●", "stops_alone": "○", "no_effect": "·", "undetermined": "?"}
+CELL_TEXT: Final = {
+    "needed": "needed",
+    "enough_alone": "alone",
+    "part_of_a_set": "in a set",
+    "no_effect": "·",
+    "undetermined": "?",
+}
+CELL_GLYPH: Final = {
+    "needed": "●",
+    "enough_alone": "○",
+    "part_of_a_set": "◐",
+    "no_effect": "·",
+    "undetermined": "?",
+}
 """The headline cells in words (HTML, Markdown) and in one character (the terminal)."""
 
 _templates = Environment(

@@ -1,0 +1,282 @@
+"""defence-sets: what it takes to stop each attack, found by runs.
+
+1. **The floor**: the weakest profile in which the attack succeeds. First `none`; if the attack does not
+   get through there (a downgrade needs strong offers to strip), `none` plus one protection, then plus
+   two, each level run in full; the floor is the first compromised profile of the first level that has
+   one, in the order of the protection ids.
+2. **The minimal sets**: every set of protections that, added to the floor, stops the attack (blocked,
+   or nothing left to act on) while no proper subset does. The search assumes monotonicity (adding a
+   protection never helps the attacker) to learn the whole boundary without running every subset: it
+   keeps the minimal stopping sets and the maximal non-stopping sets found so far, runs the smallest set
+   neither of them decides, and grows a non-stopping one to a maximal one (or shrinks a stopping one to
+   a minimal one) by one protection at a time, each step a run. It then runs, for every minimal set, the
+   set itself and each set with one protection fewer, so that the report links the runs that show it
+   blocks and is minimal.
+3. **The check**: among the runs it made, a set that stopped the attack and a superset that let it
+   through are reported as a finding: a protection that opened the attack. `exhaustive` runs every
+   subset instead of searching (2^n runs), to test the search.
+
+The headline cells it gives: `enough_alone` (a minimal set of one), `part_of_a_set` (in a larger
+minimal set), `no_effect` (in no minimal set), `undetermined` (a run of the search ended in error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from lab.channel.protections import NONE, PROTECTION_IDS, Protections
+from lab.checker.scenarios import Placement, Scenario
+from lab.checker.views import STOPPED, Cell, ViewOutcome
+
+if TYPE_CHECKING:
+    from lab.checker.runner import Runner, RunResult
+
+FLOOR_LEVELS: Final = 2
+"""How many protections the floor search adds to `none` at most."""
+
+Set = frozenset[str]
+
+
+class Undetermined(Exception):
+    """A run the search rests on ended in error."""
+
+
+def ordered(protections: Iterable[str]) -> list[str]:
+    return sorted(protections, key=PROTECTION_IDS.index)
+
+
+def describe_set(protections: Iterable[str]) -> str:
+    names = ordered(protections)
+    return " + ".join(f"`{p}`" for p in names) if names else "nothing"
+
+
+@dataclass
+class AttackSearch:
+    """The runs of one attack's search, and what they showed."""
+
+    runner: Runner
+    attack: str
+    floor: Set = frozenset()
+    placements: list[Placement] = field(default_factory=list)
+    verdicts: dict[Set, RunResult] = field(default_factory=dict)
+    """Every set of protections run above the floor (floor included, as the empty set)."""
+
+    def scenario(self, extra: Set) -> Scenario:
+        return Scenario.symmetric(self.attack, Protections.only(self.floor | extra))
+
+    async def stops(self, extra: Set) -> bool:
+        if extra not in self.verdicts:
+            scenario = self.scenario(extra)
+            label = "floor" if not extra else "floor +" + " +".join(ordered(extra))
+            self.placements.append(Placement(VIEW.name, self.attack, label, scenario))
+            self.verdicts[extra] = await self.runner.run(scenario)
+        verdict = self.verdicts[extra].verdict
+        if verdict.verdict == "error":
+            raise Undetermined(f"{self.verdicts[extra].scenario.id}: {verdict.error}")
+        return verdict.verdict in STOPPED
+
+    async def all_stop(self, sets: Iterable[Set]) -> list[bool]:
+        return list(await asyncio.gather(*(self.stops(s) for s in sets)))
+
+
+async def find_floor(runner: Runner, attack: str, placements: list[Placement]) -> tuple[Set | None, str]:
+    """The first compromised profile, level by level from `none` (see the module's docstring)."""
+    errors = []
+    for size in range(FLOOR_LEVELS + 1):
+        level = [frozenset(c) for c in itertools.combinations(PROTECTION_IDS, size)]
+        scenarios = [Scenario.symmetric(attack, Protections.only(c)) for c in level]
+        for protections, scenario in zip(level, scenarios, strict=True):
+            label = "floor search: " + (Protections.only(protections).describe())
+            placements.append(Placement(VIEW.name, attack, label, scenario))
+        results = await asyncio.gather(*(runner.run(s) for s in scenarios))
+        for protections, result in zip(level, results, strict=True):
+            if result.verdict.verdict == "compromised":
+                return protections, f"compromised with {describe_set(protections) if protections else 'none'}"
+        errors += [r for r in results if r.verdict.verdict == "error"]
+        if errors:
+            raise Undetermined(f"{errors[0].scenario.id}: {errors[0].verdict.error}")
+    return None, f"not compromised by `none` plus up to {FLOOR_LEVELS} protections"
+
+
+async def pruned(search: AttackSearch, candidates: Set) -> list[Set]:
+    """The minimal stopping sets, learned from runs under monotonicity (the module's docstring)."""
+    minimal: list[Set] = []
+    maximal: list[Set] = []
+    subsets = sorted(
+        (
+            frozenset(c)
+            for n in range(len(candidates) + 1)
+            for c in itertools.combinations(ordered(candidates), n)
+        ),
+        key=lambda s: (len(s), [PROTECTION_IDS.index(p) for p in ordered(s)]),
+    )
+    while True:
+        undecided = next(
+            (s for s in subsets if not any(m <= s for m in minimal) and not any(s <= n for n in maximal)),
+            None,
+        )
+        if undecided is None:
+            return minimal
+        if await search.stops(undecided):
+            minimal.append(await _shrink(search, undecided))
+        else:
+            maximal.append(await _grow(search, undecided, candidates, minimal))
+
+
+async def _grow(search: AttackSearch, start: Set, candidates: Set, minimal: list[Set]) -> Set:
+    """A maximal non-stopping superset of `start`: every one-protection addition at once; if those that
+    do not stop it do not stop it together either, that is the answer, else they are added one by one."""
+
+    def decided(extra: Set) -> bool:
+        return any(m <= extra for m in minimal)
+
+    additions = [p for p in ordered(candidates - start) if not decided(start | {p})]
+    stopped = await search.all_stop(start | {p} for p in additions)
+    keep = [p for p, stops in zip(additions, stopped, strict=True) if not stops]
+    if not keep or not await search.stops(start | set(keep)):
+        return start | set(keep)  # every other protection was just seen to stop it
+    grown = start
+    for protection in keep:  # some of them stop it together: greedily, in order
+        if not decided(grown | {protection}) and not await search.stops(grown | {protection}):
+            grown = grown | {protection}
+    return grown
+
+
+async def _shrink(search: AttackSearch, start: Set) -> Set:
+    """A minimal stopping subset of `start`, one protection fewer at a time."""
+    shrunk = start
+    while True:
+        fewer = [shrunk - {p} for p in ordered(shrunk)]
+        stopped = await search.all_stop(fewer)
+        smaller = next((s for s, stops in zip(fewer, stopped, strict=True) if stops), None)
+        if smaller is None:
+            return shrunk
+        shrunk = smaller
+
+
+async def exhaustive(search: AttackSearch, candidates: Set) -> list[Set]:
+    """Every subset run; the minimal stopping sets read off them."""
+    subsets = [
+        frozenset(c) for n in range(len(candidates) + 1) for c in itertools.combinations(candidates, n)
+    ]
+    stopped = dict(zip(subsets, await search.all_stop(subsets), strict=True))
+    stoppers = [s for s, stops in stopped.items() if stops]
+    return [s for s in stoppers if not any(other < s for other in stoppers)]
+
+
+def findings(verdicts: dict[Set, RunResult]) -> list[dict[str, Any]]:
+    """Pairs of runs where adding protections let the attack through again."""
+    found = []
+    stops = {s: r.verdict.verdict in STOPPED for s, r in verdicts.items() if r.verdict.verdict != "error"}
+    for smaller, larger in itertools.permutations(stops, 2):
+        if smaller < larger and stops[smaller] and not stops[larger]:
+            found.append(
+                {
+                    "text": f"on the floor plus {describe_set(smaller)}, adding "
+                    f"{describe_set(larger - smaller)} let the attack through again",
+                    "runs": [verdicts[smaller].scenario.id, verdicts[larger].scenario.id],
+                }
+            )
+    return sorted(found, key=lambda f: f["text"])
+
+
+def sentence(sets: list[Set]) -> str:
+    """The minimal sets, in one line a teacher can read out."""
+    if not sets:
+        return "stopped by no set of protections"
+    if len(sets) == 1 and len(sets[0]) > 1:
+        return f"stopped only by {describe_set(sets[0]).replace(' + ', ' and ')} together"
+    parts = [describe_set(s).replace(" + ", " and ") + (" together" if len(s) > 1 else "") for s in sets]
+    return "stopped by " + ", or by ".join(parts)
+
+
+class DefenceSets:
+    name: ClassVar[str] = "defence-sets"
+    order: ClassVar[int] = 30
+    summary: ClassVar[str] = "each attack's floor, and every minimal set of protections that stops it there"
+    flags: ClassVar[Mapping[str, str]] = {
+        "exhaustive": "defence-sets: run every subset of protections above each floor instead of searching "
+        "(2^n runs an attack; to check the search)"
+    }
+
+    def planned_runs(self, attacks: tuple[str, ...]) -> int:
+        return 16 * len(attacks)
+
+    async def run(
+        self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
+    ) -> ViewOutcome:
+        found = await asyncio.gather(
+            *(self._attack(runner, a, settings.get("exhaustive", False)) for a in attacks)
+        )
+        outcome = ViewOutcome(section={"search": "exhaustive" if settings.get("exhaustive") else "pruned"})
+        outcome.section["attacks"] = {}
+        for attack, (placements, section, cells) in zip(attacks, found, strict=True):
+            outcome.placements += placements
+            outcome.section["attacks"][attack] = section
+            outcome.headline[attack] = cells
+        outcome.section["summary"] = [
+            f"{attack}: {section.get('line') or section['how']}"
+            for attack, section in outcome.section["attacks"].items()
+        ]
+        return outcome
+
+    async def _attack(
+        self, runner: Runner, attack: str, every_subset: bool
+    ) -> tuple[list[Placement], dict[str, Any], dict[str, Cell]]:
+        placements: list[Placement] = []
+        try:
+            floor, how = await find_floor(runner, attack, placements)
+            if floor is None:
+                return placements, {"floor": None, "how": how, "sets": [], "findings": []}, {}
+            search = AttackSearch(runner, attack, floor, placements)
+            candidates = frozenset(PROTECTION_IDS) - floor
+            sets = await (exhaustive if every_subset else pruned)(search, candidates)
+            sets = sorted(sets, key=lambda s: (len(s), [PROTECTION_IDS.index(p) for p in ordered(s)]))
+            for minimal in sets:  # the runs that show each set blocks and is minimal, for the report's links
+                await search.all_stop([minimal, *(minimal - {p} for p in minimal)])
+        except Undetermined as why:
+            searched = tuple(p.scenario.id for p in placements)
+            return (
+                placements,
+                {"floor": None, "how": f"undetermined: {why}", "sets": [], "findings": []},
+                {p: Cell("undetermined", searched) for p in PROTECTION_IDS},
+            )
+        section = {
+            "floor": {
+                "protections": ordered(floor),
+                "profile": NONE.plus(*floor).describe(),
+                "run": search.verdicts[frozenset()].scenario.id,
+            },
+            "how": how,
+            "line": sentence(sets),
+            "sets": [
+                {
+                    "protections": ordered(s),
+                    "blocks": search.verdicts[s].scenario.id,
+                    "without_one": {p: search.verdicts[s - {p}].scenario.id for p in ordered(s)},
+                }
+                for s in sets
+            ],
+            "findings": findings(search.verdicts),
+            "runs": len(search.verdicts),
+        }
+        cells = {}
+        for protection in PROTECTION_IDS:
+            holding = [s for s in sets if protection in s]
+            value = "no_effect"
+            if frozenset({protection}) in sets:
+                value = "enough_alone"
+            elif holding:
+                value = "part_of_a_set"
+            runs = [search.verdicts[s].scenario.id for s in holding] or [
+                search.verdicts[frozenset()].scenario.id
+            ]
+            cells[protection] = Cell(value, tuple(runs))
+        return placements, section, cells
+
+
+VIEW = DefenceSets()
