@@ -17,10 +17,11 @@ from typing import Any, Final, Literal, Union
 
 import msgspec
 
+from lab.channel.protections import PROTECTION_IDS
+
 SCHEMA_VERSION: Final = 2
 """Bumped whenever an event is added, removed or changes its fields (docs/evidence.md)."""
 
-Role = Literal["client", "server", "attacker"]
 ReadHow = Literal["in_the_clear", "as_the_relay", "decrypted_offline"]
 """How an attacker can come to read a secret: on the wire, as a man in the middle holding both legs'
 keys, or from a recording with a key obtained later."""
@@ -396,6 +397,9 @@ def decode(role: str, line: bytes, number: int = 0) -> Event:
         raise EvidenceError(role, number, f"not JSON: {exc}") from None
     if event.role != role:
         raise EvidenceError(role, number, f"a {event.role!r} event in the {role}'s evidence")
+    protection = getattr(event, "protection", None)
+    if protection is not None and protection not in PROTECTION_IDS:
+        raise EvidenceError(role, number, f"{protection!r} is no protection id")
     try:
         datetime.datetime.fromisoformat(event.ts)
     except ValueError:

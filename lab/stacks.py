@@ -1,7 +1,8 @@
 """The stacks a scenario can run on: the protocol the client, the attacker and the server speak.
 
 Today there is one, the lab channel (docs/protocol.md), whose every protection is a switch. A scenario
-names its stack and an attack the stacks it applies to, so that a check plans only what can run.
+names its stack and an attack the stacks it applies to; a scenario of an attack on a stack it does not
+apply to cannot be made (`Scenario` refuses it).
 """
 
 from __future__ import annotations

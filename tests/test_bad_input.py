@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from lab.channel.connection import ClientConfig, ClientConnection, ServerConfig, ServerConnection
 from lab.channel.errors import ChannelError, FrameTooLarge, RemoteProtocolError
 from lab.channel.frames import HEADER, MAX_BODY, FrameBuffer, FrameType
+from lab.channel.messages import ClientHello
 from lab.channel.protections import NONE, RECOMMENDED, Protections
+from lab.channel.suites import RecordFeatures, offered_suites
 from lab.pki.authority import Leaf
 from lab.pki.verify import LabTrust
 from lab.state import SERVER_NAME, StateDir
@@ -169,3 +171,12 @@ def test_an_error_queues_an_alert_for_the_peer() -> None:
         srv.receive_data(b"GET / HTTP/1.1\r\n\r\n")
     alert = srv.data_to_send()
     assert alert[0] == FrameType.ALERT
+
+
+def test_unknown_feature_bits_in_a_client_hello_are_named_as_such() -> None:
+    """0x04 is no record-layer feature: the hello is refused for it, not for a mismatch of known ones."""
+    hello = ClientHello(bytes(32), RecordFeatures.ALL, tuple(s.code for s in offered_suites(RECOMMENDED)))
+    body = bytearray(hello.encode())
+    body[1 + 32] = 0x07
+    with pytest.raises(RemoteProtocolError, match="unknown record-layer feature bits 0x07"):
+        server().receive_data(HEADER.pack(FrameType.HANDSHAKE, len(body)) + bytes(body))

@@ -13,7 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lab.channel.protections import RECOMMENDED
+import pytest
+
+from lab.channel.protections import NONE, RECOMMENDED
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult
 from lab.checker.runner import Runner, ground_truth
@@ -95,3 +97,10 @@ def test_demo_sets_the_server_apart(state: StateDir) -> None:
     said = " ".join(result.stdout.split())  # as one line, however the terminal wrapped it
     assert "client recommended; server recommended -forward_secrecy" in said
     assert "COMPROMISED" in said  # the server offers RSA only: the client's ECDHE goes unused
+
+
+def test_a_scenario_runs_on_a_stack_its_attack_applies_to() -> None:
+    assert Scenario.symmetric("replay", RECOMMENDED).stack == "lab-channel"
+    with pytest.raises(ValueError, match="unknown stack 'tls'"):
+        Scenario("replay", RECOMMENDED, RECOMMENDED, stack="tls")
+    assert Scenario.symmetric("replay", RECOMMENDED).id != Scenario("replay", RECOMMENDED, NONE).id

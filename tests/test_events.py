@@ -51,6 +51,11 @@ def test_a_role_writes_only_its_own_events_and_reads_them_back_typed(tmp_path: P
         (b'{"event":"session_closed","ts":"yesterday","role":"server"}', "no ISO 8601 time"),
         (b'{"event":"session_closed","ts":"2026-12-01T00:00:00+00:00","role":"client"}', "'client' event"),
         (b'{"event": "session_cl', "not JSON"),
+        (
+            b'{"event":"refusal","ts":"2026-12-01T00:00:00+00:00","role":"server","protection":"mack",'
+            b'"step":"record","message":"m","error":"RecordTampered"}',
+            "'mack' is no protection id",
+        ),
     ],
 )
 def test_a_line_that_is_not_an_event_is_a_typed_error_saying_why(line: bytes, reason: str) -> None:

@@ -164,6 +164,8 @@ def test_a_passive_attacker_left_empty_handed_is_blocked_by_what_the_agreed_suit
     other_key = at("attacker", ev.DecryptedOffline(attack="key-compromise", key="SHA256:other", records=0))
     assert decide(clean_session(captured(b"\x8f"), other_key), TRUTH).blocked_by == "encryption"
     assert decide(clean_session(captured(b"\x8f"), suite="RSA_NULL"), TRUTH).verdict == "unaffected"
+    unopened = decide(clean_session(captured(b"\x8f"), stolen, suite="RSA_AES128_GCM"), TRUTH)
+    assert unopened.verdict == "error"  # the real key on an RSA recording must open it: the lab failed
 
 
 def test_the_attackers_own_failure_never_names_a_protection() -> None:
@@ -198,7 +200,7 @@ def test_a_reflected_record_that_decrypts_to_garbage_is_per_direction_keys_at_wo
     assert (verdict.verdict, verdict.blocked_by, verdict.refused_by_role) == (
         "blocked",
         "per_direction_keys",
-        "client",
+        None,
     )
     one_key = clean_session(received("p-garbage", "f-transfer"), per_direction_keys=False)
     one_key.client_outcome = "ReplyUnreadable"

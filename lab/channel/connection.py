@@ -555,6 +555,11 @@ class ServerConnection(_Endpoint):
                 raise RemoteProtocolError(
                     "the pre-master secret does not decrypt under the server key", step="client_key_exchange"
                 ) from None
+            if len(pre_master) != PRE_MASTER_SIZE:
+                raise RemoteProtocolError(
+                    f"the pre-master secret is {len(pre_master)} bytes, not {PRE_MASTER_SIZE}",
+                    step="client_key_exchange",
+                )
         hs.transcript.update(raw)
         hs.keys = derive_session_keys(
             pre_master,

@@ -113,7 +113,7 @@ class ClientHello:
     def decode_fields(cls, reader: Reader) -> Self:
         random = reader.take(RANDOM_SIZE)
         bits = reader.u8()
-        if bits & ~RecordFeatures.ALL:
+        if bits & ~int(RecordFeatures.ALL):  # (~ of an IntFlag keeps only its own bits: 0)
             raise RemoteProtocolError(f"unknown record-layer feature bits 0x{bits:02x}", step=cls.step)
         codes = reader.vec16()
         if len(codes) % 2:

@@ -39,9 +39,11 @@ class CheckResult:
         return (self.finished - self.started).total_seconds()
 
 
-def planned_runs(views: tuple[str, ...], attacks: tuple[str, ...]) -> int:
+def planned_runs(
+    views: tuple[str, ...], attacks: tuple[str, ...], settings: Mapping[str, bool] | None = None
+) -> int:
     """About how many runs the views ask for (some plan as they go): for the progress bar."""
-    return sum(VIEWS[name].planned_runs(attacks) for name in views)
+    return sum(VIEWS[name].planned_runs(attacks, settings or {}) for name in views)
 
 
 async def run_check(

@@ -34,7 +34,6 @@ from lab.checker.verdict import GroundTruth, RunEvidence, Verdict, decide
 from lab.control import ControlError, request
 from lab.events import Event, EvidenceError
 from lab.evidence import parse_lines
-from lab.stacks import LAB_CHANNEL
 from lab.state import ROLES, SERVER_NAME, StateDir
 
 SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
@@ -48,10 +47,6 @@ def ground_truth(state: StateDir) -> GroundTruth:
     return GroundTruth(password=state.client_password(), server_key=key_fingerprint(key))
 
 
-class UnplayableScenario(Exception):
-    """A scenario the roles cannot play (a stack they do not speak)."""
-
-
 @dataclass
 class RunResult:
     scenario: Scenario
@@ -62,6 +57,8 @@ class RunResult:
     events: dict[str, list[Event]] = field(default_factory=dict)
     pre_events: dict[str, list[Event]] = field(default_factory=dict)
     client_outcome: dict[str, Any] | None = None
+    recorded: tuple[str, ...] = ()
+    """The roles whose evidence lines are in the report (valid or not)."""
 
 
 class Runner:
@@ -136,8 +133,6 @@ class Runner:
                 run.client_outcome = outcome["outcome"]
         except TimeoutError:
             run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
-        except UnplayableScenario as exc:
-            run.lab_error = str(exc)
         except (ControlError, OSError) as exc:
             dead = await self.backend.dead_roles(lane, settle=1.0)
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
@@ -161,11 +156,10 @@ class Runner:
         except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
             verdict = Verdict("error", error=f"the evidence could not be judged: {type(exc).__name__}: {exc}")
         relative = str(destination.relative_to(self.out))
-        return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome)
+        written = tuple(role for role, lines in taken.lines.items() if lines)
+        return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome, written)
 
     async def _steps(self, lane: Lane, scenario: Scenario, pre_lines: dict[str, list[str]]) -> dict[str, Any]:
-        if scenario.stack != LAB_CHANNEL:
-            raise UnplayableScenario(f"the roles speak only {LAB_CHANNEL}, not {scenario.stack}")
         await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
         await _call(lane, "server", "configure", protections=scenario.server.as_dict())
         if scenario.pin_first:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from lab.attacks import attack
 from lab.channel.protections import PROTECTION_IDS, Protections
-from lab.stacks import LAB_CHANNEL
+from lab.stacks import LAB_CHANNEL, STACKS
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,12 @@ class Scenario:
     pin_first: bool = False
     """Make a clean session first so that the key pin exists (pinning is trust on first use)."""
     stack: str = LAB_CHANNEL
+
+    def __post_init__(self) -> None:
+        if self.stack not in STACKS:
+            raise ValueError(f"unknown stack {self.stack!r}; stacks are {', '.join(STACKS)}")
+        if self.attack is not None and self.stack not in attack(self.attack).stacks:
+            raise ValueError(f"{self.attack} does not apply to the {self.stack} stack")
 
     @classmethod
     def symmetric(cls, attack: str | None, protections: Protections) -> Scenario:

@@ -290,7 +290,7 @@ def _reflection_garbled(run: RunEvidence) -> Verdict | None:
         (),
         "per_direction_keys",
         "record",
-        "client",
+        None,
         f"the client's own record #{garbled[0].seq} came back; read under the server's write key it "
         "decrypted to bytes no one sent",
     )
@@ -322,6 +322,9 @@ def _capture_unreadable(run: RunEvidence, truth: GroundTruth) -> Verdict | None:
             f"the session ran on {suite.name}, both ends recorded: its keys came from ephemeral X25519 "
             "shares, and the real server key the attacker used decrypts nothing of the recording",
         )
+    if stolen and suite.record.encrypts:  # RSA key transport and the real key: it must have opened
+        why = stolen[0].failure or "no real secret came out"
+        return Verdict("error", error=f"the real server key did not open an RSA recording ({why})")
     if suite.record.encrypts:
         records = sum(len(c.records) for c in captures)
         return Verdict(

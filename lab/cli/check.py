@@ -27,7 +27,7 @@ from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, planned_runs, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import Scenario
-from lab.checker.views import VIEWS
+from lab.checker.views import CELL_KINDS, VIEWS
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
 from lab.cli.options import endpoint_option, protection_options, protections_from
 from lab.containers import ComposeLab, ContainersError, in_compose
@@ -47,12 +47,7 @@ CELL_STYLE = {
     "no_effect": "dim",
     "undetermined": "bold yellow",
 }
-HEADLINE_LEGEND = (
-    "● needed: without it, recommended lets the attack through\n"
-    "○ alone: added alone to the attack's floor, it stops the attack\n"
-    "◐ part of a set: it stops the attack only together with others\n"
-    "· no effect   ? undetermined (a run it depends on failed)"
-)
+HEADLINE_LEGEND = "\n".join(f"{kind.glyph} {kind.text}: {kind.legend}" for kind in CELL_KINDS[:-1])
 VERDICT_STYLE = {
     "compromised": "bold red",
     "blocked": "bold green",
@@ -150,7 +145,7 @@ def check(
         lab_backend, template = make_backend(backend, Path(scratch))
         result = _with_progress(
             lambda on_result: run_check(lab_backend, template, views, chosen, jobs, out, on_result, flags),
-            planned_runs(views, chosen),
+            planned_runs(views, chosen, flags),
         )
     report = build(result)
     write_report(report, out)

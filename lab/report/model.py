@@ -17,7 +17,7 @@ from lab.checker.verdict import VERDICTS
 from lab.events import SCHEMA_VERSION as EVIDENCE_SCHEMA
 from lab.events import Event, to_dict
 from lab.narrate import told
-from lab.state import ROLES
+from lab.stacks import STACKS
 
 SCHEMA: Final = "mitm-lab/report"
 VERSION: Final = 2
@@ -49,8 +49,14 @@ def build(check: CheckResult) -> dict[str, Any]:
         },
         "sections": {name: outcome.section for name, outcome in check.outcomes.items()},
         "attack_info": {
-            a: {"summary": ATTACKS[a].summary, "evidence": ATTACKS[a].evidence} for a in check.attacks
+            a: {
+                "summary": ATTACKS[a].summary,
+                "evidence": ATTACKS[a].evidence,
+                "stacks": list(ATTACKS[a].stacks),
+            }
+            for a in check.attacks
         },
+        "stacks": {stack.id: stack.summary for stack in STACKS.values()},
         "protection_info": {p.id: p.doc for p in PROTECTIONS},
         "scenarios": scenarios,
     }
@@ -72,7 +78,7 @@ def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
         "duration_ms": round(run.duration_ms, 1),
         "evidence": {
             "dir": run.evidence_dir,
-            "files": [f"{run.evidence_dir}/{role}.jsonl" for role in ROLES if run.events.get(role)],
+            "files": [f"{run.evidence_dir}/{role}.jsonl" for role in run.recorded],
             "broken": [
                 {"kind": b.kind, "detail": b.detail, "events": [_brief(e) for e in b.events]}
                 for b in verdict.breakages

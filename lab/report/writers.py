@@ -9,22 +9,12 @@ from typing import Any, Final
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from lab.checker.views import CELL_KINDS
+
 FILES: Final = ("report.json", "report.md", "report.html", "junit.xml")
 SYMBOL: Final = {"compromised": "✗", "blocked": "✓", "unaffected": "-", "error": "!"}
-CELL_TEXT: Final = {
-    "needed": "needed",
-    "enough_alone": "alone",
-    "part_of_a_set": "in a set",
-    "no_effect": "·",
-    "undetermined": "?",
-}
-CELL_GLYPH: Final = {
-    "needed": "●",
-    "enough_alone": "○",
-    "part_of_a_set": "◐",
-    "no_effect": "·",
-    "undetermined": "?",
-}
+CELL_TEXT: Final = {kind.value: kind.text for kind in CELL_KINDS}
+CELL_GLYPH: Final = {kind.value: kind.glyph for kind in CELL_KINDS}
 """The headline cells in words (HTML, Markdown) and in one character (the terminal)."""
 
 _templates = Environment(
@@ -34,7 +24,7 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_templates.globals.update(SYMBOL=SYMBOL, CELL_TEXT=CELL_TEXT)
+_templates.globals.update(SYMBOL=SYMBOL, CELL_TEXT=CELL_TEXT, CELL_KINDS=CELL_KINDS)
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
@@ -60,7 +50,8 @@ def _context(report: dict[str, Any]) -> dict[str, Any]:
             f"{scenario['view']}: {scenario['label']}"
         )
         by_view[(scenario["view"], scenario["attack"], scenario["label"])] = scenario
-    return {"r": report, "runs": list(runs.values()), "at": by_view}
+    verdict_of = {sid: run["verdict"] for sid, run in runs.items()}
+    return {"r": report, "runs": list(runs.values()), "at": by_view, "verdict_of": verdict_of}
 
 
 def junit(report: dict[str, Any]) -> bytes:

@@ -8,7 +8,7 @@ and the report model take every view from `VIEWS`.
 The headline cell for an attack and a protection merges what the views say, the strongest first:
 
 - `needed` (ablation): `recommended` minus this protection let the attack through while `recommended`
-  did not: it is the one thing standing in the attack's way;
+  did not: nothing else of `recommended` stops the attack without it;
 - `enough_alone` (defence-sets): this protection alone, added to the attack's floor, stops it;
 - `part_of_a_set` (defence-sets): it stops the attack only together with others (a minimal set);
 - `undetermined`: a run the cell depends on ended in `error`, and no view says more;
@@ -29,8 +29,26 @@ if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult
     from lab.checker.scenarios import Placement
 
-CELL_VALUES: Final = ("needed", "enough_alone", "part_of_a_set", "undetermined", "no_effect")
+
+@dataclass(frozen=True)
+class CellKind:
+    """One value a headline cell can have: the report's word for it, the terminal's glyph, its meaning."""
+
+    value: str
+    text: str
+    glyph: str
+    legend: str
+
+
+CELL_KINDS: Final = (
+    CellKind("needed", "needed", "●", "without it, recommended lets the attack through"),
+    CellKind("enough_alone", "alone", "○", "added alone to the attack's floor, it stops the attack"),
+    CellKind("part_of_a_set", "in a set", "◐", "it stops the attack only together with others"),
+    CellKind("undetermined", "?", "?", "a run it depends on ended in error"),
+    CellKind("no_effect", "·", "·", "no effect"),
+)
 """Strongest first: the headline shows the strongest value any view gives a cell."""
+CELL_VALUES: Final = tuple(kind.value for kind in CELL_KINDS)
 
 STOPPED: Final = ("blocked", "unaffected")
 """Verdicts in which the attack did not get through."""
@@ -65,7 +83,7 @@ class View(Protocol):
     flags: ClassVar[Mapping[str, str]]
     """Switches it takes (`mitmlab check --NAME`), with their help."""
 
-    def planned_runs(self, attacks: tuple[str, ...]) -> int:
+    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         """About how many runs it will ask for (a progress bar's total; it may ask for more)."""
         ...
 

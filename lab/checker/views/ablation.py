@@ -27,7 +27,7 @@ class Ablation:
 
     flags: ClassVar[Mapping[str, str]] = {}
 
-    def planned_runs(self, attacks: tuple[str, ...]) -> int:
+    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         return len(attacks) * (1 + len(REMOVED))
 
     async def run(

@@ -9,15 +9,15 @@
    protection never helps the attacker) to learn the whole boundary without running every subset: it
    keeps the minimal stopping sets and the maximal non-stopping sets found so far, runs the smallest set
    neither of them decides, and grows a non-stopping one to a maximal one (or shrinks a stopping one to
-   a minimal one) by one protection at a time, each step a run. It then runs, for every minimal set, the
-   set itself and each set with one protection fewer, so that the report links the runs that show it
-   blocks and is minimal.
-3. **The check**: among the runs it made, a set that stopped the attack and a superset that let it
-   through are reported as a finding: a protection that opened the attack. `exhaustive` runs every
-   subset instead of searching (2^n runs), to test the search.
+   a minimal one) by one protection at a time, each step a run. For every minimal set the report links
+   the run of the set itself and of each set with one protection fewer (shrinking ran them).
+3. **The check**: among the runs it made, a set that stopped the attack and the same set plus one
+   protection that let it through are reported as a finding: a protection that opened the attack.
+   `exhaustive` runs every subset instead of searching (2^n runs), to test the search.
 
 The headline cells it gives: `enough_alone` (a minimal set of one), `part_of_a_set` (in a larger
-minimal set), `no_effect` (in no minimal set), `undetermined` (a run of the search ended in error).
+minimal set), `no_effect` (in no minimal set), `undetermined` (a run of the search ended in error). A
+protection in the floor gets no cell: the attack needs it to work at all (downgrade, `mac`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ from lab.checker.views import STOPPED, Cell, ViewOutcome
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult
+
+TYPICAL_RUNS: Final = 20
+"""About how many runs an attack's search takes (13 for one alternative, about 35 for a pair)."""
 
 FLOOR_LEVELS: Final = 2
 """How many protections the floor search adds to `none` at most."""
@@ -85,7 +88,6 @@ class AttackSearch:
 
 async def find_floor(runner: Runner, attack: str, placements: list[Placement]) -> tuple[Set | None, str]:
     """The first compromised profile, level by level from `none` (see the module's docstring)."""
-    errors = []
     for size in range(FLOOR_LEVELS + 1):
         level = [frozenset(c) for c in itertools.combinations(PROTECTION_IDS, size)]
         scenarios = [Scenario.symmetric(attack, Protections.only(c)) for c in level]
@@ -93,12 +95,11 @@ async def find_floor(runner: Runner, attack: str, placements: list[Placement]) -
             label = "floor search: " + (Protections.only(protections).describe())
             placements.append(Placement(VIEW.name, attack, label, scenario))
         results = await asyncio.gather(*(runner.run(s) for s in scenarios))
-        for protections, result in zip(level, results, strict=True):
+        for protections, result in zip(level, results, strict=True):  # in id order: the first decides
+            if result.verdict.verdict == "error":
+                raise Undetermined(f"{result.scenario.id}: {result.verdict.error}")
             if result.verdict.verdict == "compromised":
                 return protections, f"compromised with {describe_set(protections) if protections else 'none'}"
-        errors += [r for r in results if r.verdict.verdict == "error"]
-        if errors:
-            raise Undetermined(f"{errors[0].scenario.id}: {errors[0].verdict.error}")
     return None, f"not compromised by `none` plus up to {FLOOR_LEVELS} protections"
 
 
@@ -161,7 +162,9 @@ async def _shrink(search: AttackSearch, start: Set) -> Set:
 async def exhaustive(search: AttackSearch, candidates: Set) -> list[Set]:
     """Every subset run; the minimal stopping sets read off them."""
     subsets = [
-        frozenset(c) for n in range(len(candidates) + 1) for c in itertools.combinations(candidates, n)
+        frozenset(c)
+        for n in range(len(candidates) + 1)
+        for c in itertools.combinations(ordered(candidates), n)
     ]
     stopped = dict(zip(subsets, await search.all_stop(subsets), strict=True))
     stoppers = [s for s, stops in stopped.items() if stops]
@@ -169,19 +172,21 @@ async def exhaustive(search: AttackSearch, candidates: Set) -> list[Set]:
 
 
 def findings(verdicts: dict[Set, RunResult]) -> list[dict[str, Any]]:
-    """Pairs of runs where adding protections let the attack through again."""
+    """Pairs of runs one protection apart where adding it let the attack through again."""
     found = []
     stops = {s: r.verdict.verdict in STOPPED for s, r in verdicts.items() if r.verdict.verdict != "error"}
-    for smaller, larger in itertools.permutations(stops, 2):
-        if smaller < larger and stops[smaller] and not stops[larger]:
-            found.append(
-                {
-                    "text": f"on the floor plus {describe_set(smaller)}, adding "
-                    f"{describe_set(larger - smaller)} let the attack through again",
-                    "runs": [verdicts[smaller].scenario.id, verdicts[larger].scenario.id],
-                }
-            )
-    return sorted(found, key=lambda f: f["text"])
+    for smaller in sorted(stops, key=lambda s: (len(s), ordered(s))):
+        for added in ordered(frozenset(PROTECTION_IDS) - smaller):
+            larger = smaller | {added}
+            if stops[smaller] and larger in stops and not stops[larger]:
+                found.append(
+                    {
+                        "text": f"on the floor plus {describe_set(smaller)}, adding `{added}` let the "
+                        "attack through again",
+                        "runs": [verdicts[smaller].scenario.id, verdicts[larger].scenario.id],
+                    }
+                )
+    return found
 
 
 def sentence(sets: list[Set]) -> str:
@@ -203,8 +208,9 @@ class DefenceSets:
         "(2^n runs an attack; to check the search)"
     }
 
-    def planned_runs(self, attacks: tuple[str, ...]) -> int:
-        return 16 * len(attacks)
+    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
+        per_attack = 2 ** len(PROTECTION_IDS) if settings.get("exhaustive") else TYPICAL_RUNS
+        return per_attack * len(attacks)
 
     async def run(
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
@@ -236,7 +242,7 @@ class DefenceSets:
             candidates = frozenset(PROTECTION_IDS) - floor
             sets = await (exhaustive if every_subset else pruned)(search, candidates)
             sets = sorted(sets, key=lambda s: (len(s), [PROTECTION_IDS.index(p) for p in ordered(s)]))
-            for minimal in sets:  # the runs that show each set blocks and is minimal, for the report's links
+            for minimal in sets:  # the runs that show it blocks and is minimal (the search ran them already)
                 await search.all_stop([minimal, *(minimal - {p} for p in minimal)])
         except Undetermined as why:
             searched = tuple(p.scenario.id for p in placements)
@@ -265,7 +271,7 @@ class DefenceSets:
             "runs": len(search.verdicts),
         }
         cells = {}
-        for protection in PROTECTION_IDS:
+        for protection in ordered(candidates):
             holding = [s for s in sets if protection in s]
             value = "no_effect"
             if frozenset({protection}) in sets:

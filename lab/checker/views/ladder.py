@@ -36,7 +36,7 @@ class Ladder:
 
     flags: ClassVar[Mapping[str, str]] = {}
 
-    def planned_runs(self, attacks: tuple[str, ...]) -> int:
+    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         return len(attacks) * len(LADDER)
 
     async def run(
