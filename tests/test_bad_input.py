@@ -19,11 +19,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lab.channel.connection import ClientConfig, ClientConnection, ServerConfig, ServerConnection
-from lab.channel.errors import ChannelError, FrameTooLarge, RemoteProtocolError
-from lab.channel.frames import HEADER, MAX_BODY, FrameBuffer, FrameType
+from lab.channel.errors import (
+    ChannelError,
+    FrameTooLarge,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from lab.channel.frames import HEADER, MAX_BODY, MAX_RECORD_PLAINTEXT, FrameBuffer, FrameType
+from lab.channel.keys import DirectionKeys
 from lab.channel.messages import ClientHello
 from lab.channel.protections import NONE, RECOMMENDED, Protections
-from lab.channel.suites import RecordFeatures, offered_suites
+from lab.channel.records import RecordLayer
+from lab.channel.suites import RecordFeatures, RecordProtection, offered_suites
 from lab.pki.authority import Leaf
 from lab.pki.verify import LabTrust
 from lab.state import SERVER_NAME, StateDir
@@ -180,3 +187,23 @@ def test_unknown_feature_bits_in_a_client_hello_are_named_as_such() -> None:
     body[1 + 32] = 0x07
     with pytest.raises(RemoteProtocolError, match="unknown record-layer feature bits 0x07"):
         server().receive_data(HEADER.pack(FrameType.HANDSHAKE, len(body)) + bytes(body))
+
+
+def test_a_record_longer_than_the_plaintext_limit_is_refused_both_ways() -> None:
+    """16 KiB of plaintext at most: a longer one is the caller's mistake when sent, a protocol error when
+    received (its frame still fits in the frame limit)."""
+    keys = DirectionKeys(enc_key=bytes(16), mac_key=bytes(32))
+    sender, receiver = (
+        RecordLayer(
+            RecordProtection.NULL, write_keys=keys, read_keys=keys, sequence_numbers=True, random=bytes
+        )
+        for _ in range(2)
+    )
+    with pytest.raises(LocalProtocolError, match="over 16384 bytes"):
+        sender.seal(bytes(MAX_RECORD_PLAINTEXT + 1))
+    _, body = sender.seal(bytes(MAX_RECORD_PLAINTEXT))
+    assert receiver.open(body)[1] == bytes(MAX_RECORD_PLAINTEXT)
+    oversized = bytes(MAX_RECORD_PLAINTEXT + 1)  # a NULL record's body is its plaintext
+    with pytest.raises(RemoteProtocolError, match="over 16384") as caught:
+        receiver.open(oversized)
+    assert caught.value.step == "record" and len(oversized) <= MAX_BODY

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from lab.channel.errors import (
+    LocalProtocolError,
     RecordOutOfSequence,
     RecordReflected,
     RecordTampered,
@@ -143,7 +144,7 @@ class RecordLayer:
     def seal(self, plaintext: bytes) -> tuple[int, bytes]:
         """(the record's sequence number, the frame body)."""
         if len(plaintext) > MAX_RECORD_PLAINTEXT:
-            raise ValueError(f"record plaintext over {MAX_RECORD_PLAINTEXT} bytes: split it")
+            raise LocalProtocolError(f"record plaintext over {MAX_RECORD_PLAINTEXT} bytes: split it")
         seq = self.write_seq
         body = self._writer.seal(self._aad(seq), self._random(nonce_size(self.protection)), plaintext)
         self.write_seq += 1
@@ -160,6 +161,10 @@ class RecordLayer:
         plaintext = self._reader.open(self._aad(seq), body)
         if plaintext is None:
             raise self._diagnose(body)
+        if len(plaintext) > MAX_RECORD_PLAINTEXT:
+            raise RemoteProtocolError(
+                f"record plaintext of {len(plaintext)} bytes, over {MAX_RECORD_PLAINTEXT}", step="record"
+            )
         self.read_seq += 1
         self._received.add(body, seq)
         return seq, plaintext
