@@ -47,7 +47,9 @@ CELL_STYLE = {
     "no_effect": "dim",
     "undetermined": "bold yellow",
 }
-HEADLINE_LEGEND = "\n".join(f"{kind.glyph} {kind.text}: {kind.legend}" for kind in CELL_KINDS[:-1])
+HEADLINE_LEGEND = "\n".join(
+    f"{kind.glyph} {kind.value.replace('_', ' ')}: {kind.legend}" for kind in CELL_KINDS
+)
 VERDICT_STYLE = {
     "compromised": "bold red",
     "blocked": "bold green",

@@ -45,7 +45,7 @@ CELL_KINDS: Final = (
     CellKind("enough_alone", "alone", "○", "added alone to the attack's floor, it stops the attack"),
     CellKind("part_of_a_set", "in a set", "◐", "it stops the attack only together with others"),
     CellKind("undetermined", "?", "?", "a run it depends on ended in error"),
-    CellKind("no_effect", "·", "·", "no effect"),
+    CellKind("no_effect", "·", "·", "it makes no difference to the attack"),
 )
 """Strongest first: the headline shows the strongest value any view gives a cell."""
 CELL_VALUES: Final = tuple(kind.value for kind in CELL_KINDS)
