@@ -5,6 +5,9 @@
 # wheelhouse/ (scripts/offline-base puts them there) pip installs from them alone, with --no-index;
 # with none it installs from PyPI. Either way nothing else is downloaded.
 ARG BASE=python:3.11-slim-bookworm
+# The image the roles run on; the client's (WITH_CLIENTS=1) may be a base that already holds the real
+# clients (scripts/offline-base makes one), or the same BASE, onto which they are installed.
+ARG RUNTIME_BASE=${BASE}
 
 FROM ${BASE} AS dependencies
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_FIND_LINKS=/wheelhouse
@@ -19,7 +22,17 @@ RUN if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1; fi \
 # The dependencies are one layer and the lab's code another: a change to the code rebuilds only the
 # last, small layers. No pip, setuptools, wheelhouse or cache reaches this stage, and no compiler is
 # in either (every dependency is a wheel).
-FROM ${BASE}
+FROM ${RUNTIME_BASE}
+# The client's image carries the real clients of the real-TLS stack (docs/tls.md), from Debian's
+# packages, unless its base has them already.
+ARG WITH_CLIENTS=0
+RUN if [ "$WITH_CLIENTS" = 1 ] && ! (command -v curl && command -v openssl && command -v chromium \
+        && command -v certutil) >/dev/null; then \
+      apt-get update -qq \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+         curl openssl chromium libnss3-tools ca-certificates >/dev/null \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi
 COPY --from=dependencies /opt/mitmlab /opt/mitmlab
 RUN printf '#!/bin/sh\nexec /opt/mitmlab/bin/python3 -m lab "$@"\n' >/usr/local/bin/mitmlab \
  && chmod 0755 /usr/local/bin/mitmlab

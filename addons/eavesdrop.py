@@ -6,6 +6,9 @@ the real secrets) and notes what it could read. With `encryption` on, the record
 
     mitmdump -s addons/eavesdrop.py --mode reverse:tcp://127.0.0.1:4433@4434 --set lab_state_dir=state
     mitmlab client --connect 127.0.0.1:4434 --profile none balance   # the password appears in the evidence
+
+On the real-TLS stack it reads plain HTTP (a password typed into an http:// form, a cookie without
+`Secure`) and lets TLS pass untouched.
 """
 
 from mitmproxy import tcp
@@ -14,6 +17,7 @@ from lab.channel.frames import Frame, FrameType
 from lab.mitm.attack import FrameAttack
 from lab.mitm.evidence import secrets_in
 from lab.mitm.reading import readable_plaintext
+from lab.mitm.web import PassTlsThrough
 from lab.mitm.wire import flow_wire
 
 
@@ -35,4 +39,4 @@ class Eavesdrop(FrameAttack):
         self.evidence.captured(flow, flow.metadata.get("lab_capture", []))
 
 
-addons = [Eavesdrop()]
+addons = [Eavesdrop(), PassTlsThrough("eavesdrop")]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from lab.stacks import LAB_CHANNEL
+from lab.stacks import LAB_CHANNEL, REAL_TLS
 
 ADDONS_DIR: Final = Path(os.environ.get("MITMLAB_ADDONS", Path(__file__).resolve().parent.parent / "addons"))
 
@@ -29,7 +29,12 @@ class Attack:
 ATTACKS: Final = {
     a.id: a
     for a in (
-        Attack("eavesdrop", "reads the traffic passively", "a secret appears in the attacker's capture"),
+        Attack(
+            "eavesdrop",
+            "reads the traffic passively",
+            "a secret appears in the attacker's capture",
+            (LAB_CHANNEL, REAL_TLS),
+        ),
         Attack(
             "pubkey-swap",
             "replaces the server's public key with its own and relays both ways",
@@ -39,16 +44,19 @@ ATTACKS: Final = {
             "self-signed",
             "presents a self-signed certificate for the right name",
             "the client logged in through the attacker, which read the password",
+            (LAB_CHANNEL, REAL_TLS),
         ),
         Attack(
             "wrong-host",
             "presents a genuine CA-signed certificate issued to attacker.lab",
             "the client logged in through the attacker, which read the password",
+            (LAB_CHANNEL, REAL_TLS),
         ),
         Attack(
             "expired-cert",
             "presents the server's old, expired certificate, whose key leaked",
             "the client logged in through the attacker, which read the password",
+            (LAB_CHANNEL, REAL_TLS),
         ),
         Attack(
             "bit-flip",
@@ -80,9 +88,38 @@ ATTACKS: Final = {
             "records a session, later decrypts it with the stolen server key",
             "recorded secrets decrypted",
         ),
+        Attack(
+            "untrusted-root",
+            "intercepts TLS with a certificate from mitmproxy's own CA, which nobody trusts",
+            "the client completed its request through the attacker, which read the password",
+            (REAL_TLS,),
+        ),
+        Attack(
+            "rogue-ca",
+            "intercepts TLS with a certificate from the attacker's CA, which a careless user installed",
+            "the client completed its request through the attacker, which read the password",
+            (REAL_TLS,),
+        ),
+        Attack(
+            "revoked",
+            "intercepts TLS with the bank's previous certificate, in date, revoked after its key leaked",
+            "the client completed its request through the attacker, which read the password",
+            (REAL_TLS,),
+        ),
+        Attack(
+            "sslstrip",
+            "keeps the client on plain HTTP: rewrites links and redirects, strips HSTS and Secure",
+            "the password or the session cookie read on plain HTTP, and the cookie used",
+            (REAL_TLS,),
+        ),
     )
 }
 ATTACK_IDS: Final = tuple(ATTACKS)
+
+
+def attacks_on(stack: str) -> tuple[str, ...]:
+    """The attacks that apply to `stack`, in catalog order."""
+    return tuple(a.id for a in ATTACKS.values() if stack in a.stacks)
 
 
 class UnknownAttackError(ValueError):

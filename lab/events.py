@@ -17,9 +17,9 @@ from typing import Any, Final, Literal, Union
 
 import msgspec
 
-from lab.channel.protections import PROTECTION_IDS
+from lab.stacks import EVERY_PROTECTION
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 """Bumped whenever an event is added, removed or changes its fields (docs/evidence.md)."""
 
 ReadHow = Literal["in_the_clear", "as_the_relay", "decrypted_offline"]
@@ -149,6 +149,32 @@ class Reply(Event, frozen=True, kw_only=True, tag="reply"):
 # The server ----------------------------------------------------------------------------------------------
 
 
+class ProgramRan(Event, frozen=True, kw_only=True, tag="program_ran"):
+    """A real client's program ran (`lab.clients`): what it was told and what it said. The password
+    is masked wherever it appeared."""
+
+    client: str
+    argv: list[str]
+    exit_code: int | None
+    """None: it did not end within its time and was killed."""
+    duration_ms: float
+    stdout: str
+    """The end of what it printed (capped)."""
+    stderr: str
+
+
+class Visited(Event, frozen=True, kw_only=True, tag="visited"):
+    """What the lab read off a real client's visit to bank.lab: whether it got what it came for, its
+    words, and the protection those words correspond to (its adapter's table)."""
+
+    client: str
+    completed: bool
+    words: str
+    protection: str | None
+    missing: list[str]
+    """Programs it needs that are not installed here (then nothing ran)."""
+
+
 class Listening(Event, frozen=True, kw_only=True, tag="listening"):
     host: str
     port: int
@@ -194,6 +220,34 @@ class ServerRecordSent(Event, frozen=True, kw_only=True, tag="record_sent"):
     seq: int
     plaintext: str
     frame: str
+
+
+class WebListening(Event, frozen=True, kw_only=True, tag="web_listening"):
+    """The HTTPS bank (`lab.bank.web`) is up: its HTTPS port and its plain-HTTP front door."""
+
+    host: str
+    https: int
+    http: int
+
+
+class WebRequest(Event, frozen=True, kw_only=True, tag="web_request"):
+    """One HTTP request the HTTPS bank answered, over TLS or on the plain front door."""
+
+    peer: str
+    tls: bool
+    method: str
+    path: str
+    status: int
+    session: str | None
+    """The digest of the session cookie it carried (`lab.evidence.digest`), if any."""
+
+
+class WebLogin(Event, frozen=True, kw_only=True, tag="web_login"):
+    """A password was right: the session cookie issued (its digest), which the checker looks for in what
+    the attacker read."""
+
+    user: str
+    session: str
 
 
 class SessionCut(Event, frozen=True, kw_only=True, tag="session_cut"):
@@ -333,6 +387,8 @@ EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         NoReply,
         ReplyUnreadable,
         Reply,
+        ProgramRan,
+        Visited,
     ),
     "server": (
         *ANY_ROLE,
@@ -345,6 +401,9 @@ EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         ServerRecordSent,
         SessionCut,
         InternalError,
+        WebListening,
+        WebRequest,
+        WebLogin,
     ),
     "attacker": (
         *ANY_ROLE,
@@ -398,7 +457,7 @@ def decode(role: str, line: bytes, number: int = 0) -> Event:
     if event.role != role:
         raise EvidenceError(role, number, f"a {event.role!r} event in the {role}'s evidence")
     protection = getattr(event, "protection", None)
-    if protection is not None and protection not in PROTECTION_IDS:
+    if protection is not None and protection not in EVERY_PROTECTION:
         raise EvidenceError(role, number, f"{protection!r} is no protection id")
     try:
         datetime.datetime.fromisoformat(event.ts)

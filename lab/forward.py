@@ -4,19 +4,13 @@ network that reaches out. The `live` service sits on both networks and only forw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
+
+from lab.net import pipe
 
 
 async def forward(listen: tuple[str, int], target: tuple[str, int]) -> None:
     """Forward every connection to `listen` to `target`, until SIGTERM or SIGINT."""
-
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        writer.close()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -24,7 +18,11 @@ async def forward(listen: tuple[str, int], target: tuple[str, int]) -> None:
         except OSError:
             writer.close()  # the target is not up (yet): the browser retries
             return
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        try:
+            await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+        finally:
+            upstream_writer.close()
+            writer.close()
 
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,6 +1,7 @@
 """The stacks a scenario can run on: the protocol the client, the attacker and the server speak.
 
-Today there is one, the lab channel (docs/protocol.md), whose every protection is a switch. A scenario
+Two: the lab channel (docs/protocol.md), whose every protection is a switch, and real TLS (docs/tls.md),
+an HTTPS bank and real clients, whose protections are the clients' own settings. A scenario
 names its stack and an attack the stacks it applies to; a scenario of an attack on a stack it does not
 apply to cannot be made (`Scenario` refuses it).
 """
@@ -10,18 +11,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from lab.channel.protections import PROTECTION_IDS
+
 
 @dataclass(frozen=True)
 class Stack:
     id: str
     summary: str
+    protections: tuple[str, ...]
+    """The protections that can stop an attack on it."""
 
 
 LAB_CHANNEL: Final = "lab-channel"
+REAL_TLS: Final = "real-tls"
+
+CLIENT_SETTINGS: Final = {
+    "revocation": "the client checks the server's certificate against the CA's revocation list (a CRL)",
+    "hsts": "the client knows bank.lab is HTTPS only (HSTS, remembered or preloaded) and never sends it "
+    "plain HTTP",
+}
+"""The protections of real TLS that the lab channel has no switch for: real clients' own settings."""
 
 STACKS: Final = {
     stack.id: stack
     for stack in (
-        Stack(LAB_CHANNEL, "the lab's own TLS-like channel, every protection a switch (docs/protocol.md)"),
+        Stack(
+            LAB_CHANNEL,
+            "the lab's own TLS-like channel, every protection a switch (docs/protocol.md)",
+            PROTECTION_IDS,
+        ),
+        Stack(
+            REAL_TLS,
+            "real TLS: the HTTPS bank, mitmproxy intercepting, real clients (docs/tls.md)",
+            ("ca_trust", "hostname", "validity", *CLIENT_SETTINGS, "pinning"),
+        ),
     )
 }
+
+EVERY_PROTECTION: Final = tuple(dict.fromkeys(p for stack in STACKS.values() for p in stack.protections))
+"""Every protection id of every stack: what evidence may name."""

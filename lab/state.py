@@ -3,6 +3,7 @@
 STATE/
   pki/ca.crt.pem                         the lab CA that the client trusts
   pki/ca.key.pem                         its key (held by the CA only)
+  pki/ca.crl.pem                         the CA's revocation list (the `revoked` certificate is on it)
   pki/server/bank.lab.{crt,key}.pem      the server's certificate and key
   pki/attacker/...                       what an attacker holds: see ATTACKER_CERTIFICATES
   client/known_hosts                     pinned server keys (trust on first use)
@@ -50,6 +51,7 @@ ATTACKER_CERTIFICATES: Final = {
     "self-signed": "a self-signed certificate for bank.lab: no CA vouches for it",
     "attacker.lab": "a certificate the lab CA really issued, to attacker.lab: the attacker bought one too",
     "expired": "the server's previous bank.lab certificate, expired, whose key leaked",
+    "revoked": "a bank.lab certificate still in date whose key leaked: the lab CA has revoked it",
     "rogue-ca": "the attacker's own CA, which a careless user may have installed",
     "rogue-bank.lab": "a bank.lab certificate issued by the rogue CA",
 }
@@ -72,6 +74,10 @@ class StateDir:
     @property
     def ca_key(self) -> Path:
         return self.root / "pki" / "ca.key.pem"
+
+    @property
+    def ca_crl(self) -> Path:
+        return self.root / "pki" / "ca.crl.pem"
 
     @property
     def server_cert(self) -> Path:
@@ -114,7 +120,8 @@ class StateDir:
     # Making it --------------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return self.server_key.exists() and self.ledger_template.exists() and self.accounts.exists()
+        files = (self.server_key, self.ca_crl, self.ledger_template, self.accounts)
+        return all(path.exists() for path in files)
 
     def ensure(self, now: datetime.datetime | None = None) -> StateDir:
         """Create the state directory unless it is already complete."""
@@ -151,9 +158,12 @@ class StateDir:
                 not_after=now - YEAR,
                 key=old_key,
             ),
+            "revoked": ca.issue(SERVER_NAME, now=now, not_before=now - YEAR / 4),
         }
         for name, leaf in forged.items():
             leaf.write(self.attacker_cert(name), self.attacker_key(name))
+        crl = ca.revocation_list([forged["revoked"].certificate], now=now)
+        self.ca_crl.write_bytes(crl.public_bytes(serialization.Encoding.PEM))
         rogue = CertificateAuthority.create("Totally Legit Proxy CA", now=now)
         rogue.write(self.attacker_cert("rogue-ca"), self.attacker_key("rogue-ca"))
         rogue.issue(SERVER_NAME, now=now).write(

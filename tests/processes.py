@@ -10,8 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from lab.containers import free_port
+from lab.state import StateDir
 
-__all__ = ["background", "free_port", "mitmlab", "wait_for_port"]
+__all__ = ["background", "free_port", "mitmdump", "mitmlab", "wait_for_port"]
 
 
 def mitmlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -49,3 +50,46 @@ def background(*args: str, port_file: Path) -> Iterator[int]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+@contextmanager
+def mitmdump(
+    addon: Path, state: StateDir, confdir: Path, *upstreams: str, options: tuple[str, ...] = ()
+) -> Iterator[list[int]]:
+    """`mitmdump -s ADDON` in reverse mode in front of each of `upstreams` (`reverse:tcp://HOST:PORT`,
+    ...), on free ports; yields them once mitmdump says it listens on each (no sleeping)."""
+    ports = [free_port() for _ in upstreams]
+    modes = [
+        arg
+        for upstream, port in zip(upstreams, ports, strict=True)
+        for arg in ("--mode", f"{upstream}@127.0.0.1:{port}")
+    ]
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mitmdump"),
+            "-s",
+            str(addon),
+            *modes,
+            "--set",
+            f"lab_state_dir={state.root}",
+            "--set",
+            f"confdir={confdir}",
+            *(arg for option in options for arg in ("--set", option)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        listening = 0
+        for line in process.stdout:
+            listening += "listening" in line
+            if listening == len(upstreams):
+                break
+        else:
+            raise RuntimeError("mitmdump exited before listening")
+        yield ports
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

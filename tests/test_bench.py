@@ -57,3 +57,27 @@ def test_bench_check_times_the_full_run(tmp_path: Path) -> None:
     assert rows["defence-sets search, self-signed: runs"] < 100
     [versus] = [row for row in table if row["name"] == "every subset (--exhaustive), self-signed"]
     assert versus["reference"] == "defence-sets search, self-signed" and versus["ratio"] > 1
+
+
+def test_bench_clients_compares_a_handshake_through_mitmproxy_with_direct(tmp_path: Path) -> None:
+    out = tmp_path / "clients.json"
+    result = mitmlab(
+        "bench",
+        "clients",
+        "--handshakes",
+        "3",
+        *("--client", "curl", "--client", "openssl"),
+        "--no-against-check",
+        "--json",
+        str(out),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    direct = "TLS handshake, direct (median)"
+    for through in ("relaying", "intercepting"):
+        row = rows[f"TLS handshake, through mitmproxy {through} (median)"]
+        assert row["reference"] == direct and row["value"] > 0
+    assert rows["clients view, the other clients: cells"]["value"] == 2 * 9  # two clients, nine rows
+    assert rows["clients view, the other clients: runs in error"]["value"] == 0
+    assert "clients view, Chromium: cells" not in rows

@@ -15,10 +15,14 @@ from typing import Any
 
 import pytest
 
-from lab.attacks import ATTACK_IDS
+from lab.attacks import attacks_on
 from lab.channel.protections import PROTECTION_IDS
+from lab.clients.adapters import CHROMIUM_FLAGS
 from lab.report.writers import FILES
+from lab.stacks import LAB_CHANNEL
 from tests.processes import mitmlab
+
+CHANNEL_ATTACKS = attacks_on(LAB_CHANNEL)
 
 # The brief's table: the protection that should stop each attack, and the step it acts at.
 BRIEF = {
@@ -109,8 +113,12 @@ FIRST_STOPPED_AT = {
 }
 
 
+CHANNEL_VIEWS = ("--view", "ladder", "--view", "ablation", "--view", "defence-sets")
+"""The lab channel's views (the clients view, real TLS, has tests/test_clients.py)."""
+
+
 def run_check(out: Path) -> dict[str, Any]:
-    result = mitmlab("check", "--out", str(out), timeout=600)
+    result = mitmlab("check", *CHANNEL_VIEWS, "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     report: dict[str, Any] = json.loads((out / "report.json").read_text())
@@ -131,7 +139,7 @@ def test_all_four_reports_and_the_raw_evidence(runs: tuple[Path, dict[str, Any],
     out, report, _ = runs
     for name in FILES:
         assert (out / name).stat().st_size > 0
-    assert report["schema"] == "mitm-lab/report" and report["version"] == 2
+    assert report["schema"] == "mitm-lab/report" and report["version"] == 3
     assert report["views"] == ["ladder", "ablation", "defence-sets"]
     assert report["summary"]["error"] == 0
     for scenario in report["scenarios"]:
@@ -154,11 +162,11 @@ def test_the_headline_holds_the_briefs_expectations(
 ) -> None:
     _, report, _ = runs
     headline = report["headline"]
-    assert set(headline) == set(ATTACK_IDS)
+    assert set(headline) == set(CHANNEL_ATTACKS)
     for attack, (protection, _) in BRIEF.items():
         assert headline[attack][protection] in ("needed", "enough_alone"), (attack, protection)
-    measured = {a: {p: headline[a][p] for p in PROTECTION_IDS} for a in ATTACK_IDS}
-    expected = {a: {p: expected_cell(a, p) for p in PROTECTION_IDS} for a in ATTACK_IDS}
+    measured = {a: {p: headline[a][p] for p in PROTECTION_IDS} for a in CHANNEL_ATTACKS}
+    expected = {a: {p: expected_cell(a, p) for p in PROTECTION_IDS} for a in CHANNEL_ATTACKS}
     assert measured == expected
 
 
@@ -178,7 +186,7 @@ def test_the_ladder_tells_the_story(runs: tuple[Path, dict[str, Any], dict[str, 
     _, report, _ = runs
     ladder = placed(report, "ladder")
     levels = [level["level"] for level in report["sections"]["ladder"]["levels"]]
-    for attack in ATTACK_IDS:
+    for attack in CHANNEL_ATTACKS:
         verdicts = [ladder[(attack, level)]["verdict"] for level in levels]
         stopped = [level for level, v in zip(levels, verdicts, strict=True) if v == "blocked"]
         assert stopped and stopped[0] == FIRST_STOPPED_AT[attack], (attack, verdicts)
@@ -253,7 +261,13 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
         "headless Chromium is needed: apt-get install chromium (./run-tests does it when run as root)"
     )
     return subprocess.run(
-        [binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", *args],
+        [
+            binary,
+            *CHROMIUM_FLAGS,
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            "--virtual-time-budget=5000",
+            *args,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -267,7 +281,7 @@ def test_the_html_report_renders_in_chromium(runs: tuple[Path, dict[str, Any], d
     page = (out / "report.html").as_uri()
     dom = chromium("--dump-dom", page).stdout
     matrix = dom[dom.index('<table id="matrix">') : dom.index("</table>", dom.index('<table id="matrix">'))]
-    assert matrix.count("<tr>") == 1 + len(ATTACK_IDS)
+    assert matrix.count("<tr>") == 1 + len(CHANNEL_ATTACKS)
     assert matrix.count('class="needed"') == sum(len(v) for v in NEEDED.values())
     assert (
         "http://" not in dom.split("<body>")[0] and "https://" not in dom.split("<body>")[0]

@@ -5,23 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from lab.attacks import ATTACK_IDS, attack
+from lab.attacks import attack, attacks_on
 from lab.channel.errors import ChannelError
 from lab.channel.protections import RECOMMENDED, Protections
 from lab.checker.runner import ground_truth
 from lab.checker.verdict import RunEvidence, decide
 from lab.evidence import read_evidence
 from lab.roles.client import BankRefused, NoReply, ReplyUnreadable, run_session
+from lab.stacks import LAB_CHANNEL
 from lab.state import StateDir
-from tests.processes import background, free_port
+from tests.processes import background, mitmdump
 from tests.world import SESSION, evidence_dicts
 
 WEAK: dict[str, Protections] = {
@@ -46,39 +43,7 @@ def switches(protections: Protections) -> list[str]:
     ]
 
 
-@contextmanager
-def mitmdump(addon: Path, upstream: int, state: StateDir, confdir: Path) -> Iterator[int]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "mitmdump"),
-            "-s",
-            str(addon),
-            "--mode",
-            f"reverse:tcp://127.0.0.1:{upstream}@127.0.0.1:{port}",
-            "--set",
-            f"lab_state_dir={state.root}",
-            "--set",
-            f"confdir={confdir}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:  # mitmdump says when it listens: no sleeping
-            if "listening" in line:
-                break
-        else:
-            raise RuntimeError("mitmdump exited before listening")
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@pytest.mark.parametrize("attack_id", ATTACK_IDS)
+@pytest.mark.parametrize("attack_id", attacks_on(LAB_CHANNEL))
 def test_each_addon_runs_standalone_under_mitmdump(state: StateDir, tmp_path: Path, attack_id: str) -> None:
     protections = WEAK[attack_id]
     with (
@@ -91,7 +56,9 @@ def test_each_addon_runs_standalone_under_mitmdump(state: StateDir, tmp_path: Pa
             *switches(protections),
             port_file=tmp_path / "port",
         ) as server_port,
-        mitmdump(attack(attack_id).addon, server_port, state, tmp_path / "mitmproxy") as port,
+        mitmdump(
+            attack(attack_id).addon, state, tmp_path / "mitmproxy", f"reverse:tcp://127.0.0.1:{server_port}"
+        ) as [port],
     ):
         # Reflection, for one, leaves the client holding a message it cannot use: that is the attack.
         with contextlib.suppress(ChannelError, BankRefused, NoReply, ReplyUnreadable, OSError):

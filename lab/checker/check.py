@@ -8,10 +8,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.attacks import attack
 from lab.checker.backends import Backend
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import Placement
-from lab.checker.views import VIEWS, Headline, ViewOutcome, merge_headlines
+from lab.checker.views import VIEWS, Headline, View, ViewOutcome, attacks_for, merge_headlines
+from lab.stacks import LAB_CHANNEL
 from lab.state import StateDir
 
 
@@ -25,6 +27,8 @@ class CheckResult:
     outcomes: dict[str, ViewOutcome] = field(default_factory=dict)
     results: dict[str, RunResult] = field(default_factory=dict)
     headline: Headline = field(default_factory=dict)
+    lanes_ready: datetime.datetime | None = None
+    """When every lane's roles answered: what comes before is start-up, not scenarios."""
 
     @property
     def placements(self) -> list[Placement]:
@@ -38,12 +42,21 @@ class CheckResult:
     def duration_s(self) -> float:
         return (self.finished - self.started).total_seconds()
 
+    @property
+    def scenarios_s(self) -> float:
+        """The time the scenarios took, the roles' start-up left out."""
+        return (self.finished - (self.lanes_ready or self.started)).total_seconds()
+
 
 def planned_runs(
-    views: tuple[str, ...], attacks: tuple[str, ...], settings: Mapping[str, bool] | None = None
+    views: tuple[str, ...],
+    attacks: tuple[str, ...],
+    settings: Mapping[str, bool] | None = None,
+    custom: Mapping[str, View] | None = None,
 ) -> int:
     """About how many runs the views ask for (some plan as they go): for the progress bar."""
-    return sum(VIEWS[name].planned_runs(attacks, settings or {}) for name in views)
+    known = {**VIEWS, **(custom or {})}
+    return sum(known[n].planned_runs(attacks_for(known[n], attacks), settings or {}) for n in views)
 
 
 async def run_check(
@@ -55,21 +68,30 @@ async def run_check(
     out: Path,
     on_result: Callable[[RunResult], None] = lambda result: None,
     settings: Mapping[str, bool] | None = None,
+    custom: Mapping[str, View] | None = None,
 ) -> CheckResult:
-    """`settings`: the value of each view flag (`View.flags`), off when absent."""
-    unknown = set(views) - set(VIEWS)
+    """`settings`: the value of each view flag (`View.flags`), off when absent; `custom`: views made
+    for this check that stand in for those of the same name (`mitmlab probe`'s clients view)."""
+    known = {**VIEWS, **(custom or {})}
+    unknown = set(views) - set(known)
     if unknown:
         raise ValueError(f"unknown views {sorted(unknown)}; views are {', '.join(VIEWS)}")
     started = datetime.datetime.now(datetime.UTC)
     flags = dict(settings or {})
     try:
         lanes = await backend.start(jobs)
+        lanes_ready = datetime.datetime.now(datetime.UTC)
         runner = Runner(backend, lanes, ground_truth(template), out, on_result)
-        outcomes = await asyncio.gather(*(VIEWS[name].run(runner, attacks, flags) for name in views))
+        outcomes = await asyncio.gather(
+            *(known[name].run(runner, attacks_for(known[name], attacks), flags) for name in views)
+        )
     finally:
         await backend.stop()
     result = CheckResult(views, attacks, backend.name, started, datetime.datetime.now(datetime.UTC))
+    result.lanes_ready = lanes_ready
     result.outcomes = dict(zip(views, outcomes, strict=True))
     result.results = runner.results
-    result.headline = merge_headlines(outcomes, attacks)
+    # The headline is the lab channel's: its protections are switches the views turn on and off.
+    channel_attacks = tuple(a for a in attacks if LAB_CHANNEL in attack(a).stacks)
+    result.headline = merge_headlines(outcomes, channel_attacks)
     return result

@@ -10,7 +10,17 @@ One scenario on one lane:
     client:   log in, transfer 100 to bob, read the balance, dialling the attacker as bank.lab
     attacker, server: wait until idle (a session-replay happens after the client has gone)
 
-then every role's evidence is taken through its control port (so it reaches the report wherever the
+On the real-TLS stack (docs/tls.md) the steps are:
+
+    all:      reset
+    server:   the HTTPS port bank.lab has for the client (the attacker's), for the front door's redirect
+    attacker: the scenario's attack
+    client:   the real client visits bank.lab (which is the attacker, to it)
+    attacker, server: wait until idle
+
+and the TLS key logs of the client and of mitmproxy are kept beside the evidence.
+
+Then every role's evidence is taken through its control port (so it reaches the report wherever the
 roles run), written into the report, and the verdict computed from it. Identical
 scenarios (several views share some) run once. A run that times out, or whose roles die, is an
 `error` with the reason; the lane is restarted and the other scenarios go on.
@@ -19,6 +29,7 @@ scenarios (several views share some) run once. A run that times out, or whose ro
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -27,13 +38,15 @@ from pathlib import Path
 from typing import Any, Final
 
 from lab.channel.connection import key_fingerprint
-from lab.channel.protections import Protections
+from lab.channel.protections import NONE, Protections
 from lab.checker.backends import Address, Backend, BackendError, Lane
-from lab.checker.scenarios import Scenario
+from lab.checker.scenarios import PROBE, Scenario
 from lab.checker.verdict import GroundTruth, RunEvidence, Verdict, decide
+from lab.checker.visit_verdict import decide_visit
 from lab.control import ControlError, request
 from lab.events import Event, EvidenceError
 from lab.evidence import parse_lines
+from lab.stacks import REAL_TLS
 from lab.state import ROLES, SERVER_NAME, StateDir
 
 SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
@@ -124,7 +137,7 @@ class Runner:
 
     async def _play(self, lane: Lane, scenario: Scenario) -> RunResult:
         started = time.perf_counter()
-        run = RunEvidence()
+        run = RunEvidence(attacked=scenario.attack is not None)
         outcome: dict[str, Any] | None = None
         pre_lines: dict[str, list[str]] = {}
         try:
@@ -150,9 +163,12 @@ class Runner:
         _write_evidence(destination, taken.lines)
         if pre_lines:
             _write_evidence(destination / "pre", pre_lines)
+        for role, keylog in (outcome or {}).get("keylogs", {}).items():
+            if keylog:
+                (destination / f"{role}.keylog").write_text(keylog, encoding="utf-8")
         pre_events = {role: parse_lines(role, lines)[0] for role, lines in pre_lines.items()}
         try:
-            verdict = decide(run, self.truth)
+            verdict = (decide_visit if scenario.stack == REAL_TLS else decide)(run, self.truth)
         except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
             verdict = Verdict("error", error=f"the evidence could not be judged: {type(exc).__name__}: {exc}")
         relative = str(destination.relative_to(self.out))
@@ -160,6 +176,8 @@ class Runner:
         return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome, written)
 
     async def _steps(self, lane: Lane, scenario: Scenario, pre_lines: dict[str, list[str]]) -> dict[str, Any]:
+        if scenario.stack == REAL_TLS:
+            return await self._visit(lane, scenario)
         await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
         await _call(lane, "server", "configure", protections=scenario.server.as_dict())
         if scenario.pin_first:
@@ -175,6 +193,31 @@ class Runner:
         await _call(lane, "attacker", "idle")
         await _call(lane, "server", "idle")
         return outcome
+
+    async def _visit(self, lane: Lane, scenario: Scenario) -> dict[str, Any]:
+        web = lane.attacker_web
+        if web is None:
+            raise ControlError("this lane's roles do not serve the HTTPS bank")
+        await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
+        await _call(lane, "server", "configure", protections=NONE.as_dict(), public_https_port=web.https)
+        await _call(lane, "attacker", "attack", id=scenario.attack)
+        assert scenario.victim is not None
+        who = (
+            {"command": shlex.split(scenario.victim.removeprefix(PROBE))}
+            if scenario.victim.startswith(PROBE)
+            else {"client": scenario.victim}
+        )
+        visited = await _call(
+            lane, "client", "visit", address=web.host, https=web.https, http=web.http, **who, timeout=90
+        )
+        await _call(lane, "attacker", "idle")
+        await _call(lane, "server", "idle")
+        attacker = await _call(lane, "attacker", "keylog")
+        return {
+            "outcome": "visited",
+            "visited": visited.get("visited"),
+            "keylogs": {"client": visited.get("keylog", ""), "attacker": attacker.get("keylog", "")},
+        }
 
     @staticmethod
     async def _session(

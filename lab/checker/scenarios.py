@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Final
 
 from lab.attacks import attack
-from lab.channel.protections import PROTECTION_IDS, Protections
-from lab.stacks import LAB_CHANNEL, STACKS
+from lab.channel.protections import NONE, PROTECTION_IDS, Protections
+from lab.stacks import LAB_CHANNEL, REAL_TLS, STACKS
+
+PROBE: Final = "probe: "
+"""A victim that is a command of one's own (`mitmlab probe`): this, then the command, shell-quoted."""
 
 
 @dataclass(frozen=True)
@@ -25,12 +29,22 @@ class Scenario:
     pin_first: bool = False
     """Make a clean session first so that the key pin exists (pinning is trust on first use)."""
     stack: str = LAB_CHANNEL
+    victim: str | None = None
+    """On the real-TLS stack, the real client (`lab.clients.adapters.CLIENTS`), or PROBE and a command
+    of one's own; its protections are its own settings, so `client` and `server` are `none`."""
 
     def __post_init__(self) -> None:
         if self.stack not in STACKS:
             raise ValueError(f"unknown stack {self.stack!r}; stacks are {', '.join(STACKS)}")
         if self.attack is not None and self.stack not in attack(self.attack).stacks:
             raise ValueError(f"{self.attack} does not apply to the {self.stack} stack")
+        if (self.victim is not None) != (self.stack == REAL_TLS):
+            raise ValueError("a real client (victim) is what a real-TLS scenario has, and only it")
+
+    @classmethod
+    def visit(cls, attack: str | None, victim: str) -> Scenario:
+        """A real client's visit to bank.lab, through `attack` (None: the attacker only relays)."""
+        return cls(attack, NONE, NONE, stack=REAL_TLS, victim=victim)
 
     @classmethod
     def symmetric(cls, attack: str | None, protections: Protections) -> Scenario:
@@ -48,12 +62,14 @@ class Scenario:
         bits = (
             _bits(self.client) if self.client == self.server else f"{_bits(self.client)}/{_bits(self.server)}"
         )
-        stack = "" if self.stack == LAB_CHANNEL else f":{self.stack}"
+        stack = "" if self.stack == LAB_CHANNEL else f":{self.stack}:{self.victim}"
         tag = hashlib.sha256(f"{self.attack}:{bits}:{self.pin_first}{stack}".encode()).hexdigest()[:8]
         return f"{self.attack or 'clean'}-{tag}"
 
     @property
     def profile(self) -> str:
+        if self.victim is not None:
+            return self.victim
         if self.client == self.server:
             return self.client.describe()
         return f"client {self.client.describe()}; server {self.server.describe()}"

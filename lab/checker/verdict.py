@@ -96,17 +96,27 @@ class RunEvidence:
     """A runner-level failure: a timeout, a role that died, evidence that did not validate."""
     client_outcome: str | None = None
     """How the client's session ended, as the client role reported it ('ok', or the error's type)."""
+    attacked: bool = True
+    """False for a run with no attack (the attacker only relays)."""
 
     def of(self, role: str, kind: type[E]) -> list[E]:
         return [e for e in self.events.get(role, []) if isinstance(e, kind)]
 
+    def lab_failure(self) -> str | None:
+        """Why the lab itself failed in this run (the runner's account, or a role's `LAB_FAILURES`)."""
+        failures = [
+            e for role in self.events for e in self.events[role] if isinstance(e, events.LAB_FAILURES)
+        ]
+        if self.lab_error or failures:
+            return self.lab_error or "; ".join(f"{e.role}: {getattr(e, 'error', '')}" for e in failures)
+        return None
+
 
 def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
     breakages = tuple(find_breakages(run, truth))
-    lab_failures = [e for role in run.events for e in run.events[role] if isinstance(e, events.LAB_FAILURES)]
-    if run.lab_error or lab_failures:
-        reason = run.lab_error or "; ".join(f"{e.role}: {getattr(e, 'error', '')}" for e in lab_failures)
-        return Verdict("error", breakages, error=reason)
+    failure = run.lab_failure()
+    if failure is not None:
+        return Verdict("error", breakages, error=failure)
     if breakages:
         return Verdict("compromised", breakages)
     refusals = sorted(run.of("client", events.Refusal) + run.of("server", events.Refusal), key=lambda e: e.ts)

@@ -8,6 +8,7 @@ from lab import __version__
 from lab.cli.attacker import attacker
 from lab.cli.bench import bench
 from lab.cli.check import check, demo, forward, report
+from lab.cli.probe import probe
 from lab.cli.protections import protections
 from lab.cli.role import role
 from lab.cli.roles import client, init, server
@@ -18,12 +19,17 @@ mitm-lab: watch man-in-the-middle attacks work, and watch each protection stop t
 The lab has its own secure channel, built like the HTTPS handshake the seeds describe, in which every
 protection (CA trust, hostname, validity, pinning, MAC, sequence numbers, server random, per-direction
 keys, transcript, forward secrecy) is a switch. A bank runs over it; an attacker (mitmproxy addons)
-sits in the middle; the evidence each role writes decides who won.
+sits in the middle; the evidence each role writes decides who won. The same bank also runs over real
+TLS, where real clients (curl, Python, openssl, Chromium) meet the certificate attacks, revocation
+and sslstrip, and refuse (or accept) in their own words.
 
 \b
 Start here:
   mitmlab check                         every attack against every protection: the detection report
   mitmlab demo bit-flip --no-mac        one attack, narrated
+  mitmlab check --view clients          real clients against real TLS
+  mitmlab probe -- curl -sS --resolve {resolve} --cacert {cafile} {url}
+                                        your own client against every TLS attack
   mitmlab server & mitmlab client balance
   mitmlab attacker --attack wrong-host & mitmlab client --connect 127.0.0.1:4434 balance
   mitmlab client --no-hostname transfer 100 bob
@@ -36,7 +42,20 @@ def cli() -> None:
     pass
 
 
-for command in (check, demo, report, protections, init, server, client, attacker, bench, role, forward):
+for command in (
+    check,
+    demo,
+    probe,
+    report,
+    protections,
+    init,
+    server,
+    client,
+    attacker,
+    bench,
+    role,
+    forward,
+):
     cli.add_command(command)
 
 

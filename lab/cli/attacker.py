@@ -10,8 +10,9 @@ import click
 from rich.console import Console
 
 from lab.attacks import ATTACK_IDS, ATTACKS
+from lab.bank.web import WebPorts
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
-from lab.cli.options import endpoint_option, state_dir_option
+from lab.cli.options import endpoint_option, state_dir_option, web_ports_option
 from lab.control import ControlServer
 from lab.events import EvidenceError
 from lab.evidence import follow
@@ -45,6 +46,17 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, Any]:
 )
 @endpoint_option("--listen", "127.0.0.1:4434", "Where clients dial the attacker (port 0 picks one).")
 @endpoint_option("--upstream", "127.0.0.1:4433", "The real server, behind the attacker.")
+@web_ports_option(
+    "--web-ports",
+    "9443,9880",
+    "Where real clients dial the attacker as bank.lab over HTTPS and plain HTTP (docs/tls.md), on the "
+    "--listen host; 0 picks a port.",
+)
+@web_ports_option(
+    "--upstream-web-ports",
+    "8443,8880",
+    "The HTTPS bank's ports on the --upstream host (`mitmlab server` serves 8443 and 8880).",
+)
 @click.option(
     "--addon",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -69,6 +81,8 @@ def attacker(
     attack_id: str,
     listen: tuple[str, int],
     upstream: tuple[str, int],
+    web_ports: WebPorts,
+    upstream_web_ports: WebPorts,
     addon: Path | None,
     settings: tuple[str, ...],
     control: tuple[str, int] | None,
@@ -76,7 +90,8 @@ def attacker(
     port_file: Path | None,
     state_dir: Path,
 ) -> None:
-    """Run mitmproxy in reverse mode in front of the bank with one attack addon from addons/.
+    """Run mitmproxy in reverse mode in front of the bank (the lab channel, and the HTTPS bank) with one
+    attack addon from addons/.
 
     The same addon files run on their own with `mitmdump -s addons/<attack>.py`; see
     docs/write-your-own-attack.md.
@@ -85,7 +100,10 @@ def attacker(
         state = StateDir(state_dir).require()
         try:
             chosen: str | Path = addon if addon is not None else attack_id
-            asyncio.run(_run(state, chosen, listen, upstream, _settings(settings), control, web, port_file))
+            role = AttackerRole(
+                state, listen, upstream, web_listen=web_ports, web_upstream=upstream_web_ports, web=web
+            )
+            asyncio.run(_run(role, chosen, _settings(settings), control, port_file))
         except KeyboardInterrupt:
             console.print("stopped.")
         except CannotListen as exc:
@@ -95,25 +113,27 @@ def attacker(
 
 
 async def _run(
-    state: StateDir,
+    role: AttackerRole,
     attack_id: str | Path,
-    listen: tuple[str, int],
-    upstream: tuple[str, int],
     settings: dict[str, Any],
     control: tuple[str, int] | None,
-    web: tuple[str, int] | None,
     port_file: Path | None,
 ) -> None:
-    role = AttackerRole(state, listen, upstream, web=web)
+    state, (host, _), upstream, web = role.state, role.listen, role.upstream, role.web
     port = await role.start()
     try:
         if isinstance(attack_id, Path):
             role.switch_to_file(attack_id, settings)
         else:
             role.switch(None if attack_id == "none" else attack_id, settings)
+        tls = role.web_ports()
         lines = [
-            f"attacker listening on {listen[0]}:{port}, relaying to {upstream[0]}:{upstream[1]}; "
-            f"attack: {attack_id}; evidence: {state.evidence_path('attacker')}"
+            f"attacker listening on {host}:{port}, relaying to {upstream[0]}:{upstream[1]}; "
+            f"attack: {attack_id}; evidence: {state.evidence_path('attacker')}",
+            f"in front of the HTTPS bank: https://bank.lab:{tls.https}/ and http://bank.lab:{tls.http}/ "
+            f"on {host}"
+            if tls
+            else "",
         ]
         if control is not None:
             control_server = ControlServer(role.control_handlers(), secret=state.secret())
@@ -124,7 +144,7 @@ async def _run(
             )
         if web is not None:
             lines.append(f"mitmweb on http://{web[0]}:{web[1]}/")
-        console.print("\n".join(lines) + "\nCtrl-C stops it.")
+        console.print("\n".join(line for line in lines if line) + "\nCtrl-C stops it.")
         if port_file is not None:
             port_file.write_text(f"{port}\n")
         # Say what the attack does, as it does it.

@@ -8,7 +8,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -22,8 +22,11 @@ from lab.bench import crypto
 from lab.bench.channel import Bench
 from lab.bench.measure import Result, ratios
 from lab.bench.proxy import ProxyBench
+from lab.checker.views import View, views_on
 from lab.cli.errors import EXIT_SETUP, fail
+from lab.clients.adapters import CLIENTS
 from lab.containers import ComposeLab, ContainersError, free_port
+from lab.stacks import LAB_CHANNEL
 from lab.state import StateDir
 
 console = Console(highlight=False)
@@ -140,6 +143,7 @@ def _measure(make: Callable[[StateDir], _Measurement], title: str, json_path: Pa
     _report(title, results, json_path)
 
 
+CHANNEL_VIEWS: Final = views_on(LAB_CHANNEL)
 EXHAUSTIVE_ATTACKS: Final = ("self-signed",)
 """The attack the bench runs every subset for (2048 runs), against the defence-sets search."""
 
@@ -155,23 +159,22 @@ EXHAUSTIVE_ATTACKS: Final = ("self-signed",)
 )
 @json_option
 def check_command(jobs: int, backend: str, json_path: Path | None) -> None:
-    """The full `mitmlab check --view all`, timed: runs per second, and the time of each view alone and
+    """The lab channel's `mitmlab check` (its views: ladder, ablation, defence-sets), timed: runs per
+    second, and the time of each view alone and
     of the defence-sets search against every subset for one attack (goals: the whole check within 15 s,
     at least 40 runs per second).
 
     With --backend compose: the local check, the check in containers, the local check again; the
     containers' check against the local runs (goal: within 1.5x), the cached image build, `docker
     compose up` to the first verdict and to the report, and the image's size."""
-    first = _local_check(jobs)
+    first = _local_check(jobs, CHANNEL_VIEWS)
     if backend == "local":
-        from lab.checker.views import VIEWS
-
-        alone = {name: _local_check(jobs, (name,)) for name in VIEWS}
+        alone = {name: _local_check(jobs, (name,)) for name in CHANNEL_VIEWS}
         searched = _local_check(jobs, ("defence-sets",), EXHAUSTIVE_ATTACKS)
         every = _local_check(jobs, ("defence-sets",), EXHAUSTIVE_ATTACKS, {"exhaustive": True})
         which = " and ".join(EXHAUSTIVE_ATTACKS)
         _report(
-            f"mitmlab check --view all, {jobs} lanes (goals: within 15 s, at least 40 runs per second)",
+            f"mitmlab check, the lab channel's views, {jobs} lanes (goals: within 15 s, 40 runs per second)",
             [
                 Result("runs", first.runs, ""),
                 Result("the check, as its report times it", first.check, "s"),
@@ -202,10 +205,10 @@ def check_command(jobs: int, backend: str, json_path: Path | None) -> None:
         containers = _compose_check(jobs)
     except ContainersError as exc:
         fail(EXIT_SETUP, str(exc))
-    second = _local_check(jobs)
+    second = _local_check(jobs, CHANNEL_VIEWS)
     local = statistics.median([first.check, second.check])
     _report(
-        f"mitmlab check --view all, {jobs} lanes: containers against local processes (goal: within 1.5x)",
+        f"mitmlab check, the lab channel's views, {jobs} lanes: containers against local (goal: within 1.5x)",
         [
             Result("local check (median of the runs before and after)", local, "s"),
             Result(
@@ -224,6 +227,80 @@ def check_command(jobs: int, backend: str, json_path: Path | None) -> None:
         ],
         json_path,
     )
+
+
+@bench.command(name="clients")
+@click.option("--jobs", type=click.IntRange(min=1, max=16), default=2, show_default=True)
+@click.option(
+    "--handshakes",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="TLS handshakes per measurement (direct, relayed, intercepted).",
+)
+@click.option(
+    "--client",
+    "clients",
+    type=click.Choice(list(CLIENTS)),
+    multiple=True,
+    help="Only this client's column (repeatable). Default: every client.",
+)
+@click.option(
+    "--against-check/--no-against-check",
+    default=True,
+    show_default=True,
+    help="Also time `mitmlab check --view all` against the lab channel's views alone: what the clients "
+    "view adds to the check.",
+)
+@json_option
+def clients_command(
+    jobs: int, handshakes: int, clients: tuple[str, ...], against_check: bool, json_path: Path | None
+) -> None:
+    """The real-TLS side, timed: a TLS handshake through mitmproxy against going direct, and the clients
+    view's cells per second (the roles' start-up left out), Chromium apart (goal: the clients view adds
+    under 20 s to `mitmlab check`)."""
+    from lab.bench.handshakes import HandshakeBench
+    from lab.checker.views.clients import Clients
+
+    with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
+        bench_run = HandshakeBench(StateDir(Path(scratch)).ensure(), handshakes)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task("handshakes", total=bench_run.steps)
+            results = asyncio.run(bench_run.run(lambda: progress.advance(task)))
+    chosen = clients or tuple(CLIENTS)
+    for label, victims in (
+        ("Chromium", [c for c in chosen if CLIENTS[c].programs[:1] == ("chromium",)]),
+        ("the other clients", [c for c in chosen if CLIENTS[c].programs[:1] != ("chromium",)]),
+    ):
+        if not victims:
+            continue
+        view = Clients(victims)
+        timed = _local_check(jobs, ("clients",), custom={"clients": view})
+        results += [
+            Result(f"clients view, {label}: cells", timed.runs, ""),
+            Result(
+                f"clients view, {label}: cells per second (start-up apart)",
+                timed.runs / timed.scenarios,
+                "/s",
+            ),
+            Result(f"clients view, {label}: runs in error", timed.errors, ""),
+        ]
+    if against_check:
+        channel = _local_check(jobs, CHANNEL_VIEWS)
+        everything = _local_check(jobs)
+        results += [
+            Result("mitmlab check, the lab channel's views", channel.check, "s"),
+            Result(
+                "mitmlab check --view all (with clients)",
+                everything.check,
+                "s",
+                "mitmlab check, the lab channel's views",
+            ),
+            Result("what the clients view adds to the check", everything.check - channel.check, "s"),
+            Result("runs in error, both checks", channel.errors + everything.errors, ""),
+        ]
+    title = f"real TLS, {jobs} lanes (goal: the clients view adds under 20 s to the check)"
+    _report(title, results, json_path)
 
 
 @bench.command(name="labs")
@@ -301,6 +378,8 @@ class _Timed:
     check: float
     """The check itself, as its report times it."""
     wall: float = 0.0
+    scenarios: float = 0.0
+    """The scenarios alone, the roles' start-up left out."""
     runs: int = 0
     errors: int = 0
     build: float = 0.0
@@ -314,6 +393,7 @@ def _local_check(
     views: tuple[str, ...] | None = None,
     attacks: tuple[str, ...] | None = None,
     settings: dict[str, bool] | None = None,
+    custom: Mapping[str, View] | None = None,
 ) -> _Timed:
     """A check on local roles (every view and attack by default), timed."""
     from lab.attacks import ATTACK_IDS
@@ -339,10 +419,11 @@ def _local_check(
                     work / "out",
                     lambda r: progress.advance(task),
                     settings,
+                    custom,
                 )
             )
         wall = time.perf_counter() - started
-    return _Timed(result.duration_s, wall, len(result.results), len(result.errors))
+    return _Timed(result.duration_s, wall, result.scenarios_s, len(result.results), len(result.errors))
 
 
 def _compose_check(jobs: int) -> _Timed:
@@ -352,6 +433,7 @@ def _compose_check(jobs: int) -> _Timed:
             project="mitmlab-bench",
             settings={
                 "MITMLAB_JOBS": str(jobs),
+                "MITMLAB_CHECK_ARGS": " ".join(f"--view {name}" for name in CHANNEL_VIEWS),
                 "MITMLAB_REPORTS": str(reports),
                 "MITMLAB_REPORT_PORT": str(free_port()),
                 "MITMLAB_LIVE_PORT": str(free_port()),

@@ -19,14 +19,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lab.attacks import ATTACK_IDS
+from lab.attacks import ATTACK_IDS, attacks_on
 from lab.channel.protections import BY_ID, PROTECTION_IDS
 from lab.checker.backends import Backend
 from lab.checker.backends.compose import ComposeBackend
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, planned_runs, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
-from lab.checker.scenarios import Scenario
+from lab.checker.scenarios import PROBE, Scenario
 from lab.checker.views import CELL_KINDS, VIEWS
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
 from lab.cli.options import endpoint_option, protection_options, protections_from
@@ -36,9 +36,16 @@ from lab.narrate import print_timeline
 from lab.report.model import build
 from lab.report.serve import report_server
 from lab.report.writers import CELL_GLYPH, FILES, SYMBOL, load_report, write_report
+from lab.stacks import LAB_CHANNEL
 from lab.state import StateDir
 
 console = Console(highlight=False)
+PROTECTION_SHORT = {
+    **{p: protection.short for p, protection in BY_ID.items()},
+    "revocation": "crl",
+    "hsts": "hsts",
+}
+CHANNEL_ATTACKS = attacks_on(LAB_CHANNEL)
 EXIT_RUN_ERRORS = 8
 CELL_STYLE = {
     "needed": "bold red",
@@ -87,9 +94,10 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     "--view",
     "view",
     type=click.Choice([*VIEWS, "all"]),
-    default="all",
+    multiple=True,
+    default=["all"],
     show_default=True,
-    help="Which view to compute, or all of them: "
+    help="Which view to compute (repeatable), or all of them: "
     + "; ".join(f"{name}: {view.summary}" for name, view in VIEWS.items())
     + ".",
 )
@@ -123,7 +131,7 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     help="Scenarios run in parallel (one set of roles each).",
 )
 def check(
-    view: str, attacks: tuple[str, ...], backend: str, out: Path | None, jobs: int, **flags: bool
+    view: tuple[str, ...], attacks: tuple[str, ...], backend: str, out: Path | None, jobs: int, **flags: bool
 ) -> None:
     """Run every attack against every protection and write the detection report.
 
@@ -131,10 +139,10 @@ def check(
     alone, is part of a set that stops it, or has no effect: computed from the runs, each linked to
     its evidence. The defence sets say, per attack, every minimal set of protections that stops it.
     """
-    views = tuple(VIEWS) if view == "all" else (view,)
+    views = tuple(VIEWS) if "all" in view else tuple(name for name in VIEWS if name in view)
     chosen = attacks or ATTACK_IDS
-    out = out or _default_out()
-    _writable(out)
+    out = out or default_out()
+    writable(out)
     if backend == "compose" and not in_compose():
         _check_in_containers(views, attacks, out, jobs, flags)
         return
@@ -145,7 +153,7 @@ def check(
         )
     with tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch, reported_errors():
         lab_backend, template = make_backend(backend, Path(scratch))
-        result = _with_progress(
+        result = with_progress(
             lambda on_result: run_check(lab_backend, template, views, chosen, jobs, out, on_result, flags),
             planned_runs(views, chosen, flags),
         )
@@ -159,18 +167,18 @@ def check(
             f"host, served at {os.environ.get('MITMLAB_REPORT_URL', '(the report service)')}"
         )
     else:
-        _say_where(out)
+        say_where(out)
     if result.errors:
         fail(EXIT_RUN_ERRORS, f"{len(result.errors)} run(s) ended in error; see the report.")
 
 
-def _say_where(out: Path) -> None:
+def say_where(out: Path) -> None:
     console.print(
         f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}"
     )
 
 
-def _default_out() -> Path:
+def default_out() -> Path:
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     if in_compose():  # labs that share ./reports each find their own: <timestamp>-<compose project>
         return Path("/reports") / (
@@ -193,7 +201,7 @@ def _check_in_containers(
     views: tuple[str, ...], attacks: tuple[str, ...], out: Path, jobs: int, flags: dict[str, bool]
 ) -> None:
     """`docker compose up` with this check, its report written to `out`; then the lab comes down."""
-    arguments = [f"--view {views[0]}"] if len(views) == 1 else []
+    arguments = [f"--view {name}" for name in views] if views != tuple(VIEWS) else []
     arguments += [f"--attack {attack}" for attack in attacks]
     arguments += [f"--{name}" for name, on in flags.items() if on]
     lab = ComposeLab(
@@ -229,12 +237,12 @@ def _check_in_containers(
     if not (out / "report.json").exists():
         fail(EXIT_SETUP, f"the checker container ended ({code}) without a report: {logs.strip()[-2000:]}")
     print_summary(load_report(out))
-    _say_where(out)
+    say_where(out)
     if code:
         sys.exit(code)
 
 
-def _writable(out: Path) -> None:
+def writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -244,7 +252,7 @@ def _writable(out: Path) -> None:
         fail(EXIT_SETUP, f"cannot write the report to {out}: {exc.strerror or exc}")
 
 
-def _with_progress(start: Any, planned: int) -> CheckResult:
+def with_progress(start: Any, planned: int) -> CheckResult:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("running scenarios", total=planned)
@@ -269,6 +277,8 @@ def print_summary(report: dict[str, Any]) -> None:
     )
     if report["headline"]:
         console.print(_headline_table(report))
+    if report["clients"]:
+        console.print(_clients_table(report))
     for name in report["views"]:
         lines = report["sections"][name].get("summary", [])
         if lines:
@@ -281,20 +291,26 @@ def print_summary(report: dict[str, Any]) -> None:
         )
 
 
-def _headline_table(report: dict[str, Any]) -> Table:
+def _compact_table(title: str, first_column: str, caption: str | None = None) -> Table:
+    """A grid of one-glyph cells that fits a terminal."""
     table = Table(
-        title="which protection stops which attack",
-        caption=HEADLINE_LEGEND,
+        title=title,
+        caption=caption,
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("attack", no_wrap=True)
+    table.add_column(first_column, no_wrap=True)
+    return table
+
+
+def _headline_table(report: dict[str, Any]) -> Table:
+    table = _compact_table("which protection stops which attack", "attack", HEADLINE_LEGEND)
     for protection in report["protections"]:
         table.add_column(BY_ID[protection].short, justify="center", no_wrap=True)
-    for attack in report["attacks"]:
+    for attack in report["stack_attacks"][LAB_CHANNEL]:
         cells = report["headline"][attack]
         table.add_row(
             attack, *(f"[{CELL_STYLE[cells[p]]}]{CELL_GLYPH[cells[p]]}[/]" for p in report["protections"])
@@ -302,8 +318,30 @@ def _headline_table(report: dict[str, Any]) -> Table:
     return table
 
 
-@click.command(epilog="Attacks: " + ", ".join(ATTACK_IDS))
-@click.argument("attack", type=click.Choice(ATTACK_IDS), required=False)
+def _clients_table(report: dict[str, Any]) -> Table:
+    """The `clients` view turned on its side for a terminal: a row per client, a column per attack."""
+    section = report["sections"]["clients"]
+    title = "real clients against real TLS (✗ compromised, ✓ blocked by, - unaffected, ! error)"
+    table = _compact_table(title, "client")
+    for attack in section["rows"]:
+        table.add_column(attack, justify="center")
+    cells = {(c["client"], c["attack"]): c for c in report["clients"]}
+    for column in section["columns"]:
+        row = []
+        for attack in section["rows"]:
+            cell = cells[(column["id"], attack)]
+            by = (
+                f" {PROTECTION_SHORT.get(cell['protection'], cell['protection'])}"
+                if cell["protection"]
+                else ""
+            )
+            row.append(f"[{VERDICT_STYLE[cell['verdict']]}]{SYMBOL[cell['verdict']]}{by}[/]")
+        table.add_row("your program" if column["id"].startswith(PROBE) else column["id"], *row)
+    return table
+
+
+@click.command(epilog="Attacks: " + ", ".join(CHANNEL_ATTACKS))
+@click.argument("attack", type=click.Choice(CHANNEL_ATTACKS), required=False)
 @protection_options
 @click.option(
     "--server-without",

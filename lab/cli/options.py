@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from lab.bank.web import WebPorts
 from lab.channel.protections import PROFILES, PROTECTION_IDS, PROTECTIONS, Protections
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,6 +23,27 @@ def endpoint(ctx: click.Context, param: click.Parameter, value: str) -> tuple[st
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise click.BadParameter(f"{value!r} is not HOST:PORT (for example 127.0.0.1:4433)")
     return host.strip("[]"), int(port)
+
+
+def web_ports_option(flag: str, default: str | None, help: str) -> Callable[[F], F]:
+    """An HTTPS,HTTP pair of ports (`lab.bank.web.WebPorts`); without a default, None when absent."""
+
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> WebPorts | None:
+        if value is None:
+            return None
+        https, sep, http = value.partition(",")
+        if not sep or not all(p.isdigit() and int(p) <= 65535 for p in (https, http)):
+            raise click.BadParameter(f"{value!r} is not HTTPS,HTTP (two ports, for example 8443,8880)")
+        return WebPorts(int(https), int(http))
+
+    return click.option(
+        flag,
+        callback=parse,
+        metavar="HTTPS,HTTP",
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
 
 
 def endpoint_option(flag: str, default: str | None, help: str) -> Callable[[F], F]:

@@ -16,9 +16,10 @@ from typing import Any
 
 import click
 
+from lab.bank.web import WebPorts
 from lab.channel.protections import RECOMMENDED
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
-from lab.cli.options import endpoint_option, state_dir_option
+from lab.cli.options import endpoint_option, state_dir_option, web_ports_option
 from lab.control import ControlError, ControlServer, Handler
 from lab.events import ControlRefused
 from lab.evidence import evidence_lines
@@ -34,11 +35,24 @@ from lab.state import StateDir
 @endpoint_option("--control", "127.0.0.1:0", "The control port (JSON lines).")
 @endpoint_option("--listen", "127.0.0.1:0", "The server's or attacker's service address.")
 @endpoint_option("--upstream", "127.0.0.1:4433", "The attacker's upstream: the real server.")
+@web_ports_option(
+    "--web-ports",
+    "0,0",
+    "The HTTPS bank's HTTPS and plain-HTTP ports (the server's), or the attacker's in front of them, on "
+    "the --listen host; 0 picks a free port.",
+)
+@web_ports_option(
+    "--upstream-web-ports",
+    None,
+    "The attacker's upstream HTTPS bank ports, on the --upstream host; without it the attacker has no "
+    "real-TLS listeners.",
+)
 @endpoint_option("--web", None, "The attacker's mitmweb live view (with --lanes: the first lane's).")
 @click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help='Write {"control": PORT, "service": PORT} here once listening (with --lanes: {"lanes": N}).',
+    help='Write {"control": PORT, "service": PORT, "https": PORT, "http": PORT} here once listening '
+    '(with --lanes: {"lanes": N}).',
 )
 @click.option(
     "--lanes",
@@ -59,6 +73,8 @@ def role(
     control: tuple[str, int],
     listen: tuple[str, int],
     upstream: tuple[str, int],
+    web_ports: WebPorts,
+    upstream_web_ports: WebPorts | None,
     web: tuple[str, int] | None,
     ready_file: Path | None,
     lanes: int | None,
@@ -68,13 +84,14 @@ def role(
     """Run the server, attacker or client as a long-lived role for `mitmlab check`."""
     with reported_errors():
         state = StateDir(state_dir).require()
+        ports = LanePorts(control, listen, upstream, web_ports, upstream_web_ports)
         try:
             if lanes is not None:
                 _own_private_directory(lanes_dir)
-                supervisor = Lanes(name, lanes, state, lanes_dir, LanePorts(control, listen, upstream), web)
+                supervisor = Lanes(name, lanes, state, lanes_dir, ports, web)
                 asyncio.run(supervisor.run(ready_file))
             else:
-                asyncio.run(_serve(name, state, control, listen, upstream, web, ready_file))
+                asyncio.run(_serve(name, state, ports, web, ready_file))
         except KeyboardInterrupt:
             pass
         except LanesFailed as exc:
@@ -95,9 +112,7 @@ def _own_private_directory(path: Path) -> None:
 async def _serve(
     name: str,
     state: StateDir,
-    control: tuple[str, int],
-    listen: tuple[str, int],
-    upstream: tuple[str, int],
+    ports: LanePorts,
     web: tuple[str, int] | None,
     ready_file: Path | None,
 ) -> None:
@@ -105,17 +120,27 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):  # PID 1 in a container has no default action
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     service_port: int | None = None
+    web_ports: WebPorts | None = None
     handlers: dict[str, Handler]
     server: BankServer | None = None
     attacker: AttackerRole | None = None
     if name == "server":
         server = BankServer(state, RECOMMENDED)
-        service_port = await server.start(*listen)
+        service_port = await server.start(*ports.listen)
+        web_ports = await server.start_web(ports.listen[0], ports.web.https, ports.web.http)
         serving = asyncio.create_task(server.serve_forever())
         handlers = server.control_handlers()
     elif name == "attacker":
-        attacker = AttackerRole(state, listen, upstream, web=web)
+        attacker = AttackerRole(
+            state,
+            ports.listen,
+            ports.upstream,
+            web_listen=ports.web if ports.upstream_web else None,
+            web_upstream=ports.upstream_web,
+            web=web,
+        )
         service_port = await attacker.start()
+        web_ports = attacker.web_ports()
         handlers = attacker.control_handlers()
     else:
         handlers = client_role.control_handlers(state)
@@ -142,9 +167,12 @@ async def _serve(
     control_server = ControlServer(
         {**handlers, "evidence": evidence, "shutdown": shutdown}, secret=state.secret(), on_refused=refused
     )
-    control_port = await control_server.start(*control)
+    control_port = await control_server.start(*ports.control)
     if ready_file is not None:
-        ready_file.write_text(json.dumps({"control": control_port, "service": service_port}) + "\n")
+        ready: dict[str, int | None] = {"control": control_port, "service": service_port}
+        if web_ports is not None:
+            ready.update(https=web_ports.https, http=web_ports.http)
+        ready_file.write_text(json.dumps(ready) + "\n")
     try:
         await stop.wait()
     finally:

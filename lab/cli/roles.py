@@ -10,8 +10,15 @@ from typing import Any
 import click
 from rich.console import Console
 
+from lab.bank.web import WebPorts
 from lab.cli.errors import EXIT_CODES_HELP, EXIT_CONNECTION, fail, reported_errors
-from lab.cli.options import endpoint_option, protection_options, protections_from, state_dir_option
+from lab.cli.options import (
+    endpoint_option,
+    protection_options,
+    protections_from,
+    state_dir_option,
+    web_ports_option,
+)
 from lab.roles.client import Command, SessionResult, run_session
 from lab.roles.server import run_server
 from lab.state import SERVER_NAME, StateDir
@@ -41,6 +48,11 @@ def init(fresh: bool, state_dir: Path) -> None:
 
 @click.command(epilog=EXIT_CODES_HELP)
 @endpoint_option("--listen", "127.0.0.1:4433", "Address to listen on (port 0 picks a free port).")
+@web_ports_option(
+    "--web-ports",
+    "8443,8880",
+    "The HTTPS bank's ports on the --listen host (docs/tls.md): HTTPS, and the plain-HTTP front door.",
+)
 @click.option(
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -48,26 +60,32 @@ def init(fresh: bool, state_dir: Path) -> None:
 )
 @state_dir_option
 @protection_options
-def server(listen: tuple[str, int], port_file: Path | None, state_dir: Path, **switches: Any) -> None:
-    """Run the bank behind the lab channel. Creates the state directory if it is missing."""
+def server(
+    listen: tuple[str, int], web_ports: WebPorts, port_file: Path | None, state_dir: Path, **switches: Any
+) -> None:
+    """Run the bank behind the lab channel, and over real HTTPS. Creates the state directory if it is
+    missing."""
     protections = protections_from(switches)
     with reported_errors():
         state = StateDir(state_dir).ensure()
 
-        def ready(port: int) -> None:
+        def ready(port: int, web: WebPorts) -> None:
             if port_file is not None:
                 port_file.write_text(f"{port}\n")
             console.print(
-                f"{SERVER_NAME} listening on {listen[0]}:{port} with {protections.describe()}; "
-                "Ctrl-C stops it."
+                f"{SERVER_NAME} listening on {listen[0]}:{port} with {protections.describe()}; over HTTPS "
+                f"on {web.https}, its plain-HTTP front door on {web.http}. Ctrl-C stops it."
             )
 
         try:
-            asyncio.run(run_server(state, listen[0], listen[1], protections, on_ready=ready))
+            asyncio.run(run_server(state, listen[0], listen[1], protections, web=web_ports, on_ready=ready))
         except KeyboardInterrupt:
             console.print("stopped.")
         except OSError as exc:
-            fail(EXIT_CONNECTION, f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")
+            fail(
+                EXIT_CONNECTION,
+                f"cannot listen on {listen[0]} (ports {listen[1]}, {web_ports}): {exc.strerror}",
+            )
 
 
 @click.group(epilog=EXIT_CODES_HELP)

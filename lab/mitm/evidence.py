@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 import msgspec
-from mitmproxy import ctx, tcp
+from mitmproxy import ctx, http, tcp
 from mitmproxy.addonmanager import Loader
 
 from lab import events
@@ -44,6 +44,10 @@ class AttackEvidence:
         context = flow_wire(flow).view.describe() if flow is not None else {}
         stamped = msgspec.structs.replace(event, attack=self.attack, **context)
         EvidenceLog(state_dir().evidence_path("attacker"), "attacker").record(stamped)
+
+    def record_web(self, flow: http.HTTPFlow | None, event: events.AttackerEvent) -> None:
+        """An event of an attack on the real-TLS stack (no lab-channel session to describe)."""
+        self.record(None, event)
 
     def read(self, flow: tcp.TCPFlow, secret: str, value: object, where: str, how: events.ReadHow) -> None:
         """The attacker read a secret (a password, a balance, a transfer)."""

@@ -4,6 +4,7 @@
     bank = ca.issue("bank.lab", now=now)
     stale = ca.issue("bank.lab", not_before=..., not_after=...)     # an expired certificate
     forged = self_signed("bank.lab", now=now)
+    crl = ca.revocation_list([leaked.certificate], now=now)     # a CRL that lists it as revoked
 
 Leaf keys are RSA because the lab channel's legacy key exchange is RSA key transport; CA keys are
 ECDSA P-256 because they only sign, and are quick to make.
@@ -23,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 RSA_BITS = 2048
 LEAF_LIFETIME = datetime.timedelta(days=397)  # the longest public CAs issue today
 CA_LIFETIME = datetime.timedelta(days=3650)
+CRL_LIFETIME = datetime.timedelta(days=30)
 BACKDATE = datetime.timedelta(hours=1)  # tolerate a little clock skew between lab roles
 
 
@@ -127,6 +129,32 @@ class CertificateAuthority:
             ),
         )
         return Leaf(certificate, key, (certificate,))
+
+    def revocation_list(
+        self, revoked: list[x509.Certificate], *, now: datetime.datetime
+    ) -> x509.CertificateRevocationList:
+        """A CRL, valid for CRL_LIFETIME from `now`, that lists `revoked` as revoked since `now`, their
+        key having leaked."""
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.certificate.subject)
+            .last_update(now - BACKDATE)
+            .next_update(now + CRL_LIFETIME)
+            .add_extension(x509.CRLNumber(1), critical=False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.private_key.public_key()),
+                critical=False,
+            )
+        )
+        for certificate in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(certificate.serial_number)
+                .revocation_date(now - BACKDATE)
+                .add_extension(x509.CRLReason(x509.ReasonFlags.key_compromise), critical=False)
+                .build()
+            )
+        return builder.sign(self.private_key, hashes.SHA256())
 
     def write(self, cert_path: Path, key_path: Path | None = None) -> None:
         cert_path.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))

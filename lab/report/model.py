@@ -17,10 +17,10 @@ from lab.checker.verdict import VERDICTS
 from lab.events import SCHEMA_VERSION as EVIDENCE_SCHEMA
 from lab.events import Event, to_dict
 from lab.narrate import told
-from lab.stacks import STACKS
+from lab.stacks import CLIENT_SETTINGS, STACKS
 
 SCHEMA: Final = "mitm-lab/report"
-VERSION: Final = 2
+VERSION: Final = 3
 
 
 def build(check: CheckResult) -> dict[str, Any]:
@@ -36,6 +36,9 @@ def build(check: CheckResult) -> dict[str, Any]:
         "backend": check.backend,
         "views": list(check.views),
         "attacks": list(check.attacks),
+        "stack_attacks": {
+            stack: [a for a in check.attacks if stack in ATTACKS[a].stacks] for stack in STACKS
+        },
         "protections": list(PROTECTION_IDS),
         "summary": {
             "runs": len(check.results),
@@ -48,6 +51,7 @@ def build(check: CheckResult) -> dict[str, Any]:
             a: {p: list(cell.runs) for p, cell in row.items()} for a, row in check.headline.items()
         },
         "sections": {name: outcome.section for name, outcome in check.outcomes.items()},
+        "clients": list(check.outcomes["clients"].section["cells"]) if "clients" in check.outcomes else [],
         "attack_info": {
             a: {
                 "summary": ATTACKS[a].summary,
@@ -57,7 +61,7 @@ def build(check: CheckResult) -> dict[str, Any]:
             for a in check.attacks
         },
         "stacks": {stack.id: stack.summary for stack in STACKS.values()},
-        "protection_info": {p.id: p.doc for p in PROTECTIONS},
+        "protection_info": {**{p.id: p.doc for p in PROTECTIONS}, **CLIENT_SETTINGS},
         "scenarios": scenarios,
     }
 

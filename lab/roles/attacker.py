@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mitmproxy import exceptions, hooks, master, options, tcp
-from mitmproxy.addons import core, next_layer, proxyserver, tlsconfig
+from mitmproxy import connection, exceptions, hooks, master, options, tcp, tls
+from mitmproxy.addons import clientplayback, core, next_layer, proxyserver, tlsconfig
 from mitmproxy.addons.script import load_script
+from mitmproxy.net import tls as net_tls
 
 from lab.attacks import attack
+from lab.bank.web import WebPorts
 from lab.control import ControlError
 from lab.state import StateDir
 
@@ -55,12 +57,19 @@ def _captured_errors(logger_name: str) -> Iterator[list[str]]:
 
 
 class _Tracker:
-    """Counts live flows and reports readiness; always loaded, whatever the attack."""
+    """Counts live flows and reports readiness; always loaded, whatever the attack. TLS passes through
+    untouched unless the attack intercepts it: with no attack, or one of the lab channel's only, the
+    attacker is a plain relay in front of the HTTPS bank too."""
 
-    def __init__(self) -> None:
+    def __init__(self, intercepts_tls: Callable[[], bool]) -> None:
         self.live = 0
         self.flows = 0
         self.ready = asyncio.Event()
+        self.intercepts_tls = intercepts_tls
+
+    def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        if not self.intercepts_tls():
+            data.ignore_connection = True
 
     def running(self) -> None:
         self.ready.set()
@@ -72,12 +81,32 @@ class _Tracker:
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self.live -= 1
 
+    def client_connected(self, client: connection.Client) -> None:
+        if _is_web(client):  # a lab-channel connection is counted as its flow, from start to end
+            self.live += 1
+            self.flows += 1
 
-def raw_tcp_addons() -> list[object]:
-    """What reverse:tcp needs of mitmproxy's own addons, and no more. Every event is offered to every
-    addon, so the thirty defaults cost the attacker about half its latency (docs/benchmarks.md); mitmweb
-    (`--web`) brings the whole set, as it needs."""
-    return [core.Core(), proxyserver.Proxyserver(), next_layer.NextLayer(), tlsconfig.TlsConfig()]
+    def client_disconnected(self, client: connection.Client) -> None:
+        if _is_web(client):
+            self.live -= 1
+
+
+def _is_web(client: connection.Client) -> bool:
+    return getattr(client.proxy_mode, "scheme", None) in ("https", "http")
+
+
+def lab_addons() -> list[object]:
+    """What the lab's modes need of mitmproxy's own addons, and no more: reverse:tcp, reverse:https and
+    reverse:http, TLS, and client replay (a stolen cookie is used with it). Every event is offered to
+    every addon, so the thirty defaults cost the attacker about half its latency (docs/benchmarks.md);
+    mitmweb (`--web`) brings the whole set, as it needs."""
+    return [
+        core.Core(),
+        proxyserver.Proxyserver(),
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        clientplayback.ClientPlayback(),
+    ]
 
 
 class AttackerRole:
@@ -87,18 +116,38 @@ class AttackerRole:
         listen: tuple[str, int],
         upstream: tuple[str, int],
         *,
+        web_listen: WebPorts | None = None,
+        web_upstream: WebPorts | None = None,
         web: tuple[str, int] | None = None,
     ) -> None:
         self.state = state
         self.listen = listen
         self.upstream = upstream
+        self.web_listen = web_listen
+        """The HTTPS and plain-HTTP ports to listen on (on the listen host), in front of the HTTPS bank's
+        `web_upstream` (on the upstream host); neither: the lab channel only."""
+        self.web_upstream = web_upstream
         self.web = web
         self.attack_id: str | None = None
         self.settings: dict[str, Any] = {}
         self._module: ModuleType | None = None
-        self._tracker = _Tracker()
+        self._tracker = _Tracker(self._intercepts_tls)
         self._master: master.Master | None = None
         self._run: asyncio.Task[None] | None = None
+
+    @property
+    def keylog(self) -> Path:
+        return self.state.root / "attacker" / "keylog.txt"
+
+    def take_keylog(self) -> str:
+        """The key log so far, emptied (mitmproxy appends to it)."""
+        try:
+            with self.keylog.open("r+", errors="replace") as file:
+                text = file.read()
+                file.truncate(0)
+        except FileNotFoundError:
+            return ""
+        return text
 
     @property
     def mitm(self) -> master.Master:
@@ -110,11 +159,24 @@ class AttackerRole:
         """Start mitmproxy and return the bound port (port 0 picks one)."""
         confdir = self.state.root / "attacker" / "mitmproxy"
         confdir.mkdir(parents=True, exist_ok=True)
+        # Both TLS legs' secrets, NSS format, so that a capture of a run decrypts in Wireshark. mitmproxy
+        # reads MITMPROXY_SSLKEYLOGFILE once, at import; its logger is looked up whenever it makes a TLS
+        # context, so setting it here, before the first, is the same thing.
+        net_tls.log_master_secret = net_tls.make_master_secret_logger(str(self.keylog))
         (up_host, up_port), (host, port) = self.upstream, self.listen
-        opts = options.Options(
-            mode=[f"reverse:tcp://{up_host}:{up_port}@{host}:{port}"], confdir=str(confdir)
-        )
+        modes = [f"reverse:tcp://{up_host}:{up_port}@{host}:{port}"]
+        if self.web_listen is not None and self.web_upstream is not None:
+            modes += [
+                f"reverse:https://{up_host}:{self.web_upstream.https}@{host}:{self.web_listen.https}",
+                f"reverse:http://{up_host}:{self.web_upstream.http}@{host}:{self.web_listen.http}",
+            ]
+        opts = options.Options(mode=modes, confdir=str(confdir))
         self._master = self._make_master(opts)
+        self._master.options.update(
+            http3=False,  # the bank speaks HTTP/1.1 and 2 over TCP: no UDP listeners
+            keep_host_header=True,  # the bank sees bank.lab, as the client asked, and the client's SNI
+            ssl_verify_upstream_trusted_ca=str(self.state.ca_cert),
+        )
         self._master.addons.add(self._tracker)
         self._run = asyncio.create_task(self._master.run())
         ready = asyncio.create_task(self._tracker.ready.wait())
@@ -129,10 +191,19 @@ class AttackerRole:
         bound: int = addresses[0][1]
         return bound
 
+    def web_ports(self) -> WebPorts | None:
+        """The HTTPS and plain-HTTP ports bound in front of the HTTPS bank."""
+        bound: dict[str, int] = {}
+        for server in self.mitm.addons.get("proxyserver").servers:
+            mode = server.mode
+            if getattr(mode, "scheme", None) in ("https", "http") and server.listen_addrs:
+                bound[mode.scheme] = server.listen_addrs[0][1]
+        return WebPorts(bound["https"], bound["http"]) if len(bound) == 2 else None
+
     def _make_master(self, opts: options.Options) -> master.Master:
         if self.web is None:
             plain = master.Master(opts)
-            plain.addons.add(*raw_tcp_addons())
+            plain.addons.add(*lab_addons())
             return plain
         from mitmproxy.tools.web.master import WebMaster
 
@@ -193,6 +264,10 @@ class AttackerRole:
             while self._tracker.live or self._pending():
                 await asyncio.sleep(0.005)  # flows end a moment after the client closes
 
+    def _intercepts_tls(self) -> bool:
+        addons = getattr(self._module, "addons", []) if self._module else []
+        return any(getattr(addon, "intercepts_tls", False) for addon in addons)
+
     def _pending(self) -> bool:
         addons = getattr(self._module, "addons", []) if self._module else []
         return any(not task.done() for addon in addons for task in getattr(addon, "pending", ()))
@@ -247,4 +322,13 @@ class AttackerRole:
             self.state.reset_role("attacker")
             return self.status()
 
-        return {"attack": switch_attack, "idle": wait_idle, "status": status, "reset": reset}
+        async def keylog(request: dict[str, Any]) -> dict[str, Any]:
+            return {"keylog": self.take_keylog()}
+
+        return {
+            "attack": switch_attack,
+            "idle": wait_idle,
+            "status": status,
+            "reset": reset,
+            "keylog": keylog,
+        }

@@ -1,4 +1,5 @@
-"""The client role: a bank customer who logs in, transfers, and reads the balance over the lab channel."""
+"""The client role: a bank customer who logs in, transfers, and reads the balance over the lab channel;
+on the real-TLS stack, the real clients that visit bank.lab (`lab.clients`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from lab.bank import protocol
 from lab.channel.connection import ClientConfig, ClientConnection, HandshakeComplete
 from lab.channel.errors import ChannelError
 from lab.channel.protections import Protections
+from lab.clients.adapters import CLIENTS, Adapter, Probe
+from lab.clients.visit import make_visit
 from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import EvidenceLog, digest
 from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
@@ -176,6 +179,25 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
             return {"outcome": "connection_failed", "message": str(exc) or "timed out"}
         return {"outcome": "ok", "suite": result.handshake.suite.name, "replies": result.replies}
 
+    async def visit(request: dict[str, Any]) -> dict[str, Any]:
+        """A real client's visit to bank.lab (the real-TLS stack): `client` is a client id, or
+        `command` a program of one's own (`mitmlab probe`); bank.lab means `address`, `https`, `http`."""
+        address, https, http = request.get("address"), request.get("https"), request.get("http")
+        if not isinstance(address, str) or not isinstance(https, int) or not isinstance(http, int):
+            raise ControlError('a visit needs "address" (string), "https" and "http" (ports)')
+        command = request.get("command")
+        if command is not None:
+            if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+                raise ControlError('"command" is a program and its arguments, a list of strings')
+            adapter: Adapter = Probe(tuple(command))
+        else:
+            client = CLIENTS.get(str(request.get("client")))
+            if client is None:
+                raise ControlError(f"no client {request.get('client')!r}; clients are {', '.join(CLIENTS)}")
+            adapter = client
+        done = await make_visit(state, adapter, address, https, http)
+        return {"visited": events.to_dict(done.visited), "keylog": done.keylog}
+
     async def reset(request: dict[str, Any]) -> dict[str, Any]:
         state.reset_role("client")
         return {}
@@ -183,4 +205,4 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
     async def status(request: dict[str, Any]) -> dict[str, Any]:
         return {}
 
-    return {"session": session, "reset": reset, "status": status}
+    return {"session": session, "visit": visit, "reset": reset, "status": status}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from lab.bank.web import WebPorts
 from lab.roles.ready import NotReady, wait_until_ready
 from lab.state import StateDir
 
@@ -36,13 +37,29 @@ class LanePorts:
     control: Endpoint
     listen: Endpoint
     upstream: Endpoint
+    web: WebPorts
+    """The HTTPS bank's ports (the server's) or the attacker's in front of them."""
+    upstream_web: WebPorts | None = None
 
     def of(self, number: int) -> LanePorts:
         def shifted(endpoint: Endpoint) -> Endpoint:
             host, port = endpoint
-            return host, port + number - 1 if port else 0
+            return host, _shift(port, number)
 
-        return LanePorts(shifted(self.control), shifted(self.listen), shifted(self.upstream))
+        def shifted_web(ports: WebPorts) -> WebPorts:
+            return WebPorts(_shift(ports.https, number), _shift(ports.http, number))
+
+        return LanePorts(
+            shifted(self.control),
+            shifted(self.listen),
+            shifted(self.upstream),
+            shifted_web(self.web),
+            shifted_web(self.upstream_web) if self.upstream_web else None,
+        )
+
+
+def _shift(port: int, number: int) -> int:
+    return port + number - 1 if port else 0
 
 
 class LanesFailed(Exception):
@@ -98,11 +115,15 @@ class Lanes:
             "{}:{}".format(*ports.listen),
             "--upstream",
             "{}:{}".format(*ports.upstream),
+            "--web-ports",
+            f"{ports.web.https},{ports.web.http}",
             "--state-dir",
             str(self.workdir / f"lane-{number}"),
             "--ready-file",
             str(self.workdir / f"lane-{number}.ready"),
         ]
+        if ports.upstream_web is not None:
+            args += ["--upstream-web-ports", f"{ports.upstream_web.https},{ports.upstream_web.http}"]
         if self.web is not None and self.role == "attacker" and number == 1:
             args += ["--web", "{}:{}".format(*self.web)]
         return args

@@ -1,4 +1,5 @@
-"""The server role: the bank behind the lab channel, serving many connections at once.
+"""The server role: the bank behind the lab channel, serving many connections at once, and the same bank
+over real HTTPS (`lab.bank.web`), sharing its ledger.
 
 A connection that misbehaves (garbage, an oversized frame, a stall, a refused record) gets its alert and
 is closed; the others go on, and what the ledger and the evidence already hold stays.
@@ -9,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from lab import events
 from lab.bank.ledger import Ledger
 from lab.bank.service import BankSession
+from lab.bank.web import BankWeb, WebPorts
 from lab.channel.connection import RecentClientHellos, ServerConfig, ServerConnection
 from lab.channel.errors import ChannelError
 from lab.channel.protections import Protections
@@ -33,6 +35,7 @@ class BankServer:
         self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key, hellos=self.hellos)
         self.ledger = Ledger(state.ledger_path)
         self.evidence = state.evidence("server")
+        self.web = BankWeb(state, lambda: self.ledger, self.evidence)
         self.timeouts = timeouts
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
@@ -45,6 +48,10 @@ class BankServer:
             events.Listening(host=host, port=bound, protections=self.config.protections.as_dict())
         )
         return bound
+
+    async def start_web(self, host: str, https_port: int = 0, http_port: int = 0) -> WebPorts:
+        """Serve the HTTPS bank too (port 0 picks a free one)."""
+        return await self.web.start(host, https_port, http_port)
 
     async def serve_forever(self) -> None:
         assert self._server is not None, "start() first"
@@ -60,6 +67,7 @@ class BankServer:
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
+        await self.web.stop()
         self.ledger.close()
 
     def set_protections(self, protections: Protections) -> None:
@@ -79,11 +87,16 @@ class BankServer:
         self.state.reset_role("server")
         self.ledger = Ledger(self.state.ledger_path)
         self.hellos = RecentClientHellos()
+        self.web.reset()
         self.set_protections(self.config.protections)
 
     def control_handlers(self) -> dict[str, Handler]:
         async def configure(request: dict[str, Any]) -> dict[str, Any]:
+            public_https_port = request.get("public_https_port")
+            if public_https_port is not None and not isinstance(public_https_port, int):
+                raise ControlError('"public_https_port" is the HTTPS port bank.lab has for the client')
             self.set_protections(protections_from_request(request))
+            self.web.public_https_port = public_https_port
             return {"protections": self.config.protections.as_dict()}
 
         async def reset(request: dict[str, Any]) -> dict[str, Any]:
@@ -173,19 +186,28 @@ class BankServer:
         evidence.record(events.SessionClosed(session=session))
 
 
+ANY_PORTS: Final = WebPorts(0, 0)
+
+
 async def run_server(
     state: StateDir,
     host: str,
     port: int,
     protections: Protections,
     *,
+    web: WebPorts = ANY_PORTS,
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
-    on_ready: Callable[[int], None] | None = None,
+    on_ready: Callable[[int, WebPorts], None] | None = None,
 ) -> None:
     server = BankServer(state, protections, timeouts)
     bound = await server.start(host, port)
+    try:
+        bound_web = await server.start_web(host, web.https, web.http)
+    except OSError:
+        await server.stop()
+        raise
     if on_ready is not None:
-        on_ready(bound)
+        on_ready(bound, bound_web)
     try:
         await server.serve_forever()
     finally:

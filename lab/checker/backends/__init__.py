@@ -18,6 +18,15 @@ class Address:
 
 
 @dataclass(frozen=True)
+class WebService:
+    """bank.lab over real TLS as the client reaches it: a host, its HTTPS and its plain-HTTP port."""
+
+    host: str
+    https: int
+    http: int
+
+
+@dataclass(frozen=True)
 class Lane:
     """One server, attacker and client: one scenario at a time. The runner reaches them only through
     their control ports, so a lane is the same thing whether its roles are processes or containers."""
@@ -31,6 +40,9 @@ class Lane:
     """The server as the client dials it directly (for the clean session that makes a key pin)."""
     attacker_service: Address
     """The attacker as the client dials it, under the server's name."""
+    attacker_web: WebService | None = None
+    """The attacker in front of the HTTPS bank, as real clients reach bank.lab (the real-TLS stack);
+    None where the lane's roles do not serve it."""
 
 
 class Backend(Protocol):

@@ -14,12 +14,15 @@ import time
 from collections.abc import Mapping
 from typing import Final
 
-from lab.checker.backends import Address, BackendError, Lane
+from lab.bank.web import WebPorts
+from lab.checker.backends import Address, BackendError, Lane, WebService
 from lab.control import ControlError, NoAnswer, request
 from lab.state import ROLES
 
 CONTROL_PORT: Final = 7000
 SERVICE_PORT: Final = 4433
+WEB_PORTS: Final = WebPorts(https=9443, http=9080)
+"""The HTTPS bank's ports, and the attacker's in front of them (lane i: + i - 1)."""
 STARTUP_TIMEOUT: Final = 90.0
 PROBE_TIMEOUT: Final = 2.0
 
@@ -50,6 +53,7 @@ class ComposeBackend:
             secret=self.secret,
             server_service=Address(self.hosts["server"], self.service_port + shift),
             attacker_service=Address(self.hosts["attacker"], self.service_port + shift),
+            attacker_web=WebService(self.hosts["attacker"], WEB_PORTS.https + shift, WEB_PORTS.http + shift),
         )
 
     async def start(self, lanes: int) -> list[Lane]:

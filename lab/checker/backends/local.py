@@ -9,7 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.checker.backends import Address, BackendError, Lane
+from lab.checker.backends import Address, BackendError, Lane, WebService
 from lab.roles.ready import NotReady, wait_until_ready
 from lab.state import StateDir
 
@@ -54,6 +54,8 @@ class LocalBackend:
             f"{LOOPBACK}:0",
             "--upstream",
             f"{LOOPBACK}:{server['service']}",
+            "--upstream-web-ports",
+            f"{server['https']},{server['http']}",
         )
         client_spawn = self._spawn(roles, root, "client")
         attacker, client = await asyncio.gather(attacker_spawn, client_spawn)
@@ -64,6 +66,7 @@ class LocalBackend:
             secret=state.secret(),
             server_service=Address(LOOPBACK, server["service"]),
             attacker_service=Address(LOOPBACK, attacker["service"]),
+            attacker_web=WebService(LOOPBACK, attacker["https"], attacker["http"]),
         )
 
     async def _spawn(self, roles: _Roles, root: Path, name: str, *args: str) -> dict[str, int]:

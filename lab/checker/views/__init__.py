@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
+from lab import attacks as catalog
 from lab.channel.protections import PROTECTION_IDS
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ class View(Protocol):
     name: ClassVar[str]
     order: ClassVar[int]
     """Where the view comes in the report and the CLI."""
+    stack: ClassVar[str]
+    """The stack (`lab.stacks`) its scenarios run on: it is given the attacks that apply to it."""
     summary: ClassVar[str]
     """One line for `--help`."""
     flags: ClassVar[Mapping[str, str]]
@@ -101,6 +104,16 @@ def _discover() -> dict[str, View]:
         if view is not None:
             found.append(view)
     return {view.name: view for view in sorted(found, key=lambda v: v.order)}
+
+
+def views_on(stack: str) -> tuple[str, ...]:
+    """The names of the views whose scenarios run on `stack`, in order."""
+    return tuple(name for name, view in VIEWS.items() if view.stack == stack)
+
+
+def attacks_for(view: View, attacks: Iterable[str]) -> tuple[str, ...]:
+    """Those of `attacks` that apply to the view's stack."""
+    return tuple(a for a in attacks if view.stack in catalog.attack(a).stacks)
 
 
 def cell_for(runs: Iterable[RunResult | None], value: str) -> Cell:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 from lab.channel.protections import PROTECTION_IDS, RECOMMENDED
 from lab.checker.scenarios import Placement, Scenario
 from lab.checker.views import Cell, ViewOutcome, cell_for
+from lab.stacks import LAB_CHANNEL
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner
@@ -23,6 +24,7 @@ REMOVED = tuple(p for p in PROTECTION_IDS if getattr(RECOMMENDED, p))
 class Ablation:
     name: ClassVar[str] = "ablation"
     order: ClassVar[int] = 20
+    stack: ClassVar[str] = LAB_CHANNEL
     summary: ClassVar[str] = "recommended, minus one protection at a time"
 
     flags: ClassVar[Mapping[str, str]] = {}

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from lab.channel.protections import NONE, PROTECTION_IDS, Protections
 from lab.checker.scenarios import Placement, Scenario
 from lab.checker.views import STOPPED, Cell, ViewOutcome
+from lab.stacks import LAB_CHANNEL
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult
@@ -202,6 +203,7 @@ def sentence(sets: list[Set]) -> str:
 class DefenceSets:
     name: ClassVar[str] = "defence-sets"
     order: ClassVar[int] = 30
+    stack: ClassVar[str] = LAB_CHANNEL
     summary: ClassVar[str] = "each attack's floor, and every minimal set of protections that stops it there"
     flags: ClassVar[Mapping[str, str]] = {
         "exhaustive": "defence-sets: run every subset of protections above each floor instead of searching "

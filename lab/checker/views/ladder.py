@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, ClassVar, Final
 from lab.channel.protections import NONE
 from lab.checker.scenarios import Placement, Scenario
 from lab.checker.views import ViewOutcome
+from lab.stacks import LAB_CHANNEL
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner
@@ -32,6 +33,7 @@ LADDER: Final = (
 class Ladder:
     name: ClassVar[str] = "ladder"
     order: ClassVar[int] = 10
+    stack: ClassVar[str] = LAB_CHANNEL
     summary: ClassVar[str] = "the brief's story, one protection added per level, from plaintext up"
 
     flags: ClassVar[Mapping[str, str]] = {}

@@ -1,0 +1,90 @@
+"""clients: real TLS, every real client against every TLS attack, in the client's own words (docs/tls.md).
+
+One run per cell (an attack and a client), plus one per client with no attack: a client that does not
+get through with nobody in the way shows as `error` in every cell of its column, never as `blocked`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from lab import events
+from lab.checker.scenarios import PROBE, Placement, Scenario
+from lab.checker.views import ViewOutcome
+from lab.clients.adapters import CLIENTS
+from lab.stacks import REAL_TLS
+
+if TYPE_CHECKING:
+    from lab.checker.runner import Runner, RunResult
+
+NO_ATTACK = "none"
+
+
+class Clients:
+    name: ClassVar[str] = "clients"
+    order: ClassVar[int] = 40
+    stack: ClassVar[str] = REAL_TLS
+    summary: ClassVar[str] = "real TLS: each real client against each TLS attack, in its own words"
+
+    flags: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, victims: Sequence[str] = tuple(CLIENTS)) -> None:
+        self.victims = tuple(victims)
+        """The columns: client ids, or PROBE and a command (`mitmlab probe`)."""
+
+    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
+        return (1 + len(attacks)) * len(self.victims)
+
+    async def run(
+        self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
+    ) -> ViewOutcome:
+        placements = [
+            Placement(self.name, attack or NO_ATTACK, victim, Scenario.visit(attack, victim))
+            for attack in (None, *attacks)
+            for victim in self.victims
+        ]
+        results = await asyncio.gather(*(runner.run(p.scenario) for p in placements))
+        by_cell = {(p.attack, p.label): r for p, r in zip(placements, results, strict=True)}
+        cells = [
+            _cell(attack, victim, by_cell[(attack, victim)], by_cell[(NO_ATTACK, victim)])
+            for attack in (NO_ATTACK, *attacks)
+            for victim in self.victims
+        ]
+        columns = [_column(victim) for victim in self.victims]
+        return ViewOutcome(placements, {"columns": columns, "rows": [NO_ATTACK, *attacks], "cells": cells})
+
+
+def _column(victim: str) -> dict[str, Any]:
+    if victim.startswith(PROBE):
+        command = victim.removeprefix(PROBE)
+        return {"id": victim, "summary": f"your program: {command}", "installed": True}
+    adapter = CLIENTS[victim]
+    installed = all(shutil.which(program) for program in adapter.programs)
+    return {"id": victim, "summary": adapter.summary, "installed": installed}
+
+
+def _cell(attack: str, victim: str, run: RunResult, baseline: RunResult) -> dict[str, Any]:
+    """One cell of the table: the run's verdict, unless the client fails with no attack at all."""
+    verdict = run.verdict
+    visited = [e for e in run.events.get("client", []) if isinstance(e, events.Visited)]
+    words = visited[-1].words if visited else (verdict.error or "")
+    cell = {
+        "client": victim,
+        "attack": attack,
+        "verdict": verdict.verdict,
+        "protection": verdict.blocked_by,
+        "words": words,
+        "evidence": run.evidence_dir,
+        "run": run.scenario.id,
+        "why": verdict.error or "; ".join(b.detail for b in verdict.breakages) or verdict.message or "",
+    }
+    if attack != NO_ATTACK and baseline.verdict.verdict != "unaffected":
+        baseline_why = baseline.verdict.error or baseline.verdict.verdict
+        cell.update(verdict="error", protection=None, why=f"without an attacker too: {baseline_why}")
+    return cell
+
+
+VIEW = Clients()

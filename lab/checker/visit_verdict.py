@@ -1,0 +1,100 @@
+"""A real-TLS run's verdict (docs/tls.md), from what the three roles recorded and nothing else.
+
+Breakages:
+
+- `password_read`: the attacker read the client's real password (over plain HTTP, or as the TLS relay
+  holding both legs): the value is compared with the password the checker holds;
+- `cookie_read`: the attacker read a session cookie the bank issued (the bank records the digest of
+  every cookie it issues; the checker digests what the attacker read);
+- `forged_server_accepted`: the attacker presented a certificate of its own and the client still got
+  what it came for: it completed its request through the forgery;
+- `transfer_forged`: the bank executed a transfer, which the client never asks for (the attacker's,
+  with a stolen cookie).
+
+Verdicts: `error` when the lab failed, the client is not installed, or the client failed without any
+protection's words; `compromised` on any breakage; `blocked` when the client's words (as its adapter
+read them, `lab.clients.adapters`) correspond to a protection; `unaffected` when the client got what it
+came for and the attacker came away with nothing. A run without an attack is never `blocked`: a client
+that does not get through then is an `error`.
+"""
+
+from __future__ import annotations
+
+from lab import events
+from lab.checker.verdict import Breakage, GroundTruth, RunEvidence, Verdict
+from lab.evidence import digest
+
+
+def decide_visit(run: RunEvidence, truth: GroundTruth) -> Verdict:
+    breakages = tuple(find_visit_breakages(run, truth))
+    failure = run.lab_failure()
+    if failure is not None:
+        return Verdict("error", breakages, error=failure)
+    visits = run.of("client", events.Visited)
+    if not visits:
+        return Verdict("error", breakages, error="the client recorded no visit")
+    visited = visits[-1]
+    if visited.missing:
+        return Verdict("error", error=f"not installed here: {', '.join(visited.missing)}")
+    if breakages:
+        return Verdict("compromised", breakages, message=visited.words)
+    if not run.attacked:
+        if visited.completed:
+            return Verdict("unaffected", message=visited.words)
+        return Verdict("error", error=f"the client fails with no attacker in the way: {visited.words}")
+    if visited.protection is not None:
+        return Verdict("blocked", (), visited.protection, "tls", "client", visited.words)
+    if visited.completed:
+        failed = run.of("attacker", events.AttackFailed)
+        why = (
+            failed[0].reason if failed else "the attacker read nothing: what it saw was TLS it does not hold"
+        )
+        return Verdict("unaffected", message=why)
+    return Verdict(
+        "error", error=f"the client failed, in words no protection corresponds to: {visited.words}"
+    )
+
+
+def find_visit_breakages(run: RunEvidence, truth: GroundTruth) -> list[Breakage]:
+    reads = run.of("attacker", events.Read)
+    issued = {e.session for e in run.of("server", events.WebLogin)}
+    breakages = []
+    passwords = [e for e in reads if e.secret == "password" and e.value == truth.password]
+    if passwords:
+        how = sorted({e.how.replace("_", " ") for e in passwords})
+        breakages.append(
+            Breakage("password_read", f"the attacker read the password ({', '.join(how)})", tuple(passwords))
+        )
+    cookies = [
+        e
+        for e in reads
+        if e.secret == "cookie" and isinstance(e.value, str) and digest(e.value.encode()) in issued
+    ]
+    if cookies:
+        breakages.append(
+            Breakage(
+                "cookie_read", "the attacker read the session cookie the bank issued", tuple(cookies[:1])
+            )
+        )
+    presented = run.of("attacker", events.Presenting)
+    completed = [e for e in run.of("client", events.Visited) if e.completed]
+    if presented and completed:
+        what = presented[0].certificate
+        breakages.append(
+            Breakage(
+                "forged_server_accepted",
+                f"the client completed its request through the attacker's certificate ({what})",
+                (presented[0], completed[0]),
+            )
+        )
+    transfers = run.of("server", events.TransferExecuted)
+    if transfers:
+        detail = ", ".join(f"{t.amount} to {t.to}" for t in transfers)
+        breakages.append(
+            Breakage(
+                "transfer_forged",
+                f"the bank executed a transfer the client never made: {detail}",
+                tuple(transfers),
+            )
+        )
+    return breakages

@@ -1,0 +1,156 @@
+"""The real-TLS attacks on their own: each addon under `mitmdump -s`, in front of the real HTTPS bank
+(`mitmlab role server`), presenting exactly the certificate it names, and sslstrip keeping a real
+curl on plain HTTP. Then what a client sees through the attacker role with no attack: the bank."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from mitmproxy.addons.script import load_script
+from mitmproxy.test import taddons, tflow
+
+from lab.attacks import attack
+from lab.bank.web import WebPorts
+from lab.state import StateDir
+from tests.processes import mitmdump
+from tests.world import evidence_dicts
+
+
+def tls_options(state: StateDir) -> tuple[str, ...]:
+    """What the attacker role sets, and the addons' docstrings give: the bank sees bank.lab, as the
+    client asked; the bank's certificate is checked against the lab CA."""
+    return ("keep_host_header=true", "http3=false", f"ssl_verify_upstream_trusted_ca={state.ca_cert}")
+
+
+@pytest.fixture
+def bank(state: StateDir, tmp_path: Path) -> Iterator[WebPorts]:
+    """The server role, as `mitmlab check` starts it: its ready file says where the HTTPS bank is."""
+    ready = tmp_path / "server.ready"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "role",
+            "server",
+            "--state-dir",
+            str(state.root),
+            "--ready-file",
+            str(ready),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (ready.exists() and ready.read_text().strip()):
+            assert process.poll() is None and time.monotonic() < deadline, "the server role did not start"
+            time.sleep(0.02)
+        ports = json.loads(ready.read_text())
+        yield WebPorts(ports["https"], ports["http"])
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def presented(port: int) -> x509.Certificate:
+    """The certificate that whoever listens on `port` answers a TLS client asking for bank.lab with."""
+    context = ssl.create_default_context()
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE  # to look at it, not to trust it
+    with (
+        socket.create_connection(("127.0.0.1", port)) as raw,
+        context.wrap_socket(raw, server_hostname="bank.lab") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+@pytest.mark.parametrize(
+    ("attack_id", "certificate"),
+    [
+        ("self-signed", "self-signed"),
+        ("wrong-host", "attacker.lab"),
+        ("expired-cert", "expired"),
+        ("rogue-ca", "rogue-bank.lab"),
+        ("revoked", "revoked"),
+        ("untrusted-root", None),
+    ],
+)
+def test_each_tls_addon_presents_exactly_its_certificate_under_mitmdump(
+    state: StateDir, tmp_path: Path, bank: WebPorts, attack_id: str, certificate: str | None
+) -> None:
+    upstream = f"reverse:https://127.0.0.1:{bank.https}"
+    addon, confdir = attack(attack_id).addon, tmp_path / "mitmproxy"
+    with mitmdump(addon, state, confdir, upstream, options=tls_options(state)) as [port]:
+        shown = presented(port)
+    if certificate is not None:
+        held = state.attacker_leaf(certificate).certificate
+        assert shown.fingerprint(hashes.SHA256()) == held.fingerprint(hashes.SHA256())
+    else:  # made on the fly for bank.lab by mitmproxy's own CA, in the confdir it created
+        assert "mitmproxy" in shown.issuer.rfc4514_string()
+        names = shown.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert "bank.lab" in names.get_values_for_type(x509.DNSName)
+    events = [e for e in evidence_dicts(state, "attacker") if e["attack"] == attack_id]
+    assert events and events[0]["event"] == "presenting"
+
+
+def test_sslstrip_keeps_curl_on_plain_http_under_mitmdump(
+    state: StateDir, tmp_path: Path, bank: WebPorts
+) -> None:
+    upstreams = (f"reverse:https://127.0.0.1:{bank.https}", f"reverse:http://127.0.0.1:{bank.http}")
+    addon = attack("sslstrip").addon
+    with mitmdump(addon, state, tmp_path / "mitmproxy", *upstreams, options=tls_options(state)) as [
+        _,
+        http_port,
+    ]:
+        url = f"http://bank.lab:{http_port}/"
+        page = subprocess.run(
+            ["curl", "-sS", "-i", "--max-time", "10", "--resolve", f"bank.lab:{http_port}:127.0.0.1", url],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert page.returncode == 0, page.stderr
+    head, _, body = page.stdout.partition("\n\n")  # text mode: the \r\n are \n
+    assert head.startswith("HTTP/1.1 200")  # not the front door's 308 to https://
+    assert "strict-transport-security" not in head.lower()
+    assert f'action="http://bank.lab:{http_port}/login"' in body, page.stdout  # the form posts in the clear
+    changed = [e for e in evidence_dicts(state, "attacker") if e["event"] == "changed"]
+    assert changed and changed[0]["before"]["hsts"] is True
+
+
+def test_sslstrip_rewrites_a_response_as_mitmproxy_tests_its_addons(state: StateDir) -> None:
+    with taddons.context() as tctx:
+        module = load_script(str(attack("sslstrip").addon))
+        assert module is not None
+        tctx.master.addons.add(module)
+        [strip] = module.addons
+        tctx.configure(strip, lab_state_dir=str(state.root))
+        flow = tflow.tflow(resp=True)
+        flow.client_conn.timestamp_tls_setup = None  # the client speaks plain HTTP
+        response = flow.response
+        assert response is not None
+        response.headers["Strict-Transport-Security"] = "max-age=31536000"
+        response.headers["Content-Type"] = "text/html"
+        response.headers["Location"] = "https://bank.lab:9443/balance"
+        response.headers.set_all("Set-Cookie", ["session=abc; HttpOnly; Path=/; Secure"])
+        response.text = '<form action="https://bank.lab:9443/login">'
+        strip.response(flow)
+        assert "strict-transport-security" not in response.headers
+        assert response.headers["Location"] == "http://bank.lab:9443/balance"
+        assert response.headers.get_all("Set-Cookie") == ["session=abc; HttpOnly; Path=/"]
+        assert response.text == '<form action="http://bank.lab:9443/login">'
+    read = [e for e in evidence_dicts(state, "attacker") if e["event"] == "read"]
+    assert [(e["secret"], e["value"], e["how"]) for e in read] == [("cookie", "abc", "in_the_clear")]
