@@ -4,6 +4,7 @@ curl on plain HTTP. Then what a client sees through the attacker role with no at
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -21,8 +22,12 @@ from mitmproxy.test import taddons, tflow
 
 from lab.attacks import attack
 from lab.bank.web import WebPorts
+from lab.clients.adapters import CLIENTS
+from lab.clients.job import Target
+from lab.clients.run import visit
+from lab.clients.visit import trust_files
 from lab.state import StateDir
-from tests.processes import mitmdump
+from tests.processes import free_port, mitmdump
 from tests.world import evidence_dicts
 
 
@@ -154,3 +159,16 @@ def test_sslstrip_rewrites_a_response_as_mitmproxy_tests_its_addons(state: State
         assert response.text == '<form action="http://bank.lab:9443/login">'
     read = [e for e in evidence_dicts(state, "attacker") if e["event"] == "read"]
     assert [(e["secret"], e["value"], e["how"]) for e in read] == [("cookie", "abc", "in_the_clear")]
+
+
+def test_a_proxy_error_is_a_failure_in_the_clients_words_never_a_protection(
+    state: StateDir, tmp_path: Path
+) -> None:
+    dead = f"reverse:https://127.0.0.1:{free_port()}"  # the bank is gone: mitmproxy cannot reach it
+    addon, confdir = attack("rogue-ca").addon, tmp_path / "mitmproxy"
+    with mitmdump(addon, state, confdir, dead, options=tls_options(state)) as [port]:
+        password = state.client_password()
+        target = Target("127.0.0.1", port, port, "alice", password, trust_files(state), tmp_path / "visit")
+        done = asyncio.run(visit(CLIENTS["curl-careless"], target))
+    assert not done.reading.completed and done.reading.protection is None
+    assert done.reading.words and len(done.ran) == 1

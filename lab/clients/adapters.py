@@ -104,8 +104,9 @@ class Curl:
             return read_words([page], False, CURL_WORDS, _curl_failure(page))
         try:
             action = form_action(page.stdout, entry)
-        except LookupError as exc:
-            return Reading(False, f"curl got a page with no login form: {exc}")
+        except LookupError:
+            opening = " ".join(page.stdout.split())[:120]
+            return Reading(False, f"curl got a page with no login form: {opening or 'an empty page'}")
         landed = yield Invocation((*argv, "--data", "@credentials", action))
         done = landed.exit_code == 0 and BALANCE_MARK in landed.stdout
         return read_words([page, landed], done, CURL_WORDS, "logged in" if done else _curl_failure(landed))

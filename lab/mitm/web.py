@@ -32,7 +32,6 @@ from mitmproxy.proxy import mode_specs, server_hooks
 from lab import events
 from lab.bank.web import SESSION_COOKIE
 from lab.mitm.evidence import AttackEvidence, declare_common_options, state_dir
-from lab.net import is_address
 from lab.state import SERVER_NAME
 
 STOLEN_COOKIE_TRANSFER: Final = {"to": "eve", "amount": "250"}
@@ -55,10 +54,9 @@ class WebAttack:
         self._used.clear()
 
     def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
-        """A connection to the bank that no client's SNI names (a replay, a stripped request fetched
-        over HTTPS) asks for bank.lab, whose certificate the bank has."""
-        if data.server.sni is None or is_address(data.server.sni):
-            data.server.sni = SERVER_NAME
+        """The bank is bank.lab to the attacker too: a connection no client's SNI names (a replay, a
+        stripped request fetched over HTTPS, one to the upstream by its service name) asks for it."""
+        data.server.sni = SERVER_NAME
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.is_replay:
