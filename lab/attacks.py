@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -117,9 +118,10 @@ ATTACKS: Final = {
 ATTACK_IDS: Final = tuple(ATTACKS)
 
 
-def attacks_on(stack: str) -> tuple[str, ...]:
-    """The attacks that apply to `stack`, in catalog order."""
-    return tuple(a.id for a in ATTACKS.values() if stack in a.stacks)
+def attacks_on(stack: str, chosen: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The attacks that apply to `stack`, in catalog order; of `chosen` only, if given."""
+    among = set(ATTACKS) if chosen is None else set(chosen)
+    return tuple(a.id for a in ATTACKS.values() if stack in a.stacks and a.id in among)
 
 
 class UnknownAttackError(ValueError):

@@ -221,16 +221,15 @@ class BankWeb:
     async def start(self, host: str, https_port: int = 0, http_port: int = 0) -> WebPorts:
         """Listen for HTTPS and for the plain-HTTP front door; port 0 picks a free one."""
         https_runner = await self._serve(self._https_app(), host, https_port, self._tls_context())
-        bound_https = _bound(https_runner)
-        plain_runner = await self._serve(self._http_app(), "127.0.0.1", 0, None)
-        plain = _bound(plain_runner)
+        https_host, bound_https = _bound(https_runner)
+        plain = _bound(await self._serve(self._http_app(), "127.0.0.1", 0, None))
 
         async def split(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._splices.add(task)
             task.add_done_callback(self._splices.discard)
-            await self._split(reader, writer, bound_https, plain)
+            await self._split(reader, writer, (https_host, bound_https), plain)
 
         self._front_door = await asyncio.start_server(split, host, http_port)
         bound_http: int = self._front_door.sockets[0].getsockname()[1]
@@ -253,14 +252,18 @@ class BankWeb:
         return runner
 
     async def _split(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, https: int, plain: int
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        https: tuple[str, int],
+        plain: tuple[str, int],
     ) -> None:
         try:
             first = await asyncio.wait_for(reader.read(1), timeout=10)
             if not first:
                 return
             target = https if first[0] == TLS_HANDSHAKE_BYTE else plain
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
+            up_reader, up_writer = await asyncio.open_connection(*target)
             up_writer.write(first)
             try:
                 await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
@@ -293,6 +296,7 @@ async def _hsts(request: web.Request, handler: Handler) -> web.StreamResponse:
     return response
 
 
-def _bound(runner: web.AppRunner) -> int:
-    port: int = runner.addresses[0][1]
-    return port
+def _bound(runner: web.AppRunner) -> tuple[str, int]:
+    """Where a runner's site listens, as one dials it (a wildcard address is dialled on loopback)."""
+    host, port = runner.addresses[0][:2]
+    return ("127.0.0.1" if host in ("0.0.0.0", "::") else str(host)), int(port)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.attacks import attack
+from lab.attacks import attacks_on
 from lab.checker.backends import Backend
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import Placement
@@ -92,6 +92,5 @@ async def run_check(
     result.outcomes = dict(zip(views, outcomes, strict=True))
     result.results = runner.results
     # The headline is the lab channel's: its protections are switches the views turn on and off.
-    channel_attacks = tuple(a for a in attacks if LAB_CHANNEL in attack(a).stacks)
-    result.headline = merge_headlines(outcomes, channel_attacks)
+    result.headline = merge_headlines(outcomes, attacks_on(LAB_CHANNEL, attacks))
     return result

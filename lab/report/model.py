@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Final
 
-from lab.attacks import ATTACKS
+from lab.attacks import ATTACKS, attacks_on
 from lab.channel.protections import PROTECTION_IDS, PROTECTIONS
 from lab.checker.check import CheckResult
 from lab.checker.runner import RunResult
@@ -36,9 +36,7 @@ def build(check: CheckResult) -> dict[str, Any]:
         "backend": check.backend,
         "views": list(check.views),
         "attacks": list(check.attacks),
-        "stack_attacks": {
-            stack: [a for a in check.attacks if stack in ATTACKS[a].stacks] for stack in STACKS
-        },
+        "stack_attacks": {stack: list(attacks_on(stack, check.attacks)) for stack in STACKS},
         "protections": list(PROTECTION_IDS),
         "summary": {
             "runs": len(check.results),

@@ -113,7 +113,7 @@ def views_on(stack: str) -> tuple[str, ...]:
 
 def attacks_for(view: View, attacks: Iterable[str]) -> tuple[str, ...]:
     """Those of `attacks` that apply to the view's stack."""
-    return tuple(a for a in attacks if view.stack in catalog.attack(a).stacks)
+    return catalog.attacks_on(view.stack, attacks)
 
 
 def cell_for(runs: Iterable[RunResult | None], value: str) -> Cell:
