@@ -354,6 +354,8 @@ class Presenting(AttackerEvent, frozen=True, kw_only=True, tag="presenting"):
     certificate: str
     issuer: str
     key: str
+    malformed: str | None = None
+    """Why the certificate does not parse as a whole (a field a client reads is garbage), if it does not."""
 
 
 class UpstreamEstablished(AttackerEvent, frozen=True, kw_only=True, tag="upstream_established"):

@@ -309,19 +309,21 @@ def test_check_with_the_compose_backend_from_the_host(image: None, tmp_path: Pat
 
 def test_the_container_benchmarks_report_every_row(image: None, tmp_path: Path) -> None:
     """`bench check --backend compose` and `bench labs` run and report each row with its reference
-    (their numbers are in docs/benchmarks.md; speed is not asserted)."""
+    (their numbers are in docs/benchmarks.md; speed is not asserted). One attack keeps it short: the
+    containers run the same views for it as the local check does, and no more."""
     compared = tmp_path / "compose.json"
-    result = mitmlab("bench", "check", "--backend", "compose", "--json", str(compared), timeout=900)
+    one = ("--attack", "replay")
+    result = mitmlab("bench", "check", "--backend", "compose", *one, "--json", str(compared), timeout=900)
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(compared.read_text())}
     assert rows["compose check, in the containers"]["reference"].startswith("local check")
     assert rows["compose check, in the containers"]["ratio"] > 0
-    assert rows["runs, compose"]["value"] == rows["runs, local"]["value"] > 200
+    assert 0 < rows["runs, compose"]["value"] == rows["runs, local"]["value"]  # --attack reached both
     assert rows["runs in error, all three checks"]["value"] == 0
     assert rows["image size"]["value"] > 0
 
     labs = tmp_path / "labs.json"
-    result = mitmlab("bench", "labs", "--labs", "2", "--json", str(labs), timeout=900)
+    result = mitmlab("bench", "labs", "--labs", "2", *one, "--json", str(labs), timeout=900)
     assert result.returncode == 0, result.stderr
     rows = {row["name"]: row for row in json.loads(labs.read_text())}
     assert rows["labs whose check completed (exit 0)"]["value"] == rows["reports written"]["value"] == 2

@@ -5,6 +5,7 @@ curl on plain HTTP. Then what a client sees through the attacker role with no at
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import socket
 import ssl
@@ -16,16 +17,23 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtensionOID, NameOID
 from mitmproxy.addons.script import load_script
 from mitmproxy.test import taddons, tflow
 
+from lab import events
 from lab.attacks import attack
 from lab.bank.web import WebPorts
+from lab.checker.verdict import GroundTruth, RunEvidence
+from lab.checker.visit_verdict import decide_visit
 from lab.clients.adapters import CLIENTS
 from lab.clients.job import Target
 from lab.clients.run import visit
-from lab.clients.visit import trust_files
+from lab.clients.visit import make_visit, trust_files
+from lab.evidence import read_evidence
+from lab.pki.authority import new_rsa_key
 from lab.state import StateDir
 from tests.processes import free_port, mitmdump
 from tests.world import evidence_dicts
@@ -172,3 +180,70 @@ def test_a_proxy_error_is_a_failure_in_the_clients_words_never_a_protection(
         done = asyncio.run(visit(CLIENTS["curl-careless"], target))
     assert not done.reading.completed and done.reading.protection is None
     assert done.reading.words and len(done.ran) == 1
+
+
+def write_malformed_leaf(state: StateDir, name: str) -> None:
+    """A bank.lab certificate the lab CA really signed, in date, whose subjectAltName is garbage: the
+    DER around it parses, the names inside do not."""
+    ca = x509.load_pem_x509_certificate(state.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(state.ca_key.read_bytes(), password=None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    key = new_rsa_key()  # the attacker's keys are RSA, as lab.state loads them
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bank.lab")]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x05\x82\x09bank"),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    chain = certificate.public_bytes(serialization.Encoding.PEM) + state.ca_cert.read_bytes()
+    state.attacker_cert(name).write_bytes(chain)
+    state.attacker_key(name).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+
+
+def test_a_certificate_the_clients_cannot_parse_is_an_error_with_their_words_never_a_protection(
+    state: StateDir, tmp_path: Path, bank: WebPorts
+) -> None:
+    """OpenSSL words it as a chain error ('unable to get local issuer certificate', Python's): the
+    attacker's evidence says the certificate is malformed, and the verdict is an error, not ca_trust."""
+    write_malformed_leaf(state, "malformed")
+    addon = tmp_path / "malformed.py"
+    addon.write_text(
+        "from lab.mitm.web import InterceptTls\n"
+        'addons = [InterceptTls("wrong-host", certificate="malformed")]\n'
+    )
+    upstream = f"reverse:https://127.0.0.1:{bank.https}"
+    judged = {}
+    with mitmdump(addon, state, tmp_path / "mitmproxy", upstream, options=tls_options(state)) as [port]:
+        for client in ("python-urllib", "curl", "openssl"):
+            state.evidence_path("client").unlink(missing_ok=True)
+            done = asyncio.run(make_visit(state, CLIENTS[client], "127.0.0.1", port, port))
+            assert not done.visited.completed and done.visited.words, client
+            run = RunEvidence(
+                {role: read_evidence(state.evidence_path(role), role) for role in ("client", "attacker")}
+            )
+            judged[client] = (done.visited.words, decide_visit(run, GroundTruth(state.client_password(), "")))
+    presented = [
+        e
+        for e in read_evidence(state.evidence_path("attacker"), "attacker")
+        if isinstance(e, events.Presenting)
+    ]
+    assert presented and all(e.malformed and "subject_alternative_name" in e.malformed for e in presented)
+    assert "unable to get local issuer certificate" in judged["python-urllib"][0]  # OpenSSL's chain words
+    for client, (words, verdict) in judged.items():
+        assert verdict.verdict == "error" and verdict.blocked_by is None, (client, verdict)
+        assert (
+            verdict.error is not None and "malformed certificate" in verdict.error and words in verdict.error
+        )

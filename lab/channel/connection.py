@@ -73,6 +73,7 @@ from lab.channel.messages import (
 from lab.channel.protections import Protections
 from lab.channel.records import RecordLayer
 from lab.channel.suites import KeyExchange, RecordFeatures, Suite, choose_suite, offered_suites
+from lab.pki.parse import MalformedCertificate, parse_certificate
 
 PRE_MASTER_SIZE = 48
 OAEP = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
@@ -613,20 +614,11 @@ class ServerConnection(_Endpoint):
 
 
 def _parse_chain(chain: tuple[bytes, ...]) -> list[x509.Certificate]:
-    """Load the chain and touch every field the checks read, so that a malformed certificate fails here,
-    as a protocol error, and never later inside a check (cryptography parses fields lazily)."""
-    certificates = []
+    """A malformed certificate fails here, as the peer's protocol error, never later inside a check."""
     try:
-        for der in chain:
-            cert = x509.load_der_x509_certificate(der)
-            _ = (cert.public_key(), cert.extensions, cert.subject.rfc4514_string())
-            _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
-            certificates.append(cert)
-    except Exception as exc:  # the bytes are the peer's: any parsing failure is its protocol error
-        raise RemoteProtocolError(
-            f"malformed certificate: {type(exc).__name__}: {exc}", step="server_certificate"
-        ) from None
-    return certificates
+        return [parse_certificate(der) for der in chain]
+    except MalformedCertificate as exc:
+        raise RemoteProtocolError(str(exc), step="server_certificate") from None
 
 
 def _x25519(private: X25519PrivateKey, peer_share: bytes, step: str) -> bytes:

@@ -11,11 +11,12 @@ Breakages:
 - `transfer_forged`: the bank executed a transfer, which the client never asks for (the attacker's,
   with a stolen cookie).
 
-Verdicts: `error` when the lab failed, the client is not installed, or the client failed without any
-protection's words; `compromised` on any breakage; `blocked` when the client's words (as its adapter
-read them, `lab.clients.adapters`) correspond to a protection; `unaffected` when the client got what it
-came for and the attacker came away with nothing. A run without an attack is never `blocked`: a client
-that does not get through then is an `error`.
+Verdicts: `error` when the lab failed, the client is not installed, the client failed without any
+protection's words, or it refused a malformed certificate (a parse failure is no protection's doing,
+though OpenSSL may word it as a chain error); `compromised` on any breakage; `blocked` when the client's
+words (as its adapter read them, `lab.clients.adapters`) correspond to a protection; `unaffected` when
+the client got what it came for and the attacker came away with nothing. A run without an attack is
+never `blocked`: a client that does not get through then is an `error`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ def decide_visit(run: RunEvidence, truth: GroundTruth) -> Verdict:
         if visited.completed:
             return Verdict("unaffected", message=visited.words)
         return Verdict("error", error=f"the client fails with no attacker in the way: {visited.words}")
+    malformed = [e.malformed for e in run.of("attacker", events.Presenting) if e.malformed]
+    if malformed and not visited.completed:
+        return Verdict(
+            "error",
+            error=f"the attacker presented a malformed certificate ({malformed[0]}): refusing what it "
+            f"cannot parse is no protection's doing, whatever the client said ({visited.words})",
+        )
     if visited.protection is not None:
         return Verdict("blocked", (), visited.protection, "tls", "client", visited.words)
     if visited.completed:

@@ -18,12 +18,14 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from lab.attacks import attacks_on
 from lab.bench import crypto
 from lab.bench.channel import Bench
 from lab.bench.measure import Result, ratios
 from lab.bench.proxy import ProxyBench
 from lab.checker.views import View, views_on
 from lab.cli.errors import EXIT_SETUP, fail
+from lab.cli.options import attack_option
 from lab.clients.adapters import CLIENTS
 from lab.containers import ComposeLab, ContainersError, free_port
 from lab.stacks import LAB_CHANNEL
@@ -144,7 +146,7 @@ def _measure(make: Callable[[StateDir], _Measurement], title: str, json_path: Pa
 
 
 CHANNEL_VIEWS: Final = views_on(LAB_CHANNEL)
-CHANNEL_CHECK_ARGS: Final = " ".join(f"--view {name}" for name in CHANNEL_VIEWS)
+CHANNEL_ATTACKS: Final = attacks_on(LAB_CHANNEL)
 EXHAUSTIVE_ATTACKS: Final = ("self-signed",)
 """The attack the bench runs every subset for (2048 runs), against the defence-sets search."""
 
@@ -158,8 +160,9 @@ EXHAUSTIVE_ATTACKS: Final = ("self-signed",)
     show_default=True,
     help="compose: also the same check in the compose lab's containers, between two local runs.",
 )
+@attack_option(CHANNEL_ATTACKS, "every attack on the lab channel")
 @json_option
-def check_command(jobs: int, backend: str, json_path: Path | None) -> None:
+def check_command(jobs: int, backend: str, attacks: tuple[str, ...], json_path: Path | None) -> None:
     """The lab channel's `mitmlab check` (its views: ladder, ablation, defence-sets), timed: runs per
     second, and the time of each view alone and
     of the defence-sets search against every subset for one attack (goals: the whole check within 15 s,
@@ -168,9 +171,10 @@ def check_command(jobs: int, backend: str, json_path: Path | None) -> None:
     With --backend compose: the local check, the check in containers, the local check again; the
     containers' check against the local runs (goal: within 1.5x), the cached image build, `docker
     compose up` to the first verdict and to the report, and the image's size."""
-    first = _local_check(jobs, CHANNEL_VIEWS)
+    chosen = attacks or None
+    first = _local_check(jobs, CHANNEL_VIEWS, chosen)
     if backend == "local":
-        alone = {name: _local_check(jobs, (name,)) for name in CHANNEL_VIEWS}
+        alone = {name: _local_check(jobs, (name,), chosen) for name in CHANNEL_VIEWS}
         searched = _local_check(jobs, ("defence-sets",), EXHAUSTIVE_ATTACKS)
         every = _local_check(jobs, ("defence-sets",), EXHAUSTIVE_ATTACKS, {"exhaustive": True})
         which = " and ".join(EXHAUSTIVE_ATTACKS)
@@ -203,10 +207,10 @@ def check_command(jobs: int, backend: str, json_path: Path | None) -> None:
         )
         return
     try:
-        containers = _compose_check(jobs)
+        containers = _compose_check(jobs, attacks)
     except ContainersError as exc:
         fail(EXIT_SETUP, str(exc))
-    second = _local_check(jobs, CHANNEL_VIEWS)
+    second = _local_check(jobs, CHANNEL_VIEWS, chosen)
     local = statistics.median([first.check, second.check])
     _report(
         f"mitmlab check, the lab channel's views, {jobs} lanes: containers against local (goal: within 1.5x)",
@@ -313,18 +317,19 @@ def clients_command(
     show_default=True,
     help="Compose labs (projects) up at once, each running the full check.",
 )
+@attack_option(CHANNEL_ATTACKS, "every attack on the lab channel")
 @json_option
-def labs_command(count: int, json_path: Path | None) -> None:
+def labs_command(count: int, attacks: tuple[str, ...], json_path: Path | None) -> None:
     """Many compose labs on one host, as a class on one server: COUNT labs run the lab channel's check
     at once. Reported: how many completed without errors, and their check times against one lab alone."""
     try:
-        alone = _compose_check(2).check
+        alone = _compose_check(2, attacks).check
         with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
             labs = [
                 ComposeLab(
                     project=f"mitmlab-bench-{number}",
                     settings={
-                        "MITMLAB_CHECK_ARGS": CHANNEL_CHECK_ARGS,
+                        "MITMLAB_CHECK_ARGS": _channel_check_args(attacks),
                         "MITMLAB_REPORTS": str(Path(scratch) / str(number)),
                         "MITMLAB_REPORT_PORT": str(free_port()),
                         "MITMLAB_LIVE_PORT": str(free_port()),
@@ -361,7 +366,8 @@ def labs_command(count: int, json_path: Path | None) -> None:
     for why in failed[:5]:
         console.print(f"[yellow]{why}[/]")
     _report(
-        f"{count} compose labs at once, each the full check",
+        f"{count} compose labs at once, each the lab channel's check"
+        + (f" ({', '.join(attacks)})" if attacks else ""),
         [
             Result("one lab alone: the check", alone, "s"),
             Result("labs whose check completed (exit 0)", codes.count(0), ""),
@@ -428,14 +434,19 @@ def _local_check(
     return _Timed(result.duration_s, wall, result.scenarios_s, len(result.results), len(result.errors))
 
 
-def _compose_check(jobs: int) -> _Timed:
+def _channel_check_args(attacks: tuple[str, ...]) -> str:
+    """MITMLAB_CHECK_ARGS for the lab channel's views, and only these attacks where some are chosen."""
+    return " ".join([*(f"--view {name}" for name in CHANNEL_VIEWS), *(f"--attack {a}" for a in attacks)])
+
+
+def _compose_check(jobs: int, attacks: tuple[str, ...]) -> _Timed:
     with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
         reports = Path(scratch)
         lab = ComposeLab(
             project="mitmlab-bench",
             settings={
                 "MITMLAB_JOBS": str(jobs),
-                "MITMLAB_CHECK_ARGS": CHANNEL_CHECK_ARGS,
+                "MITMLAB_CHECK_ARGS": _channel_check_args(attacks),
                 "MITMLAB_REPORTS": str(reports),
                 "MITMLAB_REPORT_PORT": str(free_port()),
                 "MITMLAB_LIVE_PORT": str(free_port()),

@@ -29,7 +29,7 @@ from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import PROBE, Scenario
 from lab.checker.views import CELL_KINDS, VIEWS
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
-from lab.cli.options import endpoint_option, protection_options, protections_from
+from lab.cli.options import attack_option, endpoint_option, protection_options, protections_from
 from lab.containers import ComposeLab, ContainersError, in_compose
 from lab.forward import forward as forward_connections
 from lab.narrate import print_timeline
@@ -102,13 +102,7 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     + ".",
 )
 @view_flag_options
-@click.option(
-    "--attack",
-    "attacks",
-    type=click.Choice(ATTACK_IDS),
-    multiple=True,
-    help="Only this attack (repeatable). Default: every attack.",
-)
+@attack_option(ATTACK_IDS, "every attack")
 @click.option(
     "--backend",
     type=click.Choice(["local", "compose"]),

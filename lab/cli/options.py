@@ -62,6 +62,17 @@ def endpoint_option(flag: str, default: str | None, help: str) -> Callable[[F], 
     )
 
 
+def attack_option(attacks: tuple[str, ...], default: str) -> Callable[[F], F]:
+    """--attack, repeatable, among `attacks`; `default` says what runs without it."""
+    return click.option(
+        "--attack",
+        "attacks",
+        type=click.Choice(attacks),
+        multiple=True,
+        help=f"Only this attack (repeatable). Default: {default}.",
+    )
+
+
 def state_dir_option(f: F) -> F:
     return click.option(
         "--state-dir",

@@ -23,6 +23,7 @@ from lab.cli.check import (
     writable,
 )
 from lab.cli.errors import fail, reported_errors
+from lab.cli.options import attack_option
 from lab.clients.adapters import PLACEHOLDERS
 from lab.report.model import build
 from lab.report.writers import write_report
@@ -47,13 +48,7 @@ Examples:
 
 Exit codes: 0 every run completed; 8 some ended in error; 2 usage error; 7 set-up failed.""",
 )
-@click.option(
-    "--attack",
-    "attacks",
-    type=click.Choice(TLS_ATTACKS),
-    multiple=True,
-    help="Only this attack (repeatable). Default: every TLS attack.",
-)
+@attack_option(TLS_ATTACKS, "every TLS attack")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Report directory.")
 @click.option("--jobs", type=click.IntRange(min=1, max=16), default=2, show_default=True)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)

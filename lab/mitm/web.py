@@ -24,7 +24,6 @@ import re
 from typing import ClassVar, Final
 
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509 import load_pem_x509_certificate
 from mitmproxy import certs, ctx, http, tls
 from mitmproxy.addonmanager import Loader
 from mitmproxy.proxy import mode_specs, server_hooks
@@ -32,6 +31,7 @@ from mitmproxy.proxy import mode_specs, server_hooks
 from lab import events
 from lab.bank.web import SESSION_COOKIE
 from lab.mitm.evidence import AttackEvidence, declare_common_options, state_dir
+from lab.pki.parse import malformation
 from lab.state import SERVER_NAME
 
 STOLEN_COOKIE_TRANSFER: Final = {"to": "eve", "amount": "250"}
@@ -150,14 +150,18 @@ class InterceptTls(WebAttack):
         self.evidence.failed(None, f"the client refused the TLS handshake: {data.conn.error}", step="tls")
 
     def _presented(self, data: tls.TlsData) -> None:
-        chain = data.conn.certificate_list
-        presented = load_pem_x509_certificate(chain[0].to_pem()) if chain else None
+        # The connection's certificate_list holds the peer's chain (the client's, none) once the
+        # handshake is over: what was presented is the certificate on mitmproxy's side of it.
+        own = data.ssl_conn.get_certificate() if data.ssl_conn else None
+        presented = own.to_cryptography() if own else None
+        malformed = malformation(presented) if presented else None
         self.evidence.record_web(
             None,
             events.Presenting(
                 certificate=self.certificate or "mitmproxy's own CA",
-                issuer=presented.issuer.rfc4514_string() if presented else "?",
+                issuer=presented.issuer.rfc4514_string() if presented and not malformed else "?",
                 key=presented.fingerprint(hashes.SHA256()).hex() if presented else "",
+                malformed=malformed,
             ),
         )
 
