@@ -19,7 +19,7 @@ import msgspec
 
 from lab.stacks import EVERY_PROTECTION
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 """Bumped whenever an event is added, removed or changes its fields (docs/evidence.md)."""
 
 ReadHow = Literal["in_the_clear", "as_the_relay", "decrypted_offline"]

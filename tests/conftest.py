@@ -1,14 +1,20 @@
-"""Shared fixtures: a lab state directory (made once per test run, copied per test) and helpers."""
+"""Shared fixtures: a lab state directory (made once per test run, copied per test), and the local checks
+that several modules read (each made once per test run: a check takes a minute)."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from lab.state import StateDir
+from tests.processes import mitmlab
+
+CHANNEL_VIEWS = ("--view", "ladder", "--view", "ablation", "--view", "defence-sets")
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +30,28 @@ def state(state_template: StateDir, tmp_path: Path) -> StateDir:
     copy = StateDir(tmp_path / "state")
     shutil.copytree(state_template.root, copy.root)
     return copy
+
+
+def local_check(out: Path, *args: str, exit_code: int | None = 0) -> dict[str, Any]:
+    """`mitmlab check ARGS` into `out`, its report; `exit_code` None: whatever it exits with."""
+    result = mitmlab("check", *args, "--out", str(out), timeout=900)
+    assert "Traceback" not in result.stderr
+    assert exit_code is None or result.returncode == exit_code, result.stdout + result.stderr
+    report: dict[str, Any] = json.loads((out / "report.json").read_text())
+    return report
+
+
+@pytest.fixture(scope="session")
+def channel_check(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The lab channel's views, checked locally (test_check reads it; test_compose compares the
+    containers' check with it)."""
+    out = tmp_path_factory.mktemp("channel-check")
+    return out, local_check(out, *CHANNEL_VIEWS)
+
+
+@pytest.fixture(scope="session")
+def clients_check(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The clients view, checked locally (test_clients reads it; test_compose compares with it)."""
+    out = tmp_path_factory.mktemp("clients-check")
+    # A client that is missing is a cell in error, and exit code 8: test_clients says which.
+    return out, local_check(out, "--view", "clients", "--jobs", "3", exit_code=None)

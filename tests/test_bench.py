@@ -42,21 +42,25 @@ def test_bench_proxy_compares_the_attacker_with_going_direct(tmp_path: Path) -> 
     assert rows["AES-GCM records, through the attacker"]["value"] > 0
 
 
-def test_bench_check_times_the_full_run(tmp_path: Path) -> None:
+def test_bench_check_times_the_check_and_the_search_against_every_subset(tmp_path: Path) -> None:
+    """One attack keeps it short (downgrade: its floor holds the MAC, so every subset above is 1024 runs)."""
     out = tmp_path / "check.json"
-    result = mitmlab("bench", "check", "--json", str(out), timeout=1200)
+    result = mitmlab("bench", "check", "--attack", "downgrade", "--json", str(out), timeout=1200)
     assert result.returncode == 0, result.stderr
     table = json.loads(out.read_text())
     rows = {row["name"]: row["value"] for row in table}
-    assert rows["runs in error"] == 0 and rows["runs"] > 200 and rows["runs per second (the check)"] > 0
+    assert rows["runs in error"] == 0 and rows["runs"] > 0 and rows["runs per second (the check)"] > 0
     assert rows["runs in error, all checks"] == 0
     assert {"--view ladder alone", "--view ablation alone", "--view defence-sets alone"} <= {
         name.split(" (")[0] for name in rows
     }
-    assert rows["every subset (--exhaustive), self-signed: runs"] == 2048
-    assert rows["defence-sets search, self-signed: runs"] < 100
-    [versus] = [row for row in table if row["name"] == "every subset (--exhaustive), self-signed"]
-    assert versus["reference"] == "defence-sets search, self-signed" and versus["ratio"] > 1
+    searched, every = (
+        rows["defence-sets search, downgrade: runs"],
+        rows["every subset (--exhaustive), downgrade: runs"],
+    )
+    assert 0 < searched * 20 < every  # the search needs a small part of every subset
+    [versus] = [row for row in table if row["name"] == "every subset (--exhaustive), downgrade"]
+    assert versus["reference"] == "defence-sets search, downgrade" and versus["ratio"] > 1
 
 
 def test_bench_clients_compares_a_handshake_through_mitmproxy_with_direct(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from lab.channel.protections import PROTECTION_IDS
 from lab.clients.adapters import CHROMIUM_FLAGS
 from lab.report.writers import FILES
 from lab.stacks import LAB_CHANNEL
+from tests.conftest import CHANNEL_VIEWS
 from tests.processes import mitmlab
 
 CHANNEL_ATTACKS = attacks_on(LAB_CHANNEL)
@@ -113,10 +114,6 @@ FIRST_STOPPED_AT = {
 }
 
 
-CHANNEL_VIEWS = ("--view", "ladder", "--view", "ablation", "--view", "defence-sets")
-"""The lab channel's views (the clients view, real TLS, has tests/test_clients.py)."""
-
-
 def run_check(out: Path) -> dict[str, Any]:
     result = mitmlab("check", *CHANNEL_VIEWS, "--out", str(out), timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -126,9 +123,12 @@ def run_check(out: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], dict[str, Any]]:
-    first, second = tmp_path_factory.mktemp("check-1"), tmp_path_factory.mktemp("check-2")
-    return first, run_check(first), run_check(second)
+def runs(
+    channel_check: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Any], dict[str, Any]]:
+    """The session's check of the lab channel's views, and a second run of the same, to compare."""
+    first, report = channel_check
+    return first, report, run_check(tmp_path_factory.mktemp("check-2"))
 
 
 def placed(report: dict[str, Any], view: str) -> dict[tuple[str, str], dict[str, Any]]:

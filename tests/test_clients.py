@@ -19,7 +19,6 @@ from lab.attacks import attacks_on
 from lab.clients.adapters import CLIENTS
 from lab.report.writers import FILES
 from lab.stacks import REAL_TLS
-from tests.processes import mitmlab
 
 CARELESS = {"python-urllib-careless", "curl-careless", "chromium-careless"}
 """The careless user installed the rogue CA in these."""
@@ -58,13 +57,9 @@ def expected(attack: str, client: str) -> tuple[str, str | None]:
     return ("blocked", "pinning") if client in PINNED else ("compromised", None)  # nobody else checks
 
 
-@pytest.fixture(scope="module")
-def checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    out = tmp_path_factory.mktemp("clients")
-    result = mitmlab("check", "--view", "clients", "--out", str(out), "--jobs", "3", timeout=900)
-    assert "Traceback" not in result.stderr
-    report: dict[str, Any] = json.loads((out / "report.json").read_text())
-    return out, report
+@pytest.fixture
+def checked(clients_check: tuple[Path, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    return clients_check
 
 
 def cell_of(report: dict[str, Any], attack: str, client: str) -> dict[str, Any]:
