@@ -19,7 +19,7 @@ import msgspec
 
 from lab.stacks import EVERY_PROTECTION
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 """Bumped whenever an event is added, removed or changes its fields (docs/evidence.md)."""
 
 ReadHow = Literal["in_the_clear", "as_the_relay", "decrypted_offline"]
@@ -374,6 +374,76 @@ class ReplayDone(AttackerEvent, frozen=True, kw_only=True, tag="replay_done"):
     server_records: int
 
 
+# ARP positioning (lab/arp, docs/arp.md) -----------------------------------------------------------------
+
+
+class ArpEntry(Event, frozen=True, kw_only=True, tag="arp_entry"):
+    """The client's ARP cache entry for the server, as its kernel held it at one moment of the run."""
+
+    moment: Literal["before", "during", "after"]
+    ip: str
+    mac: str | None
+    """None: no entry (a cold cache)."""
+    permanent: bool
+
+
+class ArpPinned(Event, frozen=True, kw_only=True, tag="arp_pinned"):
+    """static_arp: the client made its entry for the server permanent, on the server's real MAC."""
+
+    ip: str
+    mac: str
+
+
+class ArpDetected(Event, frozen=True, kw_only=True, tag="arp_detected"):
+    """The client's watch on its own ARP cache saw an address move to another MAC, or two addresses come
+    to share one (lab.arp.watch). Evidence only: the entry is used all the same."""
+
+    kind: Literal["moved", "shared"]
+    ip: str
+    mac: str
+    before: str
+
+
+class HopsMeasured(Event, frozen=True, kw_only=True, tag="hops_measured"):
+    """The TTL of the server's answer to an ICMP echo: one less than the server sent means a router,
+    here the attacker forwarding, in between."""
+
+    moment: Literal["before", "during", "after"]
+    ip: str
+    ttl: int | None
+    """None: no answer."""
+
+
+class ArpPoisoning(AttackerEvent, frozen=True, kw_only=True, tag="arp_poisoning"):
+    """The attacker started telling each victim that the other is at its own MAC."""
+
+    client: str
+    server: str
+    client_mac: str
+    server_mac: str
+    attacker_mac: str
+    interval_ms: float
+
+
+class ArpReplies(AttackerEvent, frozen=True, kw_only=True, tag="arp_replies"):
+    """What the poisoning sent, once it ended: forged replies, their first and last moments (ISO 8601),
+    why the loop ended, and the true replies sent to restore both caches."""
+
+    count: int
+    first: str | None
+    last: str | None
+    ended: str
+    restored: int
+
+
+class PositioningFailed(AttackerEvent, frozen=True, kw_only=True, tag="positioning_failed"):
+    """The attacker could not get on the path (no raw sockets, no forwarding, a victim that does not
+    answer): the run is an `error` with this reason."""
+
+    positioning: str
+    error: str
+
+
 ANY_ROLE: Final[tuple[type[Event], ...]] = (ControlRefused,)
 CHANNEL_ENDPOINT: Final[tuple[type[Event], ...]] = (Refusal, PeerRefused, ProtocolError, SessionClosed)
 
@@ -391,6 +461,10 @@ EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         Reply,
         ProgramRan,
         Visited,
+        ArpEntry,
+        ArpPinned,
+        ArpDetected,
+        HopsMeasured,
     ),
     "server": (
         *ANY_ROLE,
@@ -426,11 +500,14 @@ EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         DownstreamEstablished,
         Negotiated,
         ReplayDone,
+        ArpPoisoning,
+        ArpReplies,
+        PositioningFailed,
     ),
 }
 """Which events each role writes: a line is read with its role's schema."""
 
-LAB_FAILURES: Final[tuple[type[Event], ...]] = (InternalError, AddonError)
+LAB_FAILURES: Final[tuple[type[Event], ...]] = (InternalError, AddonError, PositioningFailed)
 """Events that say the lab itself failed: a run with one is an `error`, whatever else it shows."""
 
 

@@ -17,6 +17,11 @@ from tests.processes import mitmlab
 CHANNEL_VIEWS = ("--view", "ladder", "--view", "ablation", "--view", "defence-sets")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The compose tests last: ./run-tests builds their base images meanwhile (test_compose waits)."""
+    items.sort(key=lambda item: item.path.name == "test_compose.py")
+
+
 @pytest.fixture(scope="session")
 def state_template(tmp_path_factory: pytest.TempPathFactory) -> StateDir:
     """Certificates take a while to make: make them once and copy the directory for each test."""

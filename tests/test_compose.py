@@ -37,8 +37,23 @@ def _compose_available() -> str | None:
     return None
 
 
+def _offline_base_built(timeout: float = 1800) -> None:
+    """./run-tests builds the offline base images while the other tests run: wait until it is done, and
+    fail with its log if it failed."""
+    log = os.environ.get("MITMLAB_OFFLINE_BASE_LOG")
+    if not log:
+        return
+    done, deadline = Path(f"{log}.done"), time.monotonic() + timeout
+    while not done.exists():
+        assert time.monotonic() < deadline, f"scripts/offline-base still running after {timeout:g} s"
+        time.sleep(1)
+    output = Path(log).read_text(errors="replace")
+    assert done.read_text().strip() == "0", f"scripts/offline-base failed:\n{output[-3000:]}"
+
+
 @pytest.fixture(scope="module")
 def image() -> None:
+    _offline_base_built()
     why = _compose_available()
     if why is not None:
         if os.environ.get("MITMLAB_REQUIRE_COMPOSE"):

@@ -1,8 +1,9 @@
 """The defence-sets search against every subset, and scenarios whose two sides differ.
 
 The pruned search assumes monotonicity to skip most of the lattice; running every subset above the
-floor shows it finds the same minimal sets, on an attack stopped by either of two protections
-(self-signed: a CA check or a pin) and on one stopped only by a pair (replay: a MAC and a counter).
+floor shows it finds the same minimal sets, on the attack whose lattice has the most to get wrong:
+reflection, stopped only by a pair, and by either of two pairs that share a protection (encryption and
+per-direction keys, or a MAC and per-direction keys).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from lab.report.writers import write_report
 from lab.state import StateDir
 from tests.processes import mitmlab
 
-ATTACKS = ("self-signed", "replay")
+ATTACKS = ("reflection",)
 
 
 def defence_sets(out: Path, *extra: str) -> dict[str, Any]:
@@ -54,6 +55,8 @@ def test_the_pruned_search_finds_the_sets_that_every_subset_shows(tmp_path: Path
             complete["line"],
         )
         assert complete["findings"] == []  # over the whole lattice, no protection opened the attack
+    sets = [s["protections"] for s in every["sections"]["defence-sets"]["attacks"]["reflection"]["sets"]]
+    assert sets == [["encryption", "per_direction_keys"], ["mac", "per_direction_keys"]]
     assert pruned["headline"] == every["headline"]
 
 

@@ -22,6 +22,9 @@ from mitmproxy.addons import clientplayback, core, next_layer, proxyserver, tlsc
 from mitmproxy.addons.script import load_script
 from mitmproxy.net import tls as net_tls
 
+from lab import events
+from lab.arp.attacker import ArpPositioning
+from lab.arp.poison import PositioningError
 from lab.attacks import attack
 from lab.bank.web import WebPorts
 from lab.control import ControlError
@@ -134,6 +137,7 @@ class AttackerRole:
         self._tracker = _Tracker(self._intercepts_tls)
         self._master: master.Master | None = None
         self._run: asyncio.Task[None] | None = None
+        self._positioning: ArpPositioning | None = None
 
     @property
     def keylog(self) -> Path:
@@ -280,7 +284,15 @@ class AttackerRole:
             "flows": self._tracker.flows,
         }
 
+    async def unposition(self) -> None:
+        """Off the path: the poisoning stopped, both caches told the truth, the redirects gone."""
+        positioning, self._positioning = self._positioning, None
+        if positioning is not None:
+            await positioning.stop()
+
     async def stop(self) -> None:
+        with contextlib.suppress(PositioningError):
+            await self.unposition()
         if self._master is None:
             return
         with contextlib.suppress(TimeoutError):  # let the last flows close rather than cut them off
@@ -317,7 +329,45 @@ class AttackerRole:
         async def status(request: dict[str, Any]) -> dict[str, Any]:
             return self.status()
 
+        async def position(request: dict[str, Any]) -> dict[str, Any]:
+            """ARP positioning (docs/arp.md) between `client` and `server` (addresses on `interface`);
+            `redirects`: [the server's port, mitmproxy's transparent port] pairs."""
+            client, server = request.get("client"), request.get("server")
+            interface = request.get("interface", "eth0")
+            redirects = request.get("redirects", [])
+            if not all(isinstance(v, str) for v in (client, server, interface)) or not isinstance(
+                redirects, list
+            ):
+                raise ControlError('"client", "server", "interface" are strings, "redirects" a list of pairs')
+            try:
+                pairs = [(int(port), int(to)) for port, to in redirects]
+            except (TypeError, ValueError):
+                raise ControlError('"redirects" holds [port, transparent port] pairs') from None
+            await self.unposition()
+            positioning = ArpPositioning(
+                self.state.evidence("attacker").record,
+                str(interface),
+                str(client),
+                str(server),
+                pairs,
+                interval=float(request.get("interval", 0.5)),
+            )
+            try:
+                await positioning.start()
+            except PositioningError as exc:
+                self.state.evidence("attacker").record(
+                    events.PositioningFailed(positioning="arp", error=str(exc))
+                )
+                return {"positioned": False, "error": str(exc)}
+            self._positioning = positioning
+            return {"positioned": True}
+
+        async def unposition(request: dict[str, Any]) -> dict[str, Any]:
+            await self.unposition()
+            return {}
+
         async def reset(request: dict[str, Any]) -> dict[str, Any]:
+            await self.unposition()
             self.switch(None)
             self.state.reset_role("attacker")
             return self.status()
@@ -331,4 +381,6 @@ class AttackerRole:
             "status": status,
             "reset": reset,
             "keylog": keylog,
+            "position": position,
+            "unposition": unposition,
         }

@@ -4,10 +4,13 @@ on the real-TLS stack, the real clients that visit bank.lab (`lab.clients`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lab import events
+from lab.arp.poison import PositioningError
+from lab.arp.victim import ArpVictim
 from lab.bank import protocol
 from lab.channel.connection import ClientConfig, ClientConnection, HandshakeComplete
 from lab.channel.errors import ChannelError
@@ -198,11 +201,48 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
         done = await make_visit(state, adapter, address, https, http)
         return {"visited": events.to_dict(done.visited), "keylog": done.keylog}
 
+    victim = ArpVictim(lambda: state.evidence("client"))
+
+    async def arp_begin(request: dict[str, Any]) -> dict[str, Any]:
+        """ARP positioning (docs/arp.md): `server` is the server's address; `static_arp` pins its entry;
+        `warm` false leaves the cache cold (a victim that never talked)."""
+        server = request.get("server")
+        if not isinstance(server, str):
+            raise ControlError('"server" is the server\'s IP address')
+        try:
+            entry = await victim.begin(
+                server, static_arp=bool(request.get("static_arp")), warm=bool(request.get("warm", True))
+            )
+        except PositioningError as exc:
+            raise ControlError(str(exc)) from None
+        return {"mac": entry.mac if entry else None}
+
+    async def arp_during(request: dict[str, Any]) -> dict[str, Any]:
+        await victim.during()
+        return {}
+
+    async def arp_end(request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await victim.end()
+        except PositioningError as exc:
+            raise ControlError(str(exc)) from None
+        return {}
+
     async def reset(request: dict[str, Any]) -> dict[str, Any]:
+        with contextlib.suppress(PositioningError):  # a pin that will not go is the next begin's to say
+            await victim.end()
         state.reset_role("client")
         return {}
 
     async def status(request: dict[str, Any]) -> dict[str, Any]:
         return {}
 
-    return {"session": session, "visit": visit, "reset": reset, "status": status}
+    return {
+        "session": session,
+        "visit": visit,
+        "arp_begin": arp_begin,
+        "arp_during": arp_during,
+        "arp_end": arp_end,
+        "reset": reset,
+        "status": status,
+    }

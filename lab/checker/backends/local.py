@@ -1,4 +1,6 @@
-"""The local backend (the default): every role is a process on loopback, `mitmlab role NAME`."""
+"""The local backend (the default): every role is a process on loopback, `mitmlab role NAME`. With
+`namespaces` (root only), each lane's roles are processes in network namespaces of their own on one
+bridge (`lab.arp.netns`), so that the attacker can get on the path by ARP poisoning."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lab.arp.netns import LabNetwork
+from lab.arp.poison import PositioningError
 from lab.checker.backends import Address, BackendError, Lane, WebService
 from lab.roles.ready import NotReady, wait_until_ready
 from lab.state import StateDir
@@ -21,15 +25,17 @@ LOOPBACK = "127.0.0.1"
 class _Roles:
     processes: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
+    network: LabNetwork | None = None
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self, template: StateDir, workdir: Path) -> None:
+    def __init__(self, template: StateDir, workdir: Path, *, namespaces: bool = False) -> None:
         self.template = template
         """A complete state directory; each lane gets a copy (certificates are slow to make)."""
         self.workdir = workdir
+        self.namespaces = namespaces
         self._roles: dict[int, _Roles] = {}
 
     async def start(self, lanes: int) -> list[Lane]:
@@ -45,15 +51,23 @@ class LocalBackend:
         shutil.copytree(self.template.root, root / "state")
         state = StateDir(root / "state")
         roles = self._roles[number] = _Roles()
-        server = await self._spawn(roles, root, "server", "--listen", f"{LOOPBACK}:0")
+        hosts = dict.fromkeys(("server", "attacker", "client"), LOOPBACK)
+        if self.namespaces:
+            roles.network = LabNetwork.for_lane(number)
+            try:
+                await asyncio.to_thread(roles.network.create)
+            except PositioningError as exc:
+                raise BackendError(str(exc)) from None
+            hosts = {role: roles.network.address(role) for role in hosts}
+        server = await self._spawn(roles, root, "server", "--listen", f"{hosts['server']}:0")
         attacker_spawn = self._spawn(
             roles,
             root,
             "attacker",
             "--listen",
-            f"{LOOPBACK}:0",
+            f"{hosts['attacker']}:0",
             "--upstream",
-            f"{LOOPBACK}:{server['service']}",
+            f"{hosts['server']}:{server['service']}",
             "--upstream-web-ports",
             f"{server['https']},{server['http']}",
         )
@@ -62,26 +76,30 @@ class LocalBackend:
         ready = {"server": server, "attacker": attacker, "client": client}
         return Lane(
             number=number,
-            controls={role: Address(LOOPBACK, ports["control"]) for role, ports in ready.items()},
+            controls={role: Address(hosts[role], ports["control"]) for role, ports in ready.items()},
             secret=state.secret(),
-            server_service=Address(LOOPBACK, server["service"]),
-            attacker_service=Address(LOOPBACK, attacker["service"]),
-            attacker_web=WebService(LOOPBACK, attacker["https"], attacker["http"]),
+            server_service=Address(hosts["server"], server["service"]),
+            attacker_service=Address(hosts["attacker"], attacker["service"]),
+            attacker_web=WebService(hosts["attacker"], attacker["https"], attacker["http"]),
+            network=hosts if self.namespaces else None,
         )
 
     async def _spawn(self, roles: _Roles, root: Path, name: str, *args: str) -> dict[str, int]:
         ready = root / f"{name}.ready"
         ready.unlink(missing_ok=True)
         log = roles.logs[name] = root / f"{name}.log"
+        inside = roles.network.exec(name, []) if roles.network else []
+        host = roles.network.address(name) if roles.network else LOOPBACK
         with log.open("wb") as output:
             process = await asyncio.create_subprocess_exec(
+                *inside,
                 sys.executable,
                 "-m",
                 "lab",
                 "role",
                 name,
                 "--control",
-                f"{LOOPBACK}:0",
+                f"{host}:0",
                 "--state-dir",
                 str(root / "state"),
                 "--ready-file",
@@ -138,6 +156,8 @@ class LocalBackend:
             except TimeoutError:
                 process.kill()
                 await process.wait()
+        if roles.network is not None:
+            await asyncio.to_thread(roles.network.destroy)
 
     async def stop(self) -> None:
         await asyncio.gather(*(self._stop_lane(number) for number in list(self._roles)))
