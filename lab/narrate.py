@@ -20,6 +20,9 @@ STYLE = {
     "read": "bold magenta",
     "changed": "bold magenta",
     "injected": "bold magenta",
+    "arp_poisoning": "bold magenta",
+    "arp_detected": "bold yellow",
+    "arp_pinned": "bold green",
 }
 
 
@@ -62,9 +65,26 @@ def sentence(event: Event) -> str | None:
             return f"drops the connection at {event.step}: {event.message}"
         case events.InternalError():
             return f"lab error: {event.error}"
+        case events.ArpEntry(mac=None):
+            return f"({event.moment}) has no ARP entry for {event.ip}: a cold cache"
+        case events.ArpEntry():
+            permanent = ", permanent" if event.permanent else ""
+            return f"({event.moment}) its ARP cache has {event.ip} at {event.mac}{permanent}"
+        case events.ArpPinned():
+            return f"PINS {event.ip} at {event.mac} (static_arp: a permanent ARP entry)"
+        case events.ArpDetected(kind="moved"):
+            return f"NOTICES {event.ip} move from {event.before} to {event.mac} (detection only)"
+        case events.ArpDetected():
+            return f"NOTICES {event.ip} and {event.before} share the MAC {event.mac} (detection only)"
+        case events.HopsMeasured(ttl=None):
+            return f"({event.moment}) gets no answer to an ICMP echo to {event.ip}"
+        case events.HopsMeasured():
+            return f"({event.moment}) the server answers an ICMP echo with TTL {event.ttl}"
         case events.AttackerEvent():
             words = _attacker_sentence(event)
-            return f"[{event.attack}] {words}" if words is not None else None
+            if words is None:
+                return None
+            return f"[{event.attack}] {words}" if event.attack else words
         case _:
             return None
 
@@ -98,6 +118,19 @@ def _attacker_sentence(event: events.AttackerEvent) -> str | None:
             return f"the server answered the replay with {event.server_records} records"
         case events.AttackFailed():
             return f"fails: {event.reason}"
+        case events.ArpPoisoning():
+            return (
+                f"POISONS the ARP caches: tells {event.client} that {event.server} is at "
+                f"{event.attacker_mac}, and {event.server} that {event.client} is (every "
+                f"{event.interval_ms:g} ms)"
+            )
+        case events.ArpReplies():
+            return (
+                f"stops poisoning after {event.count} forged replies ({event.ended}); tells both the "
+                f"truth again ({event.restored} replies)"
+            )
+        case events.PositioningFailed():
+            return f"cannot get on the path ({event.positioning}): {event.error}"
         case events.AddonError() | events.FlowError():
             return f"error: {event.error}"
         case _:

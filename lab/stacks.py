@@ -48,5 +48,23 @@ STACKS: Final = {
     )
 }
 
-EVERY_PROTECTION: Final = tuple(dict.fromkeys(p for stack in STACKS.values() for p in stack.protections))
-"""Every protection id of every stack: what evidence may name."""
+NAMES: Final = "names"
+ARP: Final = "arp"
+POSITIONINGS: Final = {
+    NAMES: "the client dials the attacker under the server's name (the lab's DNS, or its --resolve)",
+    ARP: "the client dials the server's own address; the attacker poisons both ARP caches and redirects "
+    "the server's ports to mitmproxy's transparent mode (docs/arp.md)",
+}
+"""How the attacker got on the path: each run says which."""
+
+LINK_LAYER: Final = {
+    "static_arp": "the client holds a permanent ARP entry for the server, which no ARP reply moves (as "
+    "hardened hosts and a switch's dynamic ARP inspection give)",
+}
+"""The protections against ARP positioning: the client's own settings, as on a hardened host."""
+
+EVERY_PROTECTION: Final = (
+    *dict.fromkeys(p for stack in STACKS.values() for p in stack.protections),
+    *LINK_LAYER,
+)
+"""Every protection id of every stack, and of the link layer: what evidence may name."""

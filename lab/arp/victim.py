@@ -116,6 +116,7 @@ class ArpVictim:
     def __init__(self, evidence: Callable[[], EvidenceLog], table: Path = ARP_TABLE) -> None:
         self.evidence, self.table = evidence, table
         self._watch: CacheWatch | None = None
+        self._before: Neighbour | None = None
         self._pinned: Neighbour | None = None
 
     async def begin(self, server_ip: str, *, static_arp: bool, warm: bool = True) -> Neighbour | None:
@@ -128,7 +129,7 @@ class ArpVictim:
             learnt = read_neighbours(self.table).get(server_ip)
             if learnt is not None:  # an earlier run's: this victim has never talked to the server
                 forget_neighbour(learnt.device, server_ip)
-        entry = watch.entry("before")
+        entry = self._before = watch.entry("before")
         if static_arp:
             if entry is None:
                 raise PositioningError(f"static_arp: no entry for {server_ip} to pin (a cold cache)")
@@ -138,10 +139,23 @@ class ArpVictim:
         watch.start()
         return entry
 
-    async def during(self) -> None:
-        if self._watch is not None:
-            self._watch.entry("during")
-            await self._watch.hops("during")
+    async def during(self, wait: float = 0.0) -> bool:
+        """Record the entry and the hops now, or once the entry has left the MAC it had before (within
+        `wait` seconds: the attacker's replies only take once Linux's locktime is over). Whether it
+        moved."""
+        watch = self._watch
+        if watch is None:
+            return False
+        deadline = time.monotonic() + (0.0 if self._pinned else wait)  # a permanent entry stays put
+        while True:
+            now = read_neighbours(self.table).get(watch.server_ip)
+            moved = self._before is not None and now is not None and now.mac != self._before.mac
+            if moved or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(watch.poll)
+        watch.entry("during")
+        await watch.hops("during")
+        return moved
 
     async def end(self) -> None:
         """Stop watching; the entry and the hops after; a pinned entry is learnt again."""

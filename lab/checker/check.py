@@ -13,7 +13,7 @@ from lab.checker.backends import Backend
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import Placement
 from lab.checker.views import VIEWS, Headline, View, ViewOutcome, attacks_for, merge_headlines
-from lab.stacks import LAB_CHANNEL
+from lab.stacks import LAB_CHANNEL, NAMES
 from lab.state import StateDir
 
 
@@ -69,9 +69,14 @@ async def run_check(
     on_result: Callable[[RunResult], None] = lambda result: None,
     settings: Mapping[str, bool] | None = None,
     custom: Mapping[str, View] | None = None,
+    *,
+    positioning: str = NAMES,
+    static_arp: bool = False,
 ) -> CheckResult:
     """`settings`: the value of each view flag (`View.flags`), off when absent; `custom`: views made
-    for this check that stand in for those of the same name (`mitmlab probe`'s clients view)."""
+    for this check that stand in for those of the same name (`mitmlab probe`'s clients view);
+    `positioning`, `static_arp`: how the attacker gets on the path in the lab channel's scenarios
+    (ARP needs a backend whose lanes have a lab network: docs/arp.md)."""
     known = {**VIEWS, **(custom or {})}
     unknown = set(views) - set(known)
     if unknown:
@@ -81,7 +86,15 @@ async def run_check(
     try:
         lanes = await backend.start(jobs)
         lanes_ready = datetime.datetime.now(datetime.UTC)
-        runner = Runner(backend, lanes, ground_truth(template), out, on_result)
+        runner = Runner(
+            backend,
+            lanes,
+            ground_truth(template),
+            out,
+            on_result,
+            positioning=positioning,
+            static_arp=static_arp,
+        )
         outcomes = await asyncio.gather(
             *(known[name].run(runner, attacks_for(known[name], attacks), flags) for name in views)
         )

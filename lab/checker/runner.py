@@ -10,6 +10,15 @@ One scenario on one lane:
     client:   log in, transfer 100 to bob, read the balance, dialling the attacker as bank.lab
     attacker, server: wait until idle (a session-replay happens after the client has gone)
 
+Positioned by ARP (docs/arp.md), the client dials the server's own address instead, and around its
+session:
+
+    client:   warm the ARP cache (an ICMP echo), pin the server's entry if static_arp, watch the cache
+    attacker: poison both caches, redirect the server's port to mitmproxy's transparent listener
+    client:   record its entry and the hops once the entry has moved (or after ARP_TAKES)
+    ...       the session, as above
+    attacker: stop, restore both caches, remove the redirect; client: record its entry again
+
 On the real-TLS stack (docs/tls.md) the steps are:
 
     all:      reset
@@ -46,12 +55,15 @@ from lab.checker.visit_verdict import decide_visit
 from lab.control import ControlError, request
 from lab.events import Event, EvidenceError
 from lab.evidence import parse_lines
-from lab.stacks import REAL_TLS
+from lab.stacks import ARP, LAB_CHANNEL, NAMES, REAL_TLS
 from lab.state import ROLES, SERVER_NAME, StateDir
 
 SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
 PIN_SESSION: Final = [{"op": "balance"}]
 SCENARIO_TIMEOUT: Final = 30.0
+ARP_TAKES: Final = 3.0
+"""How long the client's entry may take to move once the poisoning starts: Linux's locktime (1 s) and
+an interval of forged replies, with room to spare; an entry that has not moved by then will not."""
 EVIDENCE_TIMEOUT: Final = 5.0
 
 
@@ -83,8 +95,14 @@ class Runner:
         out: Path,
         on_result: Callable[[RunResult], None] = lambda result: None,
         timeout: float = SCENARIO_TIMEOUT,
+        *,
+        positioning: str = NAMES,
+        static_arp: bool = False,
     ) -> None:
+        """`positioning`, `static_arp`: how the attacker gets on the path in every lab-channel scenario
+        the views ask for by name (docs/arp.md); the result's scenario says how it ran."""
         self.backend = backend
+        self.positioning, self.static_arp = positioning, static_arp
         self.truth = truth
         self.out = out
         self.on_result = on_result
@@ -106,7 +124,10 @@ class Runner:
     async def run(self, scenario: Scenario) -> RunResult:
         """The scenario's result, running it unless it ran (or is running) already."""
         if scenario.id not in self._runs:
-            self._runs[scenario.id] = asyncio.create_task(self._on_a_lane(scenario))
+            played = scenario
+            if self.positioning != NAMES and scenario.stack == LAB_CHANNEL and scenario.positioning == NAMES:
+                played = scenario.positioned(self.positioning, static_arp=self.static_arp)
+            self._runs[scenario.id] = asyncio.create_task(self._on_a_lane(played))
         return await self._runs[scenario.id]
 
     async def _on_a_lane(self, scenario: Scenario) -> RunResult:
@@ -189,8 +210,38 @@ class Runner:
                 raise ControlError(f"the pin session's evidence could not be taken: {why}")
             pre_lines.update(taken.lines)
         await _call(lane, "attacker", "attack", id=scenario.attack)
+        if scenario.positioning == ARP:
+            return await self._through_arp(lane, scenario)
         outcome = await self._session(lane, scenario.client, lane.attacker_service, SESSION)
         await _call(lane, "attacker", "idle")
+        await _call(lane, "server", "idle")
+        return outcome
+
+    async def _through_arp(self, lane: Lane, scenario: Scenario) -> dict[str, Any]:
+        """The client dials the server's own address; the attacker is on the path only if its poisoning
+        of both caches took (docs/arp.md)."""
+        network, transparent = lane.network, lane.transparent
+        if network is None or transparent is None:
+            raise ControlError("this lane's roles share one host: ARP positioning needs a lab network")
+        await _call(lane, "client", "arp_begin", server=network["server"], static_arp=scenario.static_arp)
+        positioned = await _call(
+            lane,
+            "attacker",
+            "position",
+            client=network["client"],
+            server=network["server"],
+            redirects=[[lane.server_service.port, transparent]],  # the lab channel's port
+        )
+        try:
+            if positioned.get("positioned"):
+                await _call(lane, "client", "arp_during", wait=ARP_TAKES)
+                outcome = await self._session(lane, scenario.client, lane.server_service, SESSION)
+            else:
+                outcome = {"outcome": "not_positioned", "message": positioned.get("error", "")}
+            await _call(lane, "attacker", "idle")
+        finally:
+            await _call(lane, "attacker", "unposition")
+            await _call(lane, "client", "arp_end")
         await _call(lane, "server", "idle")
         return outcome
 

@@ -6,13 +6,14 @@ should be.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from typing import Final
 
 from lab.attacks import attack
 from lab.channel.protections import NONE, PROTECTION_IDS, Protections
-from lab.stacks import LAB_CHANNEL, REAL_TLS, STACKS
+from lab.stacks import ARP, LAB_CHANNEL, NAMES, POSITIONINGS, REAL_TLS, STACKS
 
 PROBE: Final = "probe: "
 """A victim that is a command of one's own (`mitmlab probe`): this, then the command, shell-quoted."""
@@ -32,6 +33,10 @@ class Scenario:
     victim: str | None = None
     """On the real-TLS stack, the real client (`lab.clients.adapters.CLIENTS`), or PROBE and a command
     of one's own; its protections are its own settings, so `client` and `server` are `none`."""
+    positioning: str = NAMES
+    """How the attacker gets on the path (`lab.stacks.POSITIONINGS`)."""
+    static_arp: bool = False
+    """ARP positioning only: the client pins the server's ARP entry first (the `static_arp` protection)."""
 
     def __post_init__(self) -> None:
         if self.stack not in STACKS:
@@ -40,6 +45,12 @@ class Scenario:
             raise ValueError(f"{self.attack} does not apply to the {self.stack} stack")
         if (self.victim is not None) != (self.stack == REAL_TLS):
             raise ValueError("a real client (victim) is what a real-TLS scenario has, and only it")
+        if self.positioning not in POSITIONINGS:
+            raise ValueError(f"unknown positioning {self.positioning!r}; they are {', '.join(POSITIONINGS)}")
+        if self.positioning == ARP and self.stack != LAB_CHANNEL:
+            raise ValueError("ARP positioning runs the lab channel's scenarios")
+        if self.static_arp and self.positioning != ARP:
+            raise ValueError("static_arp is a defence against ARP positioning: it needs positioning arp")
 
     @classmethod
     def visit(cls, attack: str | None, victim: str) -> Scenario:
@@ -63,16 +74,25 @@ class Scenario:
             _bits(self.client) if self.client == self.server else f"{_bits(self.client)}/{_bits(self.server)}"
         )
         stack = "" if self.stack == LAB_CHANNEL else f":{self.stack}:{self.victim}"
-        tag = hashlib.sha256(f"{self.attack}:{bits}:{self.pin_first}{stack}".encode()).hexdigest()[:8]
+        position = "" if self.positioning == NAMES else f":{self.positioning}:{self.static_arp}"
+        tag = hashlib.sha256(f"{self.attack}:{bits}:{self.pin_first}{stack}{position}".encode()).hexdigest()[
+            :8
+        ]
         return f"{self.attack or 'clean'}-{tag}"
+
+    def positioned(self, positioning: str, *, static_arp: bool = False) -> Scenario:
+        """The same scenario, the attacker getting on the path by `positioning`."""
+        return dataclasses.replace(self, positioning=positioning, static_arp=static_arp)
 
     @property
     def profile(self) -> str:
         if self.victim is not None:
             return self.victim
         if self.client == self.server:
-            return self.client.describe()
-        return f"client {self.client.describe()}; server {self.server.describe()}"
+            described = self.client.describe()
+        else:
+            described = f"client {self.client.describe()}; server {self.server.describe()}"
+        return f"{described} +static_arp" if self.static_arp else described
 
 
 def _bits(protections: Protections) -> str:

@@ -27,6 +27,9 @@ Verdicts, in order of precedence:
   (`encryption`), or the real server key it used decrypts nothing because that suite is ECDHE
   (`forward_secrecy`); or the client's own record came back and decrypted to what no one sent under
   the server's write key (`per_direction_keys`). The attacker's own account never names the protection.
+  Through ARP positioning (docs/arp.md), a client whose entry for the server never held the attacker's
+  MAC was never on the attacker's path: `blocked` by `static_arp` when that entry was its own permanent
+  one, an `error` otherwise (the poisoning did not take).
 - `unaffected`: the session went through untouched and the attack found nothing to act on (for example
   `downgrade` when the client offers nothing stronger than the legacy suites).
 """
@@ -119,6 +122,9 @@ def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
         return Verdict("error", breakages, error=failure)
     if breakages:
         return Verdict("compromised", breakages)
+    off_the_path = _not_on_the_path(run)
+    if off_the_path is not None:
+        return off_the_path
     refusals = sorted(run.of("client", events.Refusal) + run.of("server", events.Refusal), key=lambda e: e.ts)
     if refusals:
         first = refusals[0]
@@ -131,6 +137,33 @@ def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
             "error", error=f"the client's session ended with {run.client_outcome}, yet nothing refused"
         )
     return Verdict("unaffected", message=_why_unaffected(run))
+
+
+def _not_on_the_path(run: RunEvidence) -> Verdict | None:
+    """ARP positioning (docs/arp.md) that did not take: the client's entry for the server never held
+    the attacker's MAC. Blocked by static_arp when the entry was the client's own permanent one; an
+    `error` otherwise (a cold cache: the lab failed to get the attacker in, no protection did)."""
+    poisoning = run.of("attacker", events.ArpPoisoning)
+    if not poisoning:
+        return None
+    attacker_mac = poisoning[0].attacker_mac
+    during = [e for e in run.of("client", events.ArpEntry) if e.moment == "during"]
+    if during and during[0].mac == attacker_mac:
+        return None
+    held = during[0].mac if during else None
+    pinned = run.of("client", events.ArpPinned)
+    if pinned and held == pinned[0].mac and during[0].permanent:
+        return Verdict(
+            "blocked",
+            (),
+            "static_arp",
+            "arp",
+            "client",
+            f"the client's permanent entry for {pinned[0].ip} stayed on {held}: the attacker's ARP "
+            "replies moved nothing, and it never got on the client's path",
+        )
+    where = f"on {held}, the server's MAC" if held else "empty: a cold cache (the client never talked)"
+    return Verdict("error", error=f"the ARP poisoning did not take: the client's entry stayed {where}")
 
 
 def _why_unaffected(run: RunEvidence) -> str:

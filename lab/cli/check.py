@@ -36,7 +36,7 @@ from lab.narrate import print_timeline
 from lab.report.model import build
 from lab.report.serve import report_server
 from lab.report.writers import CELL_GLYPH, FILES, SYMBOL, load_report, write_report
-from lab.stacks import LAB_CHANNEL
+from lab.stacks import ARP, LAB_CHANNEL, LINK_LAYER, NAMES, POSITIONINGS
 from lab.state import StateDir
 
 console = Console(highlight=False)
@@ -73,14 +73,15 @@ def view_flag_options(f: Any) -> Any:
     return f
 
 
-def make_backend(name: str, scratch: Path) -> tuple[Backend, StateDir]:
+def make_backend(name: str, scratch: Path, *, namespaces: bool = False) -> tuple[Backend, StateDir]:
     """The backend, and the state directory whose secrets (the password, the server key) the roles use.
 
-    local: a fresh state directory in `scratch`, copied to every lane. compose (in the checker's
-    container): the lab's state volume, which the role containers were started from."""
+    local: a fresh state directory in `scratch`, copied to every lane (with `namespaces`, each lane's
+    roles on a lab network of their own: docs/arp.md). compose (in the checker's container): the lab's
+    state volume, which the role containers were started from."""
     if name == "local":
         template = StateDir(scratch / "template").ensure()
-        return LocalBackend(template, scratch), template
+        return LocalBackend(template, scratch, namespaces=namespaces), template
     template = StateDir(Path(os.environ.get("MITMLAB_STATE_DIR", "/lab/state"))).require()
     return ComposeBackend(template.secret()), template
 
@@ -124,8 +125,29 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     show_default=True,
     help="Scenarios run in parallel (one set of roles each).",
 )
+@click.option(
+    "--positioning",
+    type=click.Choice(list(POSITIONINGS)),
+    default=NAMES,
+    show_default=True,
+    help="How the attacker gets on the path in the lab channel's scenarios: "
+    + "; ".join(f"{name}: {what}" for name, what in POSITIONINGS.items())
+    + ". arp runs on the local backend, in network namespaces the lab makes: as root.",
+)
+@click.option(
+    "--static-arp",
+    is_flag=True,
+    help=f"With --positioning arp: every client applies static_arp ({LINK_LAYER['static_arp']}).",
+)
 def check(
-    view: tuple[str, ...], attacks: tuple[str, ...], backend: str, out: Path | None, jobs: int, **flags: bool
+    view: tuple[str, ...],
+    attacks: tuple[str, ...],
+    backend: str,
+    out: Path | None,
+    jobs: int,
+    positioning: str,
+    static_arp: bool,
+    **flags: bool,
 ) -> None:
     """Run every attack against every protection and write the detection report.
 
@@ -135,6 +157,10 @@ def check(
     """
     views = tuple(VIEWS) if "all" in view else tuple(name for name in VIEWS if name in view)
     chosen = attacks or ATTACK_IDS
+    if static_arp and positioning != ARP:
+        raise click.UsageError("--static-arp is a defence against ARP positioning: add --positioning arp")
+    if positioning == ARP and backend != "local":
+        raise click.UsageError("--positioning arp runs on the local backend (network namespaces, as root)")
     out = out or default_out()
     writable(out)
     if backend == "compose" and not in_compose():
@@ -146,9 +172,20 @@ def check(
             f"{os.environ.get('MITMLAB_LIVE_URL', '(the live service)')}"
         )
     with tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch, reported_errors():
-        lab_backend, template = make_backend(backend, Path(scratch))
+        lab_backend, template = make_backend(backend, Path(scratch), namespaces=positioning == ARP)
         result = with_progress(
-            lambda on_result: run_check(lab_backend, template, views, chosen, jobs, out, on_result, flags),
+            lambda on_result: run_check(
+                lab_backend,
+                template,
+                views,
+                chosen,
+                jobs,
+                out,
+                on_result,
+                flags,
+                positioning=positioning,
+                static_arp=static_arp,
+            ),
             planned_runs(views, chosen, flags),
         )
     report = build(result)

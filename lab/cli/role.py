@@ -47,12 +47,18 @@ from lab.state import StateDir
     "The attacker's upstream HTTPS bank ports, on the --upstream host; without it the attacker has no "
     "real-TLS listeners.",
 )
+@endpoint_option(
+    "--transparent",
+    None,
+    "The attacker's transparent listener (mitmproxy's transparent mode), where ARP positioning "
+    "redirects the server's ports (docs/arp.md); without it, none.",
+)
 @endpoint_option("--web", None, "The attacker's mitmweb live view (with --lanes: the first lane's).")
 @click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help='Write {"control": PORT, "service": PORT, "https": PORT, "http": PORT} here once listening '
-    '(with --lanes: {"lanes": N}).',
+    help='Write {"control": PORT, "service": PORT, "https": PORT, "http": PORT, "transparent": PORT} '
+    'here once listening (with --lanes: {"lanes": N}).',
 )
 @click.option(
     "--lanes",
@@ -75,6 +81,7 @@ def role(
     upstream: tuple[str, int],
     web_ports: WebPorts,
     upstream_web_ports: WebPorts | None,
+    transparent: tuple[str, int] | None,
     web: tuple[str, int] | None,
     ready_file: Path | None,
     lanes: int | None,
@@ -84,7 +91,7 @@ def role(
     """Run the server, attacker or client as a long-lived role for `mitmlab check`."""
     with reported_errors():
         state = StateDir(state_dir).require()
-        ports = LanePorts(control, listen, upstream, web_ports, upstream_web_ports)
+        ports = LanePorts(control, listen, upstream, web_ports, upstream_web_ports, transparent)
         try:
             if lanes is not None:
                 _own_private_directory(lanes_dir)
@@ -121,6 +128,7 @@ async def _serve(
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     service_port: int | None = None
     web_ports: WebPorts | None = None
+    transparent_port: int | None = None
     handlers: dict[str, Handler]
     server: BankServer | None = None
     attacker: AttackerRole | None = None
@@ -137,10 +145,12 @@ async def _serve(
             ports.upstream,
             web_listen=ports.web if ports.upstream_web else None,
             web_upstream=ports.upstream_web,
+            transparent=ports.transparent,
             web=web,
         )
         service_port = await attacker.start()
         web_ports = attacker.web_ports()
+        transparent_port = attacker.transparent_port()
         handlers = attacker.control_handlers()
     else:
         handlers = client_role.control_handlers(state)
@@ -172,6 +182,8 @@ async def _serve(
         ready: dict[str, int | None] = {"control": control_port, "service": service_port}
         if web_ports is not None:
             ready.update(https=web_ports.https, http=web_ports.http)
+        if transparent_port is not None:
+            ready.update(transparent=transparent_port)
         ready_file.write_text(json.dumps(ready) + "\n")
     try:
         await stop.wait()

@@ -11,6 +11,7 @@ from typing import Any, Final
 from lab.attacks import ATTACKS, attacks_on
 from lab.channel.protections import PROTECTION_IDS, PROTECTIONS
 from lab.checker.check import CheckResult
+from lab.checker.detection import detection
 from lab.checker.runner import RunResult
 from lab.checker.scenarios import Placement
 from lab.checker.verdict import VERDICTS
@@ -74,6 +75,9 @@ def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
         "profile": scenario.profile,
         "protections": {"client": scenario.client.as_dict(), "server": scenario.server.as_dict()},
         "stack": scenario.stack,
+        "positioning": scenario.positioning,
+        "static_arp": scenario.static_arp,
+        "detection": detection(run.events, verdict),
         "pin_first": scenario.pin_first,
         **verdict.to_json(),
         "client_outcome": run.client_outcome,

@@ -121,6 +121,7 @@ class AttackerRole:
         *,
         web_listen: WebPorts | None = None,
         web_upstream: WebPorts | None = None,
+        transparent: tuple[str, int] | None = None,
         web: tuple[str, int] | None = None,
     ) -> None:
         self.state = state
@@ -130,6 +131,9 @@ class AttackerRole:
         """The HTTPS and plain-HTTP ports to listen on (on the listen host), in front of the HTTPS bank's
         `web_upstream` (on the upstream host); neither: the lab channel only."""
         self.web_upstream = web_upstream
+        self.transparent = transparent
+        """Where mitmproxy also listens in transparent mode: ARP positioning redirects the server's
+        ports here, and mitmproxy reads each connection's original destination back."""
         self.web = web
         self.attack_id: str | None = None
         self.settings: dict[str, Any] = {}
@@ -174,6 +178,8 @@ class AttackerRole:
                 f"reverse:https://{up_host}:{self.web_upstream.https}@{host}:{self.web_listen.https}",
                 f"reverse:http://{up_host}:{self.web_upstream.http}@{host}:{self.web_listen.http}",
             ]
+        if self.transparent is not None:
+            modes.append(f"transparent@{self.transparent[0]}:{self.transparent[1]}")
         opts = options.Options(mode=modes, confdir=str(confdir))
         self._master = self._make_master(opts)
         self._master.options.update(
@@ -203,6 +209,13 @@ class AttackerRole:
             if getattr(mode, "scheme", None) in ("https", "http") and server.listen_addrs:
                 bound[mode.scheme] = server.listen_addrs[0][1]
         return WebPorts(bound["https"], bound["http"]) if len(bound) == 2 else None
+
+    def transparent_port(self) -> int | None:
+        for server in self.mitm.addons.get("proxyserver").servers:
+            if server.mode.type_name == "transparent" and server.listen_addrs:
+                port: int = server.listen_addrs[0][1]
+                return port
+        return None
 
     def _make_master(self, opts: options.Options) -> master.Master:
         if self.web is None:

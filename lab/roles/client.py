@@ -218,8 +218,11 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
         return {"mac": entry.mac if entry else None}
 
     async def arp_during(request: dict[str, Any]) -> dict[str, Any]:
-        await victim.during()
-        return {}
+        """The entry and the hops now, or (`wait`: seconds) once the entry has moved."""
+        wait = request.get("wait", 0)
+        if not isinstance(wait, int | float) or not 0 <= wait <= 30:
+            raise ControlError('"wait" is a number of seconds, at most 30')
+        return {"moved": await victim.during(float(wait))}
 
     async def arp_end(request: dict[str, Any]) -> dict[str, Any]:
         try:

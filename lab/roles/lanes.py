@@ -40,6 +40,8 @@ class LanePorts:
     web: WebPorts
     """The HTTPS bank's ports (the server's) or the attacker's in front of them."""
     upstream_web: WebPorts | None = None
+    transparent: Endpoint | None = None
+    """The attacker's transparent listener, for what ARP positioning redirects to it (docs/arp.md)."""
 
     def of(self, number: int) -> LanePorts:
         def shifted(endpoint: Endpoint) -> Endpoint:
@@ -55,6 +57,7 @@ class LanePorts:
             shifted(self.upstream),
             shifted_web(self.web),
             shifted_web(self.upstream_web) if self.upstream_web else None,
+            shifted(self.transparent) if self.transparent else None,
         )
 
 

@@ -46,6 +46,8 @@ class Lane:
     network: Mapping[str, str] | None = None
     """Each role's address on a lab network of hosts with their own ARP caches, where the attacker can
     get on the path by ARP poisoning; None where the roles share one host (loopback)."""
+    transparent: int | None = None
+    """The attacker's transparent listener on that network, where the server's ports are redirected."""
 
 
 class Backend(Protocol):

@@ -70,6 +70,7 @@ class LocalBackend:
             f"{hosts['server']}:{server['service']}",
             "--upstream-web-ports",
             f"{server['https']},{server['http']}",
+            *(("--transparent", f"{hosts['attacker']}:0") if self.namespaces else ()),
         )
         client_spawn = self._spawn(roles, root, "client")
         attacker, client = await asyncio.gather(attacker_spawn, client_spawn)
@@ -82,6 +83,7 @@ class LocalBackend:
             attacker_service=Address(hosts["attacker"], attacker["service"]),
             attacker_web=WebService(hosts["attacker"], attacker["https"], attacker["http"]),
             network=hosts if self.namespaces else None,
+            transparent=attacker.get("transparent"),
         )
 
     async def _spawn(self, roles: _Roles, root: Path, name: str, *args: str) -> dict[str, int]:
