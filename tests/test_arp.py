@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -285,3 +286,53 @@ def test_arp_positioning_is_refused_where_it_cannot_run() -> None:
     assert alone.returncode == 2 and "add --positioning arp" in alone.stderr
     compose = mitmlab("check", "--positioning", "arp", "--backend", "compose")
     assert compose.returncode == 2 and "runs on the local backend" in compose.stderr
+
+
+def in_attacker(lane: Lane, code: str, *, drop: str | None = None) -> str:
+    """`code` run by Python in the lane's attacker namespace (with capability `drop` taken away), as
+    the attacker role would run it; what it printed."""
+    confined = ["setpriv", f"--bounding-set=-{drop}", f"--inh-caps=-{drop}"] if drop else []
+    argv = LabNetwork.for_lane(lane.number).exec("attacker", [*confined, sys.executable, "-c", code])
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_an_attacker_without_raw_sockets_says_what_it_needs(lane: Lane) -> None:
+    assert lane.network is not None
+    client, server = lane.network["client"], lane.network["server"]
+    said = in_attacker(
+        lane,
+        "import asyncio\n"
+        "from lab.arp.attacker import ArpPositioning\n"
+        "from lab.arp.poison import PositioningError\n"
+        f"positioning = ArpPositioning(print, 'eth0', {client!r}, {server!r}, [])\n"
+        "try:\n"
+        "    asyncio.run(positioning.start())\n"
+        "except PositioningError as exc:\n"
+        "    print(exc)\n",
+        drop="net_raw",
+    )
+    assert said.strip() == "the attacker cannot send raw frames: it needs NET_RAW"
+
+
+@pytest.mark.parametrize(
+    ("bound", "ended"), [("max_replies=6", "max_replies"), ("max_seconds=0.3", "max_seconds")]
+)
+def test_the_poisoning_loop_ends_at_its_bounds(lane: Lane, bound: str, ended: str) -> None:
+    assert lane.network is not None
+    client, server = lane.network["client"], lane.network["server"]
+    said = in_attacker(
+        lane,
+        "import time\n"
+        "from lab.arp.poison import ArpPoisoner, resolve\n"
+        f"client, server = resolve('eth0', {client!r}), resolve('eth0', {server!r})\n"
+        f"poisoner = ArpPoisoner('eth0', client, server, interval=0.05, {bound})\n"
+        "poisoner.start()\n"
+        "time.sleep(1.5)\n"
+        "sent = poisoner.stop()\n"
+        "poisoner.restore()\n"
+        "print(sent.replies, sent.ended)\n",
+    )
+    replies, why = said.split()
+    assert why == ended and (int(replies) == 6 if ended == "max_replies" else 2 <= int(replies) <= 20)
