@@ -5,7 +5,6 @@ poisoning, its restore, the static entry that holds, and the detector watching a
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import time
@@ -27,8 +26,7 @@ from lab.control import request
 from lab.events import Event
 from lab.evidence import parse_lines
 from lab.state import StateDir
-from tests.conftest import local_check
-from tests.processes import mitmlab
+from tests.conftest import need_root
 
 CLIENT, SERVER = Host("10.203.0.2", "02:00:00:00:00:02"), Host("10.203.0.3", "02:00:00:00:00:03")
 ATTACKER_MAC = "02:00:00:00:00:04"
@@ -83,14 +81,6 @@ def test_the_true_replies_give_each_victim_its_peers_real_mac() -> None:
 
 
 # In the lab's namespaces: real caches, real frames ---------------------------------------------------
-
-
-def need_root() -> None:
-    """Network namespaces need root: CI runs as root, and ./run-tests then requires these tests."""
-    if os.geteuid() != 0:
-        if os.environ.get("MITMLAB_REQUIRE_NAMESPACES"):
-            pytest.fail("the ARP tests need root to make network namespaces")
-        pytest.skip("the ARP tests make network namespaces: root only")
 
 
 @pytest.fixture(scope="module")
@@ -239,55 +229,6 @@ def test_an_attacker_that_cannot_find_a_victim_says_so_and_sets_nothing_up(
     assert failed.positioning == "arp" and absent in failed.error
 
 
-# The check through ARP positioning -------------------------------------------------------------------
-
-
-def arp_check(out: Path, *extra: str) -> dict[str, Any]:
-    need_root()
-    return local_check(out, "--positioning", "arp", "--view", "ladder", "--jobs", "3", *extra)
-
-
-def by_place(report: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str | None]]:
-    return {
-        (s["attack"], s["label"]): (s["verdict"], s["blocked_by"])
-        for s in report["scenarios"]
-        if s["view"] == "ladder" and s["attack"] in ("self-signed", "replay")
-    }
-
-
-def test_the_check_through_arp_gives_the_verdicts_of_names_and_times_each_detection(
-    tmp_path: Path, channel_check: tuple[Path, dict[str, Any]]
-) -> None:
-    report = arp_check(tmp_path / "arp", "--attack", "self-signed", "--attack", "replay")
-    _, named = channel_check
-    assert by_place(report) == by_place(named) and len(by_place(report)) == 22
-    assert {s["positioning"] for s in report["scenarios"]} == {"arp"}
-    for s in report["scenarios"]:
-        found = s["detection"]
-        assert found["detected"] and {"moved", "shared"} <= set(found["kinds"]), s["id"]
-        assert found["ms_before_outcome"] > 0 and "detection alone does not block" in found["text"]
-        said = [t["text"] for t in s["evidence"]["timeline"]]
-        assert any(t.startswith("POISONS the ARP caches") for t in said)
-        assert "(during) the server answers an ICMP echo with TTL 63" in said
-    assert "On the path by ARP poisoning" in (tmp_path / "arp" / "report.html").read_text()
-
-
-def test_static_arp_blocks_every_attack_through_arp(tmp_path: Path) -> None:
-    report = arp_check(tmp_path / "static", "--attack", "self-signed", "--static-arp")
-    assert {(s["verdict"], s["blocked_by"], s["step"]) for s in report["scenarios"]} == {
-        ("blocked", "static_arp", "arp")
-    }
-    assert all(s["detection"]["detected"] is False for s in report["scenarios"])
-    assert all(s["profile"].endswith("+static_arp") for s in report["scenarios"])
-
-
-def test_arp_positioning_is_refused_where_it_cannot_run() -> None:
-    alone = mitmlab("check", "--static-arp")
-    assert alone.returncode == 2 and "add --positioning arp" in alone.stderr
-    compose = mitmlab("check", "--positioning", "arp", "--backend", "compose")
-    assert compose.returncode == 2 and "runs on the local backend" in compose.stderr
-
-
 def in_attacker(lane: Lane, code: str, *, drop: str | None = None) -> str:
     """`code` run by Python in the lane's attacker namespace (with capability `drop` taken away), as
     the attacker role would run it; what it printed."""
@@ -336,3 +277,24 @@ def test_the_poisoning_loop_ends_at_its_bounds(lane: Lane, bound: str, ended: st
     )
     replies, why = said.split()
     assert why == ended and (int(replies) == 6 if ended == "max_replies" else 2 <= int(replies) <= 20)
+
+
+def test_a_second_check_cannot_take_a_lab_network_another_holds(lane: Lane) -> None:
+    """Making a lane's network takes a leftover one down first: never one that a live check holds."""
+    code = (
+        "from lab.arp.netns import LabNetwork\n"
+        "from lab.arp.poison import PositioningError\n"
+        "try:\n"
+        f"    LabNetwork.for_lane({lane.number}).create()\n"
+        "except PositioningError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert "is in use by another check on this host" in done.stdout, done.stdout + done.stderr
+    assert call(lane, "client", "status") == {"ok": True}  # and the lane is still there

@@ -5,15 +5,21 @@ out of it. Names carry a prefix, so that two labs, or a crashed one, do not coll
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import Final, TextIO
 
 from lab.arp.poison import PositioningError
 
 HOSTS: Final = ("client", "server", "attacker")
+LOCK_DIRECTORY: Final = Path("/run/lock") if Path("/run/lock").is_dir() else Path(tempfile.gettempdir())
+_LOCKS: dict[str, TextIO] = {}
+"""The networks this process holds, by prefix: an open file each, with an exclusive lock on it."""
 INTERFACE: Final = "eth0"
 """Every host's interface on the lab network, as in a container."""
 
@@ -57,14 +63,16 @@ class LabNetwork:
         return any(line.split()[0] == self.bridge for line in listed.stdout.splitlines() if line.strip())
 
     def create(self) -> None:
-        """The namespaces, the bridge and the veths; a network left over by a crash is taken down first."""
+        """The namespaces, the bridge and the veths; a network left over by a crash is taken down first,
+        one that another process holds is not (its lock says so)."""
         if os.geteuid() != 0:
             raise PositioningError(
                 "ARP positioning without Docker makes network namespaces, which needs root: run it with "
                 "sudo, or use --backend compose"
             )
+        self._hold()
         if self.exists():
-            self.destroy()
+            self._take_down()
         bridge = self.bridge
         steps = [
             ["ip", "netns", "add", bridge],
@@ -119,10 +127,32 @@ class LabNetwork:
             raise
 
     def destroy(self) -> None:
-        """Everything `create` made (deleting a namespace deletes its veth ends)."""
+        """Everything `create` made, and the claim on it."""
+        self._take_down()
+        lock = _LOCKS.pop(self.prefix, None)
+        if lock is not None:
+            lock.close()  # closing the file lets the lock go
+
+    def _take_down(self) -> None:
+        """Deleting a namespace deletes its ends of the veths."""
         subprocess.run(["ip", "link", "del", self.host_interface], capture_output=True, check=False)
         for ns in (*(self.namespace(h) for h in HOSTS), self.bridge):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+
+    def _hold(self) -> None:
+        """This process's claim on the network's names, for as long as it has the network."""
+        if self.prefix in _LOCKS:
+            return
+        lock = (LOCK_DIRECTORY / f"{self.prefix}.lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise PositioningError(
+                f"the lab network {self.prefix} is in use by another check on this host: one ARP check "
+                "at a time (or wait for the other to finish)"
+            ) from None
+        _LOCKS[self.prefix] = lock
 
 
 def _ip(argv: list[str]) -> None:
