@@ -23,14 +23,19 @@ RUN if ls /wheelhouse/*.whl >/dev/null 2>&1; then export PIP_NO_INDEX=1; fi \
 # last, small layers. No pip, setuptools, wheelhouse or cache reaches this stage, and no compiler is
 # in either (every dependency is a wheel).
 FROM ${RUNTIME_BASE}
-# The client's image carries the real clients of the real-TLS stack (docs/tls.md), from Debian's
-# packages, unless its base has them already.
+# Every role's image has `ip` and `iptables` (ARP positioning: the client pins a neighbour, the attacker
+# redirects the server's ports to mitmproxy, docs/arp.md); the client's also carries the real clients of
+# the real-TLS stack (docs/tls.md). All from Debian's packages, unless the base has them already.
 ARG WITH_CLIENTS=0
-RUN if [ "$WITH_CLIENTS" = 1 ] && ! (command -v curl && command -v openssl && command -v chromium \
+RUN packages=""; \
+    (command -v ip && command -v iptables) >/dev/null || packages="iproute2 iptables"; \
+    if [ "$WITH_CLIENTS" = 1 ] && ! (command -v curl && command -v openssl && command -v chromium \
         && command -v certutil) >/dev/null; then \
+      packages="$packages curl openssl chromium libnss3-tools ca-certificates"; \
+    fi; \
+    if [ -n "$packages" ]; then \
       apt-get update -qq \
-      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-         curl openssl chromium libnss3-tools ca-certificates >/dev/null \
+      && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $packages >/dev/null \
       && rm -rf /var/lib/apt/lists/*; \
     fi
 COPY --from=dependencies /opt/mitmlab /opt/mitmlab

@@ -4,9 +4,15 @@ networks of its lanes, which test_arp's module lane must not hold meanwhile."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
+from lab.cli.errors import EXIT_SETUP
+from lab.containers import REPO
 from tests.conftest import local_check, need_root
 from tests.processes import mitmlab
 
@@ -50,8 +56,74 @@ def test_static_arp_blocks_every_attack_through_arp(tmp_path: Path) -> None:
     assert all(s["profile"].endswith("+static_arp") for s in report["scenarios"])
 
 
-def test_arp_positioning_is_refused_where_it_cannot_run() -> None:
+def test_static_arp_alone_is_a_usage_error() -> None:
     alone = mitmlab("check", "--static-arp")
     assert alone.returncode == 2 and "add --positioning arp" in alone.stderr
-    compose = mitmlab("check", "--positioning", "arp", "--backend", "compose")
-    assert compose.returncode == 2 and "runs on the local backend" in compose.stderr
+
+
+def test_without_root_the_check_through_arp_says_what_it_needs() -> None:
+    """Run as nobody where the tests run as root (CI): no namespace is made, no run is played."""
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    with tempfile.TemporaryDirectory() as scratch:
+        os.chmod(scratch, 0o777)
+        done = subprocess.run(
+            [*as_nobody, sys.executable, "-m", "lab", "check", "--positioning", "arp", "--attack", "replay"],
+            cwd=scratch,
+            env={**os.environ, "HOME": scratch, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == EXIT_SETUP, done.stderr
+        assert "makes network namespaces, which needs root" in done.stderr
+        assert "Traceback" not in done.stderr
+        assert not list(Path(scratch).glob("reports/*/report.json"))
+
+
+def test_positioning_and_defence_sets_show_both_ways_and_static_arp_in_the_matrix(
+    tmp_path: Path, channel_check: tuple[Path, dict[str, Any]]
+) -> None:
+    need_root()
+    attacks = ("--attack", "replay", "--attack", "downgrade")
+    out = tmp_path / "both"
+    report = local_check(out, "--view", "positioning", "--view", "defence-sets", "--jobs", "3", *attacks)
+    _, named = channel_check
+    by_names = {s["id"]: (s["verdict"], s["blocked_by"]) for s in named["scenarios"]}
+    twins = 0
+    for s in report["scenarios"]:
+        if s["positioning"] == "arp" and not s["static_arp"]:
+            twin = next(
+                n
+                for n in named["scenarios"]
+                if (n["attack"], n["protections"]) == (s["attack"], s["protections"])
+            )
+            assert (s["verdict"], s["blocked_by"]) == by_names[twin["id"]], s["id"]
+            twins += 1
+    assert twins >= 4
+    pairs = report["sections"]["positioning"]["attacks"]
+    assert {a: [p["same"] for p in row.values()] for a, row in pairs.items()} == {
+        "replay": [True, True],
+        "downgrade": [True, True],
+    }
+    assert pairs["replay"]["none"]["arp"]["verdict"] == "compromised"
+    assert report["protections"][-1] == "static_arp"
+    assert {a: report["headline"][a]["static_arp"] for a in ("replay", "downgrade")} == {
+        "replay": "enough_alone",
+        "downgrade": "enough_alone",
+    }
+    for attack in ("replay", "downgrade"):
+        found = report["sections"]["defence-sets"]["attacks"][attack]
+        (link,) = [s for s in found["sets"] if s.get("positioning") == "arp"]
+        assert link["protections"] == ["static_arp"]
+        held = next(s for s in report["scenarios"] if s["id"] == link["blocks"])
+        assert (held["verdict"], held["blocked_by"], held["static_arp"]) == ("blocked", "static_arp", True)
+        assert "`static_arp` alone stops it too" in found["line"]
+    markdown = (out / "report.md").read_text()
+    assert "## Positioning: by names and through ARP poisoning" in markdown
+    assert "static_arp (through ARP)" in markdown and "| static_arp |" in markdown
+
+
+def test_the_positioning_view_is_not_run_with_every_run_through_arp() -> None:
+    done = mitmlab("check", "--view", "positioning", "--positioning", "arp")
+    assert done.returncode == 2 and "runs by names and through ARP itself" in done.stderr

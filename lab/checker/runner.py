@@ -38,6 +38,7 @@ scenarios (several views share some) run once. A run that times out, or whose ro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import shutil
 import time
@@ -112,8 +113,13 @@ class Runner:
         for lane in lanes:
             self._lanes.put_nowait(lane)
         self._live_lanes = len(lanes)
+        self.on_a_lab_network = bool(lanes) and all(
+            lane.network is not None and lane.transparent is not None for lane in lanes
+        )
+        """Whether the lanes' roles are hosts of a lab network, where a scenario can run through ARP."""
         self._lost: list[str] = []
         self._runs: dict[str, asyncio.Task[RunResult]] = {}
+        self._networks: dict[tuple[tuple[str, str], ...], asyncio.Lock] = {}
 
     @property
     def results(self) -> dict[str, RunResult]:
@@ -137,7 +143,8 @@ class Runner:
             result = self._unplayable(scenario)
         else:
             try:
-                result = await self._play(lane, scenario)
+                async with self._network_of(lane, scenario):
+                    result = await self._play(lane, scenario)
                 if result.verdict.error or await self.backend.dead_roles(lane):
                     lane = await self.backend.restart(lane)
             except BackendError as exc:  # the lane did not come back: the others go on without it
@@ -149,6 +156,13 @@ class Runner:
                     self._lanes.put_nowait(lane)
         self.on_result(result)
         return result
+
+    def _network_of(self, lane: Lane, scenario: Scenario) -> contextlib.AbstractAsyncContextManager[Any]:
+        """An ARP run holds its lab network for itself: lanes whose roles share hosts (compose's
+        containers run every lane) share their ARP caches, which one run poisons, pins and restores."""
+        if scenario.positioning != ARP or lane.network is None:
+            return contextlib.nullcontext()
+        return self._networks.setdefault(tuple(sorted(lane.network.items())), asyncio.Lock())
 
     def _unplayable(self, scenario: Scenario) -> RunResult:
         destination = self.out / "evidence" / scenario.id

@@ -44,6 +44,7 @@ PROTECTION_SHORT = {
     **{p: protection.short for p, protection in BY_ID.items()},
     "revocation": "crl",
     "hsts": "hsts",
+    "static_arp": "sarp",
 }
 CHANNEL_ATTACKS = attacks_on(LAB_CHANNEL)
 EXIT_RUN_ERRORS = 8
@@ -100,7 +101,8 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     show_default=True,
     help="Which view to compute (repeatable), or all of them: "
     + "; ".join(f"{name}: {view.summary}" for name, view in VIEWS.items())
-    + ".",
+    + ". all: every view; positioning only in the compose lab (ask for it by name on the local backend, "
+    "as root).",
 )
 @view_flag_options
 @attack_option(ATTACK_IDS, "every attack")
@@ -132,7 +134,8 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     show_default=True,
     help="How the attacker gets on the path in the lab channel's scenarios: "
     + "; ".join(f"{name}: {what}" for name, what in POSITIONINGS.items())
-    + ". arp runs on the local backend, in network namespaces the lab makes: as root.",
+    + ". arp: in the compose lab, between its containers; on the local backend, in network namespaces "
+    "the lab makes (as root).",
 )
 @click.option(
     "--static-arp",
@@ -155,16 +158,14 @@ def check(
     alone, is part of a set that stops it, or has no effect: computed from the runs, each linked to
     its evidence. The defence sets say, per attack, every minimal set of protections that stops it.
     """
-    views = tuple(VIEWS) if "all" in view else tuple(name for name in VIEWS if name in view)
     chosen = attacks or ATTACK_IDS
     if static_arp and positioning != ARP:
         raise click.UsageError("--static-arp is a defence against ARP positioning: add --positioning arp")
-    if positioning == ARP and backend != "local":
-        raise click.UsageError("--positioning arp runs on the local backend (network namespaces, as root)")
+    views = chosen_views(view, backend, positioning)
     out = out or default_out()
     writable(out)
     if backend == "compose" and not in_compose():
-        _check_in_containers(views, attacks, out, jobs, flags)
+        _check_in_containers(views, attacks, out, jobs, flags, positioning, static_arp)
         return
     if in_compose():
         console.print(
@@ -172,7 +173,9 @@ def check(
             f"{os.environ.get('MITMLAB_LIVE_URL', '(the live service)')}"
         )
     with tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch, reported_errors():
-        lab_backend, template = make_backend(backend, Path(scratch), namespaces=positioning == ARP)
+        lab_backend, template = make_backend(
+            backend, Path(scratch), namespaces=backend == "local" and on_a_lab_network(views, positioning)
+        )
         result = with_progress(
             lambda on_result: run_check(
                 lab_backend,
@@ -203,6 +206,29 @@ def check(
         fail(EXIT_RUN_ERRORS, f"{len(result.errors)} run(s) ended in error; see the report.")
 
 
+def on_a_lab_network(views: tuple[str, ...], positioning: str) -> bool:
+    """Whether the check's runs need roles that are hosts of a lab network (docs/arp.md)."""
+    return positioning == ARP or any(VIEWS[name].needs_lab_network for name in views)
+
+
+def chosen_views(view: tuple[str, ...], backend: str, positioning: str) -> tuple[str, ...]:
+    """The views asked for; `all`: every view that runs here by default, those that need a lab network
+    only in the compose lab (whose containers are one), and not when every run goes through ARP."""
+    if "all" not in view:
+        views = tuple(name for name in VIEWS if name in view)
+        both_ways = [name for name in views if VIEWS[name].needs_lab_network]
+        if both_ways and positioning == ARP:
+            raise click.UsageError(
+                f"the {both_ways[0]} view runs by names and through ARP itself: leave out --positioning arp"
+            )
+        return views
+    return tuple(
+        name
+        for name, v in VIEWS.items()
+        if not v.needs_lab_network or (backend == "compose" and positioning == NAMES)
+    )
+
+
 def say_where(out: Path) -> None:
     console.print(
         f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}"
@@ -229,12 +255,19 @@ def _hand_over(out: Path) -> None:
 
 
 def _check_in_containers(
-    views: tuple[str, ...], attacks: tuple[str, ...], out: Path, jobs: int, flags: dict[str, bool]
+    views: tuple[str, ...],
+    attacks: tuple[str, ...],
+    out: Path,
+    jobs: int,
+    flags: dict[str, bool],
+    positioning: str,
+    static_arp: bool,
 ) -> None:
     """`docker compose up` with this check, its report written to `out`; then the lab comes down."""
     arguments = [f"--view {name}" for name in views] if views != tuple(VIEWS) else []
     arguments += [f"--attack {attack}" for attack in attacks]
     arguments += [f"--{name}" for name, on in flags.items() if on]
+    arguments += [f"--positioning {positioning}"] + (["--static-arp"] if static_arp else [])
     lab = ComposeLab(
         # Not the compose file's own name: a lab started by hand with `docker compose up` is left alone.
         project=os.environ.get("COMPOSE_PROJECT_NAME", "mitm-lab-check"),
@@ -340,7 +373,7 @@ def _compact_table(title: str, first_column: str, caption: str | None = None) ->
 def _headline_table(report: dict[str, Any]) -> Table:
     table = _compact_table("which protection stops which attack", "attack", HEADLINE_LEGEND)
     for protection in report["protections"]:
-        table.add_column(BY_ID[protection].short, justify="center", no_wrap=True)
+        table.add_column(PROTECTION_SHORT[protection], justify="center", no_wrap=True)
     for attack in report["stack_attacks"][LAB_CHANNEL]:
         cells = report["headline"][attack]
         table.add_row(

@@ -18,10 +18,10 @@ from lab.checker.verdict import VERDICTS
 from lab.events import SCHEMA_VERSION as EVIDENCE_SCHEMA
 from lab.events import Event, to_dict
 from lab.narrate import told
-from lab.stacks import CLIENT_SETTINGS, STACKS
+from lab.stacks import CLIENT_SETTINGS, LINK_LAYER, STACKS
 
 SCHEMA: Final = "mitm-lab/report"
-VERSION: Final = 3
+VERSION: Final = 4
 
 
 def build(check: CheckResult) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def build(check: CheckResult) -> dict[str, Any]:
         "views": list(check.views),
         "attacks": list(check.attacks),
         "stack_attacks": {stack: list(attacks_on(stack, check.attacks)) for stack in STACKS},
-        "protections": list(PROTECTION_IDS),
+        "protections": _columns(check),
         "summary": {
             "runs": len(check.results),
             "placements": len(scenarios),
@@ -60,9 +60,15 @@ def build(check: CheckResult) -> dict[str, Any]:
             for a in check.attacks
         },
         "stacks": {stack.id: stack.summary for stack in STACKS.values()},
-        "protection_info": {**{p.id: p.doc for p in PROTECTIONS}, **CLIENT_SETTINGS},
+        "protection_info": {**{p.id: p.doc for p in PROTECTIONS}, **CLIENT_SETTINGS, **LINK_LAYER},
         "scenarios": scenarios,
     }
+
+
+def _columns(check: CheckResult) -> list[str]:
+    """The headline's protections: the lab channel's, and the link layer's where a view told of them."""
+    first = next(iter(check.headline.values()), None)
+    return list(first) if first else list(PROTECTION_IDS)
 
 
 def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:

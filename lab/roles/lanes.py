@@ -127,6 +127,8 @@ class Lanes:
         ]
         if ports.upstream_web is not None:
             args += ["--upstream-web-ports", f"{ports.upstream_web.https},{ports.upstream_web.http}"]
+        if ports.transparent is not None:
+            args += ["--transparent", "{}:{}".format(*ports.transparent)]
         if self.web is not None and self.role == "attacker" and number == 1:
             args += ["--web", "{}:{}".format(*self.web)]
         return args

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import Mapping
 from typing import Final
@@ -23,6 +24,8 @@ CONTROL_PORT: Final = 7000
 SERVICE_PORT: Final = 4433
 WEB_PORTS: Final = WebPorts(https=9443, http=9080)
 """The HTTPS bank's ports, and the attacker's in front of them (lane i: + i - 1)."""
+TRANSPARENT_PORT: Final = 8443
+"""mitmproxy's transparent listener in the attacker's container, where ARP positioning redirects."""
 STARTUP_TIMEOUT: Final = 90.0
 PROBE_TIMEOUT: Final = 2.0
 
@@ -44,6 +47,9 @@ class ComposeBackend:
         self.control_port = control_port
         self.service_port = service_port
         self.startup_timeout = startup_timeout
+        self._network: dict[str, str] | None = None
+        """Each role's address on the lab network, once looked up: ARP positioning dials the server's
+        own address, and poisons the client's and the server's caches."""
 
     def lane(self, number: int) -> Lane:
         shift = number - 1
@@ -54,12 +60,31 @@ class ComposeBackend:
             server_service=Address(self.hosts["server"], self.service_port + shift),
             attacker_service=Address(self.hosts["attacker"], self.service_port + shift),
             attacker_web=WebService(self.hosts["attacker"], WEB_PORTS.https + shift, WEB_PORTS.http + shift),
+            network=self._network,
+            transparent=TRANSPARENT_PORT + shift if self._network else None,
         )
 
     async def start(self, lanes: int) -> list[Lane]:
+        self._network = await self._addresses()
         chosen = [self.lane(number) for number in range(1, lanes + 1)]
         await asyncio.gather(*(self._until_answering(lane) for lane in chosen))
         return chosen
+
+    async def _addresses(self) -> dict[str, str]:
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:
+                found = {
+                    role: (await loop.getaddrinfo(host, None, family=socket.AF_INET))[0][4][0]
+                    for role, host in self.hosts.items()
+                }
+            except OSError as exc:  # a container not up yet has no name on the network
+                if time.monotonic() > deadline:
+                    raise BackendError(f"the roles' addresses cannot be found: {exc}") from None
+                await asyncio.sleep(0.25)
+                continue
+            return {role: str(address) for role, address in found.items()}
 
     async def restart(self, lane: Lane) -> Lane:
         """Fresh roles for the lane: those still running are told to shut down (their container starts

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from lab import attacks as catalog
 from lab.channel.protections import PROTECTION_IDS
+from lab.stacks import EVERY_PROTECTION
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult
@@ -85,6 +86,8 @@ class View(Protocol):
     """One line for `--help`."""
     flags: ClassVar[Mapping[str, str]]
     """Switches it takes (`mitmlab check --NAME`), with their help."""
+    needs_lab_network: ClassVar[bool]
+    """Whether its runs need lanes whose roles are hosts of a lab network (ARP positioning)."""
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         """About how many runs it will ask for (a progress bar's total; it may ask for more)."""
@@ -124,14 +127,18 @@ def cell_for(runs: Iterable[RunResult | None], value: str) -> Cell:
 
 
 def merge_headlines(outcomes: Iterable[ViewOutcome], attacks: tuple[str, ...]) -> Headline:
-    """Per cell the strongest value any view gives it, with the runs of every view that looked."""
+    """Per cell the strongest value any view gives it, with the runs of every view that looked. The
+    columns: the lab channel's protections, then the link layer's where a view told of them
+    (`static_arp`, on a lab network)."""
     told = [outcome.headline for outcome in outcomes if outcome.headline]
     if not told:
         return {}
+    told_of = {p for h in told for row in h.values() for p in row}
+    columns = [*PROTECTION_IDS, *(p for p in EVERY_PROTECTION if p in told_of and p not in PROTECTION_IDS)]
     table: Headline = {}
     for attack in attacks:
         row: dict[str, Cell] = {}
-        for protection in PROTECTION_IDS:
+        for protection in columns:
             cells = [h[attack][protection] for h in told if protection in h.get(attack, {})]
             if not cells:  # no view could tell (the attack never got through anywhere): nothing to stop
                 row[protection] = Cell("no_effect", ())

@@ -28,6 +28,7 @@ class Ablation:
     summary: ClassVar[str] = "recommended, minus one protection at a time"
 
     flags: ClassVar[Mapping[str, str]] = {}
+    needs_lab_network: ClassVar[bool] = False
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         return len(attacks) * (1 + len(REMOVED))

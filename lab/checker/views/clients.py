@@ -30,6 +30,7 @@ class Clients:
     summary: ClassVar[str] = "real TLS: each real client against each TLS attack, in its own words"
 
     flags: ClassVar[Mapping[str, str]] = {}
+    needs_lab_network: ClassVar[bool] = False
 
     def __init__(self, victims: Sequence[str] = tuple(CLIENTS)) -> None:
         self.victims = tuple(victims)

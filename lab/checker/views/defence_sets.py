@@ -11,7 +11,11 @@
    neither of them decides, and grows a non-stopping one to a maximal one (or shrinks a stopping one to
    a minimal one) by one protection at a time, each step a run. For every minimal set the report links
    the run of the set itself and of each set with one protection fewer (shrinking ran them).
-3. **The check**: among the runs it made, a set that stopped the attack and the same set plus one
+3. **The link layer**: where the lanes' roles are hosts of a lab network, the floor also runs with the
+   attacker on the path by ARP poisoning, and so again with `static_arp` (docs/arp.md): if the floor
+   through ARP is compromised and `static_arp` stops it, `static_arp` is a minimal set of its own
+   (through ARP), in the sets and in the headline.
+4. **The check**: among the runs it made, a set that stopped the attack and the same set plus one
    protection that let it through are reported as a finding: a protection that opened the attack.
    `exhaustive` runs every subset instead of searching (2^n runs), to test the search.
 
@@ -30,8 +34,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from lab.channel.protections import NONE, PROTECTION_IDS, Protections
 from lab.checker.scenarios import Placement, Scenario
-from lab.checker.views import STOPPED, Cell, ViewOutcome
-from lab.stacks import LAB_CHANNEL
+from lab.checker.views import STOPPED, Cell, ViewOutcome, cell_for
+from lab.stacks import ARP, EVERY_PROTECTION, LAB_CHANNEL
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult
@@ -50,7 +54,7 @@ class Undetermined(Exception):
 
 
 def ordered(protections: Iterable[str]) -> list[str]:
-    return sorted(protections, key=PROTECTION_IDS.index)
+    return sorted(protections, key=EVERY_PROTECTION.index)
 
 
 def describe_set(protections: Iterable[str]) -> str:
@@ -172,6 +176,27 @@ async def exhaustive(search: AttackSearch, candidates: Set) -> list[Set]:
     return [s for s in stoppers if not any(other < s for other in stoppers)]
 
 
+async def link_layer(search: AttackSearch) -> tuple[dict[str, Any] | None, dict[str, Cell]]:
+    """The floor through ARP poisoning, and with `static_arp`: that set, if it stops the attack there,
+    and the headline cell of `static_arp`."""
+    floor = search.scenario(frozenset())
+    through, pinned = floor.positioned(ARP), floor.positioned(ARP, static_arp=True)
+    for label, scenario in (("floor through arp", through), ("floor through arp +static_arp", pinned)):
+        search.placements.append(Placement(VIEW.name, search.attack, label, scenario))
+    poisoned, held = await asyncio.gather(search.runner.run(through), search.runner.run(pinned))
+    stops = poisoned.verdict.verdict == "compromised" and held.verdict.verdict in STOPPED
+    cell = cell_for((poisoned, held), "enough_alone" if stops else "no_effect")
+    if not stops:
+        return None, {"static_arp": cell}
+    found = {
+        "protections": ["static_arp"],
+        "blocks": held.scenario.id,
+        "without_one": {"static_arp": poisoned.scenario.id},
+        "positioning": ARP,
+    }
+    return found, {"static_arp": cell}
+
+
 def findings(verdicts: dict[Set, RunResult]) -> list[dict[str, Any]]:
     """Pairs of runs one protection apart where adding it let the attack through again."""
     found = []
@@ -209,6 +234,7 @@ class DefenceSets:
         "exhaustive": "defence-sets: run every subset of protections above each floor instead of searching "
         "(2^n runs an attack; to check the search)"
     }
+    needs_lab_network: ClassVar[bool] = False
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         per_attack = 2 ** len(PROTECTION_IDS) if settings.get("exhaustive") else TYPICAL_RUNS
@@ -253,6 +279,8 @@ class DefenceSets:
                 {"floor": None, "how": f"undetermined: {why}", "sets": [], "findings": []},
                 {p: Cell("undetermined", searched) for p in PROTECTION_IDS},
             )
+        link_set, cells = await link_layer(search) if runner.on_a_lab_network else (None, {})
+        link_sets = [link_set] if link_set else []
         section = {
             "floor": {
                 "protections": ordered(floor),
@@ -260,19 +288,21 @@ class DefenceSets:
                 "run": search.verdicts[frozenset()].scenario.id,
             },
             "how": how,
-            "line": sentence(sets),
+            "line": sentence(sets) + ("; through ARP, `static_arp` alone stops it too" if link_sets else ""),
             "sets": [
-                {
-                    "protections": ordered(s),
-                    "blocks": search.verdicts[s].scenario.id,
-                    "without_one": {p: search.verdicts[s - {p}].scenario.id for p in ordered(s)},
-                }
-                for s in sets
+                *(
+                    {
+                        "protections": ordered(s),
+                        "blocks": search.verdicts[s].scenario.id,
+                        "without_one": {p: search.verdicts[s - {p}].scenario.id for p in ordered(s)},
+                    }
+                    for s in sets
+                ),
+                *link_sets,
             ],
             "findings": findings(search.verdicts),
-            "runs": len(search.verdicts),
+            "runs": len(search.verdicts) + (2 if cells else 0),
         }
-        cells = {}
         for protection in ordered(candidates):
             holding = [s for s in sets if protection in s]
             value = "no_effect"

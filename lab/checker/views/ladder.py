@@ -37,6 +37,7 @@ class Ladder:
     summary: ClassVar[str] = "the brief's story, one protection added per level, from plaintext up"
 
     flags: ClassVar[Mapping[str, str]] = {}
+    needs_lab_network: ClassVar[bool] = False
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         return len(attacks) * len(LADDER)
