@@ -19,7 +19,7 @@ from tests.processes import mitmlab
 
 def arp_check(out: Path, *extra: str) -> dict[str, Any]:
     need_root()
-    return local_check(out, "--positioning", "arp", "--view", "ladder", "--jobs", "3", *extra)
+    return local_check(out, "--positioning", "arp", "--jobs", "3", *extra)
 
 
 def by_place(report: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str | None]]:
@@ -33,7 +33,7 @@ def by_place(report: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str | N
 def test_the_check_through_arp_gives_the_verdicts_of_names_and_times_each_detection(
     tmp_path: Path, channel_check: tuple[Path, dict[str, Any]]
 ) -> None:
-    report = arp_check(tmp_path / "arp", "--attack", "self-signed", "--attack", "replay")
+    report = arp_check(tmp_path / "arp", "--view", "ladder", "--attack", "self-signed", "--attack", "replay")
     _, named = channel_check
     assert by_place(report) == by_place(named) and len(by_place(report)) == 22
     assert {s["positioning"] for s in report["scenarios"]} == {"arp"}
@@ -48,7 +48,7 @@ def test_the_check_through_arp_gives_the_verdicts_of_names_and_times_each_detect
 
 
 def test_static_arp_blocks_every_attack_through_arp(tmp_path: Path) -> None:
-    report = arp_check(tmp_path / "static", "--attack", "self-signed", "--static-arp")
+    report = arp_check(tmp_path / "static", "--view", "ladder", "--attack", "self-signed", "--static-arp")
     assert {(s["verdict"], s["blocked_by"], s["step"]) for s in report["scenarios"]} == {
         ("blocked", "static_arp", "arp")
     }
@@ -127,3 +127,25 @@ def test_positioning_and_defence_sets_show_both_ways_and_static_arp_in_the_matri
 def test_the_positioning_view_is_not_run_with_every_run_through_arp() -> None:
     done = mitmlab("check", "--view", "positioning", "--positioning", "arp")
     assert done.returncode == 2 and "runs by names and through ARP itself" in done.stderr
+
+
+def test_real_clients_through_arp_meet_the_verdicts_they_meet_by_names(
+    tmp_path: Path, clients_check: tuple[Path, dict[str, Any]]
+) -> None:
+    """The attacker redirects the HTTPS bank's ports to mitmproxy's transparent listener: a forged
+    certificate (self-signed), and sslstrip on the plain-HTTP front door."""
+    attacks = ("--attack", "self-signed", "--attack", "sslstrip")
+    report = arp_check(tmp_path / "tls", "--view", "clients", *attacks)
+    _, named = clients_check
+
+    def cells(r: dict[str, Any]) -> dict[tuple[str, str], tuple[str, str | None]]:
+        return {
+            (c["client"], c["attack"]): (c["verdict"], c["protection"])
+            for c in r["clients"]
+            if c["attack"] in ("none", "self-signed", "sslstrip")
+        }
+
+    assert cells(report) == cells(named) and len(cells(report)) > 30
+    assert ("compromised", None) in cells(report).values()
+    assert {s["positioning"] for s in report["scenarios"]} == {"arp"}
+    assert all(s["detection"]["detected"] for s in report["scenarios"])

@@ -75,7 +75,7 @@ async def run_check(
 ) -> CheckResult:
     """`settings`: the value of each view flag (`View.flags`), off when absent; `custom`: views made
     for this check that stand in for those of the same name (`mitmlab probe`'s clients view);
-    `positioning`, `static_arp`: how the attacker gets on the path in the lab channel's scenarios
+    `positioning`, `static_arp`: how the attacker gets on the path in every scenario
     (ARP needs a backend whose lanes have a lab network: docs/arp.md)."""
     known = {**VIEWS, **(custom or {})}
     unknown = set(views) - set(known)

@@ -27,6 +27,9 @@ On the real-TLS stack (docs/tls.md) the steps are:
     client:   the real client visits bank.lab (which is the attacker, to it)
     attacker, server: wait until idle
 
+(through ARP: the client visits the bank's own address, between the ARP steps above, and the
+attacker redirects the bank's HTTPS and plain-HTTP ports)
+
 and the TLS key logs of the client and of mitmproxy are kept beside the evidence.
 
 Then every role's evidence is taken through its control port (so it reaches the report wherever the
@@ -42,7 +45,7 @@ import contextlib
 import shlex
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -56,7 +59,7 @@ from lab.checker.visit_verdict import decide_visit
 from lab.control import ControlError, request
 from lab.events import Event, EvidenceError
 from lab.evidence import parse_lines
-from lab.stacks import ARP, LAB_CHANNEL, NAMES, REAL_TLS
+from lab.stacks import ARP, NAMES, REAL_TLS
 from lab.state import ROLES, SERVER_NAME, StateDir
 
 SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
@@ -100,7 +103,7 @@ class Runner:
         positioning: str = NAMES,
         static_arp: bool = False,
     ) -> None:
-        """`positioning`, `static_arp`: how the attacker gets on the path in every lab-channel scenario
+        """`positioning`, `static_arp`: how the attacker gets on the path in every scenario
         the views ask for by name (docs/arp.md); the result's scenario says how it ran."""
         self.backend = backend
         self.positioning, self.static_arp = positioning, static_arp
@@ -131,7 +134,7 @@ class Runner:
         """The scenario's result, running it unless it ran (or is running) already."""
         if scenario.id not in self._runs:
             played = scenario
-            if self.positioning != NAMES and scenario.stack == LAB_CHANNEL and scenario.positioning == NAMES:
+            if self.positioning != NAMES and scenario.positioning == NAMES:
                 played = scenario.positioned(self.positioning, static_arp=self.static_arp)
             self._runs[scenario.id] = asyncio.create_task(self._on_a_lane(played))
         return await self._runs[scenario.id]
@@ -225,15 +228,25 @@ class Runner:
             pre_lines.update(taken.lines)
         await _call(lane, "attacker", "attack", id=scenario.attack)
         if scenario.positioning == ARP:
-            return await self._through_arp(lane, scenario)
+            port = lane.server_service.port  # the lab channel's
+            return await self._through_arp(
+                lane, scenario, [port], lambda server: self._session(lane, scenario.client, server, SESSION)
+            )
         outcome = await self._session(lane, scenario.client, lane.attacker_service, SESSION)
         await _call(lane, "attacker", "idle")
         await _call(lane, "server", "idle")
         return outcome
 
-    async def _through_arp(self, lane: Lane, scenario: Scenario) -> dict[str, Any]:
-        """The client dials the server's own address; the attacker is on the path only if its poisoning
-        of both caches took (docs/arp.md)."""
+    async def _through_arp(
+        self,
+        lane: Lane,
+        scenario: Scenario,
+        ports: list[int],
+        play: Callable[[Address], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """`play` with the client dialling the server's own address (at the first of `ports`, which
+        are all redirected); the attacker is on the path only if its poisoning of both caches took
+        (docs/arp.md)."""
         network, transparent = lane.network, lane.transparent
         if network is None or transparent is None:
             raise ControlError("this lane's roles share one host: ARP positioning needs a lab network")
@@ -244,12 +257,12 @@ class Runner:
             "position",
             client=network["client"],
             server=network["server"],
-            redirects=[[lane.server_service.port, transparent]],  # the lab channel's port
+            redirects=[[port, transparent] for port in ports],
         )
         try:
             if positioned.get("positioned"):
                 await _call(lane, "client", "arp_during", wait=ARP_TAKES)
-                outcome = await self._session(lane, scenario.client, lane.server_service, SESSION)
+                outcome = await play(Address(network["server"], ports[0]))
             else:
                 outcome = {"outcome": "not_positioned", "message": positioned.get("error", "")}
             await _call(lane, "attacker", "idle")
@@ -260,7 +273,8 @@ class Runner:
         return outcome
 
     async def _visit(self, lane: Lane, scenario: Scenario) -> dict[str, Any]:
-        web = lane.attacker_web
+        """A real client's visit: to the attacker as bank.lab, or (through ARP) to the bank itself."""
+        web = lane.server_web if scenario.positioning == ARP else lane.attacker_web
         if web is None:
             raise ControlError("this lane's roles do not serve the HTTPS bank")
         await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
@@ -272,11 +286,22 @@ class Runner:
             if scenario.victim.startswith(PROBE)
             else {"client": scenario.victim}
         )
-        visited = await _call(
-            lane, "client", "visit", address=web.host, https=web.https, http=web.http, **who, timeout=90
-        )
-        await _call(lane, "attacker", "idle")
-        await _call(lane, "server", "idle")
+
+        async def visit(host: str) -> dict[str, Any]:
+            return await _call(
+                lane, "client", "visit", address=host, https=web.https, http=web.http, **who, timeout=90
+            )
+
+        if scenario.positioning == ARP:
+            visited = await self._through_arp(
+                lane, scenario, [web.https, web.http], lambda server: visit(server.host)
+            )
+            if visited.get("outcome") == "not_positioned":
+                return visited
+        else:
+            visited = await visit(web.host)
+            await _call(lane, "attacker", "idle")
+            await _call(lane, "server", "idle")
         attacker = await _call(lane, "attacker", "keylog")
         return {
             "outcome": "visited",

@@ -47,8 +47,6 @@ class Scenario:
             raise ValueError("a real client (victim) is what a real-TLS scenario has, and only it")
         if self.positioning not in POSITIONINGS:
             raise ValueError(f"unknown positioning {self.positioning!r}; they are {', '.join(POSITIONINGS)}")
-        if self.positioning == ARP and self.stack != LAB_CHANNEL:
-            raise ValueError("ARP positioning runs the lab channel's scenarios")
         if self.static_arp and self.positioning != ARP:
             raise ValueError("static_arp is a defence against ARP positioning: it needs positioning arp")
 

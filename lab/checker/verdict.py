@@ -122,7 +122,7 @@ def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
         return Verdict("error", breakages, error=failure)
     if breakages:
         return Verdict("compromised", breakages)
-    off_the_path = _not_on_the_path(run)
+    off_the_path = not_on_the_path(run)
     if off_the_path is not None:
         return off_the_path
     refusals = sorted(run.of("client", events.Refusal) + run.of("server", events.Refusal), key=lambda e: e.ts)
@@ -139,7 +139,7 @@ def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
     return Verdict("unaffected", message=_why_unaffected(run))
 
 
-def _not_on_the_path(run: RunEvidence) -> Verdict | None:
+def not_on_the_path(run: RunEvidence) -> Verdict | None:
     """ARP positioning (docs/arp.md) that did not take: the client's entry for the server never held
     the attacker's MAC. Blocked by static_arp when the entry was the client's own permanent one; an
     `error` otherwise (a cold cache: the lab failed to get the attacker in, no protection did)."""

@@ -16,13 +16,14 @@ protection's words, or it refused a malformed certificate (a parse failure is no
 though OpenSSL may word it as a chain error); `compromised` on any breakage; `blocked` when the client's
 words (as its adapter read them, `lab.clients.adapters`) correspond to a protection; `unaffected` when
 the client got what it came for and the attacker came away with nothing. A run without an attack is
-never `blocked`: a client that does not get through then is an `error`.
+never `blocked`: a client that does not get through then is an `error`. Through ARP, the link layer's
+rule comes first, as on the lab channel (`lab.checker.verdict.not_on_the_path`).
 """
 
 from __future__ import annotations
 
 from lab import events
-from lab.checker.verdict import Breakage, GroundTruth, RunEvidence, Verdict
+from lab.checker.verdict import Breakage, GroundTruth, RunEvidence, Verdict, not_on_the_path
 from lab.evidence import digest
 
 
@@ -31,6 +32,9 @@ def decide_visit(run: RunEvidence, truth: GroundTruth) -> Verdict:
     failure = run.lab_failure()
     if failure is not None:
         return Verdict("error", breakages, error=failure)
+    off_the_path = None if breakages else not_on_the_path(run)  # through ARP (docs/arp.md)
+    if off_the_path is not None:
+        return off_the_path
     visits = run.of("client", events.Visited)
     if not visits:
         return Verdict("error", breakages, error="the client recorded no visit")

@@ -132,7 +132,7 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     type=click.Choice(list(POSITIONINGS)),
     default=NAMES,
     show_default=True,
-    help="How the attacker gets on the path in the lab channel's scenarios: "
+    help="How the attacker gets on the path in every scenario (the lab channel's and the real clients'): "
     + "; ".join(f"{name}: {what}" for name, what in POSITIONINGS.items())
     + ". arp: in the compose lab, between its containers; on the local backend, in network namespaces "
     "the lab makes (as root).",

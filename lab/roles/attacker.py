@@ -78,24 +78,30 @@ class _Tracker:
         self.ready.set()
 
     def tcp_start(self, flow: tcp.TCPFlow) -> None:
-        self.live += 1
-        self.flows += 1
+        if not _counted_by_connection(flow.client_conn):
+            self.live += 1
+            self.flows += 1
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
-        self.live -= 1
+        if not _counted_by_connection(flow.client_conn):
+            self.live -= 1
 
     def client_connected(self, client: connection.Client) -> None:
-        if _is_web(client):  # a lab-channel connection is counted as its flow, from start to end
+        if _counted_by_connection(client):
             self.live += 1
             self.flows += 1
 
     def client_disconnected(self, client: connection.Client) -> None:
-        if _is_web(client):
+        if _counted_by_connection(client):
             self.live -= 1
 
 
-def _is_web(client: connection.Client) -> bool:
-    return getattr(client.proxy_mode, "scheme", None) in ("https", "http")
+def _counted_by_connection(client: connection.Client) -> bool:
+    """A connection to the HTTPS bank's listeners, or to the transparent one (which takes the lab
+    channel and the bank alike, through ARP), counts from connect to disconnect; one to the lab
+    channel's own listener, as its TCP flow."""
+    mode = client.proxy_mode
+    return mode.type_name == "transparent" or getattr(mode, "scheme", None) in ("https", "http")
 
 
 def lab_addons() -> list[object]:

@@ -43,6 +43,9 @@ class Lane:
     attacker_web: WebService | None = None
     """The attacker in front of the HTTPS bank, as real clients reach bank.lab (the real-TLS stack);
     None where the lane's roles do not serve it."""
+    server_web: WebService | None = None
+    """The HTTPS bank itself, which a real client dials through ARP positioning (at the server's
+    address on the lab network)."""
     network: Mapping[str, str] | None = None
     """Each role's address on a lab network of hosts with their own ARP caches, where the attacker can
     get on the path by ARP poisoning; None where the roles share one host (loopback)."""

@@ -60,6 +60,7 @@ class ComposeBackend:
             server_service=Address(self.hosts["server"], self.service_port + shift),
             attacker_service=Address(self.hosts["attacker"], self.service_port + shift),
             attacker_web=WebService(self.hosts["attacker"], WEB_PORTS.https + shift, WEB_PORTS.http + shift),
+            server_web=WebService(self.hosts["server"], WEB_PORTS.https + shift, WEB_PORTS.http + shift),
             network=self._network,
             transparent=TRANSPARENT_PORT + shift if self._network else None,
         )

@@ -82,6 +82,7 @@ class LocalBackend:
             server_service=Address(hosts["server"], server["service"]),
             attacker_service=Address(hosts["attacker"], attacker["service"]),
             attacker_web=WebService(hosts["attacker"], attacker["https"], attacker["http"]),
+            server_web=WebService(hosts["server"], server["https"], server["http"]),
             network=hosts if self.namespaces else None,
             transparent=attacker.get("transparent"),
         )
