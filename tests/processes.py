@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -18,6 +19,22 @@ __all__ = ["background", "free_port", "mitmdump", "mitmlab", "wait_for_port"]
 def mitmlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`mitmlab ARGS` as the unprivileged user nobody where the tests run as root (CI), else as is; in
+    `cwd`, which nobody can write."""
+    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    cwd.chmod(0o777)
+    return subprocess.run(
+        [*drop, sys.executable, "-m", "lab", *args],
+        cwd=cwd,
+        env={**os.environ, "HOME": str(cwd), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

@@ -22,6 +22,7 @@ from lab.arp.poison import Host, forged_replies, true_replies
 from lab.arp.watch import ArpWatch
 from lab.checker.backends import Lane
 from lab.checker.backends.local import LocalBackend
+from lab.checker.verdict import GroundTruth, RunEvidence, Verdict, decide
 from lab.control import request
 from lab.events import Event
 from lab.evidence import parse_lines
@@ -211,10 +212,22 @@ def test_a_static_entry_holds_under_the_poisoning_and_is_learnt_again_afterwards
     assert hops == {"before": 64, "during": 63, "after": 64}
 
 
+def judged(lane: Lane, **seen: list[Event]) -> Verdict:
+    """The verdict the checker gives the run whose evidence is `seen` (by role; a role not in it, its
+    evidence taken now)."""
+    run = RunEvidence({role: seen[role] if role in seen else taken(lane, role) for role in lane.controls})
+    return decide(run, GroundTruth(password="not read by anyone", server_key=""))
+
+
 def test_a_cold_cache_has_no_entry_for_the_poisoning_to_move(lane: Lane) -> None:
     poisoned_run(lane, warm=False)
-    entries = {e.moment: e.mac for e in taken(lane, "client") if isinstance(e, events.ArpEntry)}
+    seen = taken(lane, "client")
+    entries = {e.moment: e.mac for e in seen if isinstance(e, events.ArpEntry)}
     assert (entries["before"], entries["during"]) == (None, None)  # Linux takes no unsolicited reply
+    verdict = judged(lane, client=seen)  # the lab failed to get the attacker in: no protection did
+    assert (verdict.verdict, verdict.blocked_by) == ("error", None)
+    assert verdict.error is not None and verdict.error.startswith("the ARP poisoning did not take")
+    assert "a cold cache (the client never talked)" in verdict.error
 
 
 def test_an_attacker_that_cannot_find_a_victim_says_so_and_sets_nothing_up(
@@ -225,8 +238,11 @@ def test_an_attacker_that_cannot_find_a_victim_says_so_and_sets_nothing_up(
     absent = on.network["server"].rsplit(".", 1)[0] + ".200"
     answer = call(on, "attacker", "position", client=absent, server=on.network["server"])
     assert answer["positioned"] is False and f"nobody on eth0 answers for {absent}" in answer["error"]
-    [failed] = [e for e in taken(on, "attacker") if isinstance(e, events.PositioningFailed)]
+    attacker = taken(on, "attacker")
+    [failed] = [e for e in attacker if isinstance(e, events.PositioningFailed)]
     assert failed.positioning == "arp" and absent in failed.error
+    verdict = judged(on, attacker=attacker)
+    assert verdict.verdict == "error" and absent in (verdict.error or "")
 
 
 def in_attacker(lane: Lane, code: str, *, drop: str | None = None) -> str:
@@ -239,22 +255,34 @@ def in_attacker(lane: Lane, code: str, *, drop: str | None = None) -> str:
     return done.stdout
 
 
-def test_an_attacker_without_raw_sockets_says_what_it_needs(lane: Lane) -> None:
+@pytest.mark.parametrize(
+    ("drop", "redirects", "said"),
+    [
+        ("net_raw", [], "the attacker cannot send raw frames: it needs NET_RAW"),
+        ("net_admin", [(4433, 8443)], "(redirecting to mitmproxy needs NET_ADMIN)"),
+    ],
+)
+def test_an_attacker_without_a_capability_says_what_it_needs_and_leaves_nothing_set_up(
+    lane: Lane, drop: str, redirects: list[tuple[int, int]], said: str
+) -> None:
+    """Without NET_RAW no forged reply can be sent; without NET_ADMIN no redirect to mitmproxy (nor
+    the forwarding into it) can be set."""
     assert lane.network is not None
     client, server = lane.network["client"], lane.network["server"]
-    said = in_attacker(
+    printed = in_attacker(
         lane,
         "import asyncio\n"
         "from lab.arp.attacker import ArpPositioning\n"
         "from lab.arp.poison import PositioningError\n"
-        f"positioning = ArpPositioning(print, 'eth0', {client!r}, {server!r}, [])\n"
+        f"positioning = ArpPositioning(print, 'eth0', {client!r}, {server!r}, {redirects!r})\n"
         "try:\n"
         "    asyncio.run(positioning.start())\n"
         "except PositioningError as exc:\n"
         "    print(exc)\n",
-        drop="net_raw",
+        drop=drop,
     )
-    assert said.strip() == "the attacker cannot send raw frames: it needs NET_RAW"
+    assert printed.strip().endswith(said), printed
+    assert "REDIRECT" not in nat_rules(lane)
 
 
 @pytest.mark.parametrize(

@@ -4,17 +4,13 @@ networks of its lanes, which test_arp's module lane must not hold meanwhile."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from lab.cli.errors import EXIT_SETUP
-from lab.containers import REPO
 from tests.conftest import local_check, need_root
-from tests.processes import mitmlab
+from tests.processes import as_nobody, mitmlab
 
 
 def arp_check(out: Path, *extra: str) -> dict[str, Any]:
@@ -63,18 +59,8 @@ def test_static_arp_alone_is_a_usage_error() -> None:
 
 def test_without_root_the_check_through_arp_says_what_it_needs() -> None:
     """Run as nobody where the tests run as root (CI): no namespace is made, no run is played."""
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
     with tempfile.TemporaryDirectory() as scratch:
-        os.chmod(scratch, 0o777)
-        done = subprocess.run(
-            [*as_nobody, sys.executable, "-m", "lab", "check", "--positioning", "arp", "--attack", "replay"],
-            cwd=scratch,
-            env={**os.environ, "HOME": scratch, "PYTHONPATH": str(REPO)},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = as_nobody("check", "--positioning", "arp", "--attack", "replay", cwd=Path(scratch))
         assert done.returncode == EXIT_SETUP, done.stderr
         assert "makes network namespaces, which needs root" in done.stderr
         assert "Traceback" not in done.stderr

@@ -367,7 +367,7 @@ def test_check_with_the_compose_backend_from_the_host(
 def test_the_container_benchmarks_report_every_row(image: None, tmp_path: Path) -> None:
     """`bench check --backend compose` and `bench labs` run and report each row with its reference
     (their numbers are in docs/benchmarks.md; speed is not asserted). One attack keeps it short: the
-    containers run the same views for it as the local check does, and no more."""
+    containers run the same views for it as the local check does."""
     compared = tmp_path / "compose.json"
     one = ("--attack", "replay")
     result = mitmlab("bench", "check", "--backend", "compose", *one, "--json", str(compared), timeout=900)
@@ -375,7 +375,9 @@ def test_the_container_benchmarks_report_every_row(image: None, tmp_path: Path) 
     rows = {row["name"]: row for row in json.loads(compared.read_text())}
     assert rows["compose check, in the containers"]["reference"].startswith("local check")
     assert rows["compose check, in the containers"]["ratio"] > 0
-    assert 0 < rows["runs, compose"]["value"] == rows["runs, local"]["value"]  # --attack reached both
+    # --attack reached both; the containers' lanes are on a lab network, where defence-sets also runs
+    # the floor through ARP, and with static_arp: two runs more.
+    assert 0 < rows["runs, compose"]["value"] == rows["runs, local"]["value"] + 2
     assert rows["runs in error, all three checks"]["value"] == 0
     assert rows["image size"]["value"] > 0
 

@@ -23,7 +23,7 @@ from lab.bench import crypto
 from lab.bench.channel import Bench
 from lab.bench.measure import Result, ratios
 from lab.bench.proxy import ProxyBench
-from lab.checker.views import View, views_on
+from lab.checker.views import View, views_here, views_on
 from lab.cli.errors import EXIT_SETUP, fail
 from lab.cli.options import attack_option
 from lab.clients.adapters import CLIENTS
@@ -405,13 +405,12 @@ def _local_check(
     settings: dict[str, bool] | None = None,
     custom: Mapping[str, View] | None = None,
 ) -> _Timed:
-    """A check on local roles (every view and attack by default), timed."""
+    """A check on local roles (every view that needs no lab network, and every attack, by default), timed."""
     from lab.attacks import ATTACK_IDS
     from lab.checker.backends.local import LocalBackend
     from lab.checker.check import run_check
-    from lab.checker.views import VIEWS
 
-    chosen_views, chosen_attacks = views or tuple(VIEWS), attacks or ATTACK_IDS
+    chosen_views, chosen_attacks = views or views_here(lab_network=False), attacks or ATTACK_IDS
     with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
         work = Path(scratch)
         started = time.perf_counter()

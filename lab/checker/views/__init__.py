@@ -109,9 +109,15 @@ def _discover() -> dict[str, View]:
     return {view.name: view for view in sorted(found, key=lambda v: v.order)}
 
 
-def views_on(stack: str) -> tuple[str, ...]:
-    """The names of the views whose scenarios run on `stack`, in order."""
-    return tuple(name for name, view in VIEWS.items() if view.stack == stack)
+def views_here(*, lab_network: bool) -> tuple[str, ...]:
+    """The names of the views that can run on lanes with (or without) a lab network, in order."""
+    return tuple(name for name, view in VIEWS.items() if lab_network or not view.needs_lab_network)
+
+
+def views_on(stack: str, *, lab_network: bool = False) -> tuple[str, ...]:
+    """The names of the views whose scenarios run on `stack` (on lanes with, or without, a lab
+    network), in order."""
+    return tuple(name for name in views_here(lab_network=lab_network) if VIEWS[name].stack == stack)
 
 
 def attacks_for(view: View, attacks: Iterable[str]) -> tuple[str, ...]:
