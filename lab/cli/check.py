@@ -20,14 +20,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lab.attacks import ATTACK_IDS, attacks_on
+from lab.capture import CaptureError, RunCapture, of_ports, write_pcapng
 from lab.channel.protections import BY_ID, PROTECTION_IDS
-from lab.checker.backends import Backend
+from lab.checker.backends import Backend, Lane
 from lab.checker.backends.compose import ComposeBackend
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, planned_runs, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import PROBE, Scenario
-from lab.checker.views import CELL_KINDS, VIEWS
+from lab.checker.views import CELL_KINDS, VIEWS, views_here
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
 from lab.cli.options import attack_option, endpoint_option, protection_options, protections_from
 from lab.containers import ComposeLab, ContainersError, in_compose
@@ -222,11 +223,7 @@ def chosen_views(view: tuple[str, ...], backend: str, positioning: str) -> tuple
                 f"the {both_ways[0]} view runs by names and through ARP itself: leave out --positioning arp"
             )
         return views
-    return tuple(
-        name
-        for name, v in VIEWS.items()
-        if not v.needs_lab_network or (backend == "compose" and positioning == NAMES)
-    )
+    return views_here(lab_network=backend == "compose" and positioning == NAMES)
 
 
 def say_where(out: Path) -> None:
@@ -421,8 +418,19 @@ def _clients_table(report: dict[str, Any]) -> Table:
     multiple=True,
     help="The server has this protection on, whatever the client has (repeatable).",
 )
+@click.option(
+    "--capture",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the run's frames on loopback (both legs: the client's to the attacker and the "
+    "attacker's to the server) as pcapng to this file, for Wireshark and the lab's dissector "
+    "(docs/wireshark.md). Needs a raw socket: root, on the local backend.",
+)
 def demo(
-    attack: str | None, server_without: tuple[str, ...], server_with: tuple[str, ...], **switches: Any
+    attack: str | None,
+    server_without: tuple[str, ...],
+    server_with: tuple[str, ...],
+    capture: Path | None,
+    **switches: Any,
 ) -> None:
     """Run one scenario and narrate it: who sent what, what the attacker did, who refused and why.
 
@@ -430,13 +438,17 @@ def demo(
     `mitmlab demo bit-flip --no-mac`; --server-without and --server-with then set the server apart,
     e.g. `mitmlab demo key-compromise --no-forward-secrecy --server-with forward_secrecy`.
     """
+    if capture is not None and in_compose():
+        raise click.UsageError("--capture captures on loopback: it runs on the local backend")
     protections = protections_from(switches)
     server = protections.without(*server_without).plus(*server_with)
     scenario = Scenario(attack, protections, server, pin_first=protections.pinning)
     title = f"{attack or 'no attack'} against {scenario.profile}"
     console.print(f"[bold]Demo:[/] {title}\n")
     with tempfile.TemporaryDirectory(prefix="mitmlab-demo-") as scratch, reported_errors():
-        result = asyncio.run(_run_one(scenario, Path(scratch)))
+        result = asyncio.run(_run_one(scenario, Path(scratch), capture))
+    if capture is not None:
+        console.print(f"[dim]Captured: {capture} (docs/wireshark.md)[/]\n")
     if scenario.pin_first:
         console.print("[dim]First a clean session straight to the server, so the key pin exists:[/]")
         print_timeline([e for events in result.pre_events.values() for e in events], console)
@@ -457,14 +469,37 @@ def demo(
     console.print(line)
 
 
-async def _run_one(scenario: Scenario, scratch: Path) -> RunResult:
-    """On local role processes; in a container of the compose lab, on the running lab's first lane."""
+async def _run_one(scenario: Scenario, scratch: Path, capture: Path | None = None) -> RunResult:
+    """On local role processes; in a container of the compose lab, on the running lab's first lane.
+    With `capture`, the lane's frames on loopback are written there as pcapng."""
+    sniffing = _sniffing() if capture is not None else None  # before anything starts: root or not
     backend, template = make_backend("compose" if in_compose() else "local", scratch)
-    lanes = await backend.start(1)
     try:
-        return await Runner(backend, lanes, ground_truth(template), scratch / "out").run(scenario)
+        lanes = await backend.start(1)
+        try:
+            return await Runner(backend, lanes, ground_truth(template), scratch / "out").run(scenario)
+        finally:
+            if sniffing is not None and capture is not None:
+                write_pcapng(capture, of_ports(sniffing.stop().frames, _ports(lanes[0])))
     finally:
+        if sniffing is not None:
+            sniffing.stop()
         await backend.stop()
+
+
+def _sniffing() -> RunCapture:
+    sniffing = RunCapture("lo", "tcp")
+    try:
+        sniffing.start()
+    except CaptureError as exc:
+        fail(EXIT_SETUP, str(exc))
+    return sniffing
+
+
+def _ports(lane: Lane) -> set[int]:
+    """The lane's lab-channel ports: the client's connection to the attacker, the attacker's (and the
+    pin session's) to the server."""
+    return {lane.attacker_service.port, lane.server_service.port}
 
 
 @click.group()
