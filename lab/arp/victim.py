@@ -66,6 +66,7 @@ class CacheWatch:
 
     def __init__(self, evidence: EvidenceLog, server_ip: str, table: Path, poll: float = 0.01) -> None:
         self.evidence, self.server_ip, self.table, self.poll = evidence, server_ip, table, poll
+        self._detector = ArpWatch()
         self._task: asyncio.Task[None] | None = None
 
     def entry(self, moment: Moment) -> Neighbour | None:
@@ -97,14 +98,17 @@ class CacheWatch:
                 await self._task
             self._task = None
 
+    def look(self) -> None:
+        """Read the cache once, and record what the detector makes of it."""
+        table = {ip: n.mac for ip, n in read_neighbours(self.table).items()}
+        for found in self._detector.observe(table, time.monotonic()):
+            self.evidence.record(
+                events.ArpDetected(kind=found.kind, ip=found.ip, mac=found.mac, before=found.before)
+            )
+
     async def _watch(self) -> None:
-        watch = ArpWatch()
         while True:
-            table = {ip: n.mac for ip, n in read_neighbours(self.table).items()}
-            for found in watch.observe(table, time.monotonic()):
-                self.evidence.record(
-                    events.ArpDetected(kind=found.kind, ip=found.ip, mac=found.mac, before=found.before)
-                )
+            self.look()
             await asyncio.sleep(self.poll)
 
 
@@ -153,6 +157,7 @@ class ArpVictim:
             if moved or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(watch.poll)
+        watch.look()  # what the client sees now, it has seen before its session starts
         watch.entry("during")
         await watch.hops("during")
         return moved
