@@ -64,8 +64,17 @@ def clients_check(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
 
 
 def need_root() -> None:
-    """Network namespaces need root: CI runs as root, and ./run-tests then requires these tests."""
+    """Network namespaces and raw sockets need root: CI runs as root, and ./run-tests then requires
+    these tests."""
     if os.geteuid() != 0:
         if os.environ.get("MITMLAB_REQUIRE_NAMESPACES"):
-            pytest.fail("the ARP tests need root to make network namespaces")
-        pytest.skip("the ARP tests make network namespaces: root only")
+            pytest.fail("this test needs root (network namespaces, raw sockets)")
+        pytest.skip("root only: network namespaces, raw sockets")
+
+
+def need_tshark() -> None:
+    """Debian's tshark, which ./run-tests installs as root (and then requires)."""
+    if shutil.which("tshark") is None:
+        if os.environ.get("MITMLAB_REQUIRE_NAMESPACES"):
+            pytest.fail("tshark is not installed (./run-tests installs Debian's tshark as root)")
+        pytest.skip("no tshark here")

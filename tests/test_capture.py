@@ -4,7 +4,6 @@ message without the privilege; a TLS session that tshark decrypts from the file 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -12,13 +11,12 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 from scapy.utils import rdpcap
 
 from lab.capture import RunCapture, write_pcapng
 from lab.containers import REPO
 from lab.state import StateDir
-from tests.conftest import need_root
+from tests.conftest import need_root, need_tshark
 
 
 def listener() -> tuple[socket.socket, int]:
@@ -91,10 +89,7 @@ def test_without_a_raw_socket_the_capture_says_what_it_needs() -> None:
 def test_a_tls_session_decrypts_from_the_file_alone(state: StateDir, tmp_path: Path) -> None:
     """The client's key log embedded as a Decryption Secrets Block: tshark needs no other file."""
     need_root()
-    if shutil.which("tshark") is None:
-        if os.environ.get("MITMLAB_REQUIRE_NAMESPACES"):
-            pytest.fail("tshark is not installed (./run-tests installs Debian's tshark as root)")
-        pytest.skip("no tshark here")
+    need_tshark()
     keylog = tmp_path / "client.keylog"
     served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     served.load_cert_chain(state.server_cert, state.server_key)

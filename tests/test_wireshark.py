@@ -3,13 +3,10 @@ of `mitmlab demo` on loopback (scapy's sniffer: root), and on hostile bytes (hyp
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
@@ -18,17 +15,14 @@ from scapy.utils import wrpcapng
 
 from lab.cli.errors import EXIT_SETUP
 from lab.containers import REPO
-from tests.conftest import need_root
+from tests.conftest import need_root, need_tshark
 from tests.processes import as_nobody, mitmlab
 
 DISSECTOR = REPO / "wireshark" / "mitmlab.lua"
 
 
 def tshark(capture: Path, *args: str) -> list[str]:
-    if shutil.which("tshark") is None:
-        if os.environ.get("MITMLAB_REQUIRE_NAMESPACES"):
-            pytest.fail("tshark is not installed (./run-tests installs Debian's tshark as root)")
-        pytest.skip("no tshark here")
+    need_tshark()
     done = subprocess.run(
         ["tshark", "-r", str(capture), "-X", f"lua_script:{DISSECTOR}", *args],
         capture_output=True,

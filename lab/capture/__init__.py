@@ -50,12 +50,10 @@ class Frame:
 @dataclass
 class Captured:
     frames: list[Frame] = field(default_factory=list)
+    size: int = 0
+    """The bytes of the frames kept."""
     dropped: int = 0
     """Frames past the size cap, not kept."""
-
-    @property
-    def size(self) -> int:
-        return sum(len(frame.data) for frame in self.frames)
 
 
 class RunCapture:
@@ -115,6 +113,7 @@ class RunCapture:
             self.captured.dropped += 1
             return
         self.captured.frames.append(Frame(now, data))
+        self.captured.size += len(data)
 
 
 def of_ports(frames: Iterable[Frame], ports: set[int]) -> list[Frame]:

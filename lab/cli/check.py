@@ -175,7 +175,7 @@ def check(
         )
     with tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch, reported_errors():
         lab_backend, template = make_backend(
-            backend, Path(scratch), namespaces=backend == "local" and on_a_lab_network(views, positioning)
+            backend, Path(scratch), namespaces=backend == "local" and needs_lab_network(views, positioning)
         )
         result = with_progress(
             lambda on_result: run_check(
@@ -207,7 +207,7 @@ def check(
         fail(EXIT_RUN_ERRORS, f"{len(result.errors)} run(s) ended in error; see the report.")
 
 
-def on_a_lab_network(views: tuple[str, ...], positioning: str) -> bool:
+def needs_lab_network(views: tuple[str, ...], positioning: str) -> bool:
     """Whether the check's runs need roles that are hosts of a lab network (docs/arp.md)."""
     return positioning == ARP or any(VIEWS[name].needs_lab_network for name in views)
 
@@ -264,7 +264,8 @@ def _check_in_containers(
     arguments = [f"--view {name}" for name in views] if views != tuple(VIEWS) else []
     arguments += [f"--attack {attack}" for attack in attacks]
     arguments += [f"--{name}" for name, on in flags.items() if on]
-    arguments += [f"--positioning {positioning}"] + (["--static-arp"] if static_arp else [])
+    arguments += [f"--positioning {positioning}"] if positioning != NAMES else []
+    arguments += ["--static-arp"] if static_arp else []
     lab = ComposeLab(
         # Not the compose file's own name: a lab started by hand with `docker compose up` is left alone.
         project=os.environ.get("COMPOSE_PROJECT_NAME", "mitm-lab-check"),
@@ -474,16 +475,15 @@ async def _run_one(scenario: Scenario, scratch: Path, capture: Path | None = Non
     With `capture`, the lane's frames on loopback are written there as pcapng."""
     sniffing = _sniffing() if capture is not None else None  # before anything starts: root or not
     backend, template = make_backend("compose" if in_compose() else "local", scratch)
+    lanes: list[Lane] = []
     try:
         lanes = await backend.start(1)
-        try:
-            return await Runner(backend, lanes, ground_truth(template), scratch / "out").run(scenario)
-        finally:
-            if sniffing is not None and capture is not None:
-                write_pcapng(capture, of_ports(sniffing.stop().frames, _ports(lanes[0])))
+        return await Runner(backend, lanes, ground_truth(template), scratch / "out").run(scenario)
     finally:
-        if sniffing is not None:
-            sniffing.stop()
+        if sniffing is not None and capture is not None:
+            frames = sniffing.stop().frames
+            if lanes:
+                write_pcapng(capture, of_ports(frames, _ports(lanes[0])))
         await backend.stop()
 
 

@@ -186,15 +186,13 @@ async def link_layer(search: AttackSearch) -> tuple[dict[str, Any] | None, dict[
     poisoned, held = await asyncio.gather(search.runner.run(through), search.runner.run(pinned))
     stops = poisoned.verdict.verdict == "compromised" and held.verdict.verdict in STOPPED
     cell = cell_for((poisoned, held), "enough_alone" if stops else "no_effect")
-    if not stops:
-        return None, {"static_arp": cell}
     found = {
         "protections": ["static_arp"],
         "blocks": held.scenario.id,
         "without_one": {"static_arp": poisoned.scenario.id},
         "positioning": ARP,
     }
-    return found, {"static_arp": cell}
+    return (found if stops else None), {"static_arp": cell}
 
 
 def findings(verdicts: dict[Set, RunResult]) -> list[dict[str, Any]]:
@@ -301,7 +299,7 @@ class DefenceSets:
                 *link_sets,
             ],
             "findings": findings(search.verdicts),
-            "runs": len(search.verdicts) + (2 if cells else 0),
+            "runs": len(search.verdicts) + (2 if runner.on_a_lab_network else 0),
         }
         for protection in ordered(candidates):
             holding = [s for s in sets if protection in s]
