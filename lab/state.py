@@ -113,6 +113,18 @@ class StateDir:
     def evidence_path(self, role: str) -> Path:
         return self.root / "evidence" / f"{role}.jsonl"
 
+    def lab_keylog_path(self, role: str) -> Path:
+        """The keys of `role`'s lab-channel sessions since the last take (lab.channel.keylog)."""
+        return self.root / "evidence" / f"{role}.lab.keylog"
+
+    def log_lab_keys(self, role: str, line: str) -> None:
+        self.lab_keylog_path(role).parent.mkdir(exist_ok=True)
+        with self.lab_keylog_path(role).open("a", encoding="utf-8") as log:
+            log.write(line)
+
+    def take_lab_keylog(self, role: str) -> str:
+        return take_text(self.lab_keylog_path(role))
+
     @property
     def control_secret(self) -> Path:
         return self.root / "control.secret"
@@ -191,6 +203,7 @@ class StateDir:
 
     def reset_role(self, role: str) -> None:
         """`reset` for one role's part only: in containers each role has a state directory of its own."""
+        self.lab_keylog_path(role).unlink(missing_ok=True)
         self.evidence_path(role).unlink(missing_ok=True)
         self.evidence_path(role).parent.mkdir(exist_ok=True)
         if role == "server":
@@ -247,6 +260,17 @@ class StateDir:
 
     def evidence(self, role: str) -> EvidenceLog:
         return EvidenceLog(self.evidence_path(role), role)
+
+
+def take_text(path: Path) -> str:
+    """The text of a log so far, emptied (its writer goes on appending); "" when there is none."""
+    try:
+        with path.open("r+", errors="replace") as file:
+            text = file.read()
+            file.truncate(0)
+    except FileNotFoundError:
+        return ""
+    return text
 
 
 def _write_private(path: Path, text: str) -> None:

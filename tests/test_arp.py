@@ -146,8 +146,8 @@ def nat_rules(lane: Lane) -> str:
 def poisoned_run(on: Lane, redirects: tuple[tuple[int, int], ...] = (), **begin: Any) -> str:
     """One run through ARP positioning, step by step: the client warms its cache (or not) and watches,
     the attacker poisons (gratuitous replies: they take within Linux's locktime, the second after the
-    warming echo), the client looks, the attacker restores, the client looks again. The attacker's nat rules, as
-    they were during the run."""
+    warming echo), the client looks, the attacker restores, the client looks again. The attacker's nat
+    rules, as they were during the run."""
     assert on.network is not None
     client, server = on.network["client"], on.network["server"]
     call(on, "client", "arp_begin", server=server, **begin)

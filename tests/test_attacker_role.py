@@ -18,7 +18,7 @@ from lab.roles.client import run_session
 from lab.roles.server import BankServer
 from lab.state import StateDir
 from tests.loopback import raw_exchange
-from tests.world import SESSION, evidence_dicts
+from tests.world import SESSION, bank_behind_attacker, evidence_dicts
 
 
 def attacker_events(state: StateDir) -> list[dict[str, Any]]:
@@ -27,27 +27,21 @@ def attacker_events(state: StateDir) -> list[dict[str, Any]]:
 
 def test_switching_attacks_between_sessions_without_a_restart(state: StateDir) -> None:
     async def scenario() -> None:
-        server = BankServer(state, NONE)
-        port = await server.start("127.0.0.1", 0)
-        serving = asyncio.create_task(server.serve_forever())
-        role = AttackerRole(state, ("127.0.0.1", 0), ("127.0.0.1", port))
-        attacker_port = await role.start()
-        control = ControlServer(role.control_handlers(), secret=state.secret())
-        control_port = await control.start("127.0.0.1", 0)
-        try:
-            for attack_id in ("eavesdrop", "replay", None):
-                answer = await request(
-                    "127.0.0.1", control_port, "attack", {"id": attack_id}, secret=state.secret()
-                )
-                assert answer["attack"] == attack_id
-                await run_session(state, "127.0.0.1", attacker_port, NONE, list(SESSION))
-                await request("127.0.0.1", control_port, "idle", secret=state.secret())
-            assert (await request("127.0.0.1", control_port, "status", secret=state.secret()))["flows"] == 3
-        finally:
-            await control.stop()
-            await role.stop()
-            serving.cancel()
-            await server.stop()
+        async with bank_behind_attacker(state, NONE) as (role, attacker_port, _):
+            control = ControlServer(role.control_handlers(), secret=state.secret())
+            control_port = await control.start("127.0.0.1", 0)
+            try:
+                for attack_id in ("eavesdrop", "replay", None):
+                    answer = await request(
+                        "127.0.0.1", control_port, "attack", {"id": attack_id}, secret=state.secret()
+                    )
+                    assert answer["attack"] == attack_id
+                    await run_session(state, "127.0.0.1", attacker_port, NONE, list(SESSION))
+                    await request("127.0.0.1", control_port, "idle", secret=state.secret())
+                status = await request("127.0.0.1", control_port, "status", secret=state.secret())
+                assert status["flows"] == 3
+            finally:
+                await control.stop()
 
     asyncio.run(scenario())
     by_attack = {e["attack"] for e in attacker_events(state) if e["event"] in ("read", "injected")}

@@ -1,8 +1,13 @@
 """A run's capture (lab.capture): real frames sniffed on loopback (root), each once; the size cap; the
-message without the privilege; a TLS session that tshark decrypts from the file alone."""
+message without the privilege; a TLS session that tshark decrypts from the file alone; the attacker's
+capture control; every run of a check captured and linked, and a real-TLS run's password read back
+from its capture alone."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
 import os
 import socket
 import ssl
@@ -11,12 +16,20 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+from scapy.layers.inet import TCP
+from scapy.layers.l2 import Ether
 from scapy.utils import rdpcap
 
 from lab.capture import RunCapture, write_pcapng
+from lab.channel.protections import NONE
 from lab.containers import REPO
+from lab.control import ControlError, ControlServer, request
+from lab.roles.client import run_session
 from lab.state import StateDir
 from tests.conftest import need_root, need_tshark
+from tests.processes import mitmlab
+from tests.world import SESSION, bank_behind_attacker
 
 
 def listener() -> tuple[socket.socket, int]:
@@ -86,6 +99,27 @@ def test_without_a_raw_socket_the_capture_says_what_it_needs() -> None:
     assert done.stdout.startswith("cannot capture on lo: a raw socket needs root, or NET_RAW"), done.stdout
 
 
+def decrypted_http(path: Path, *fields: str) -> list[str]:
+    """tshark's reading of `path`, every TCP port that carries TLS decoded as TLS, with the key log
+    the file holds and nothing else."""
+    tls_ports = {
+        frame[TCP].dport
+        for frame in map(Ether, map(bytes, rdpcap(str(path))))
+        if frame.haslayer(TCP) and bytes(frame[TCP].payload)[:2] == b"\x16\x03"
+    }
+    decode_as = [arg for port in sorted(tls_ports) for arg in ("-d", f"tcp.port=={port},tls")]
+    fields_args = [arg for field in fields for arg in ("-e", field)]
+    decoded = subprocess.run(
+        ["tshark", "-r", str(path), *decode_as, "-Y", "http.request", "-T", "fields", *fields_args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert decoded.returncode == 0, decoded.stderr
+    return decoded.stdout.splitlines()
+
+
 def test_a_tls_session_decrypts_from_the_file_alone(state: StateDir, tmp_path: Path) -> None:
     """The client's key log embedded as a Decryption Secrets Block: tshark needs no other file."""
     need_root()
@@ -118,26 +152,119 @@ def test_a_tls_session_decrypts_from_the_file_alone(state: StateDir, tmp_path: P
     server.close()
     path = tmp_path / "tls.pcapng"
     write_pcapng(path, captured.frames, tls_keylog=keylog.read_text())
-    decoded = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(path),
-            "-d",
-            f"tcp.port=={port},tls",
-            "-Y",
-            "http.request",
-            "-T",
-            "fields",
-            "-e",
-            "http.file_data",
-            "-e",
-            "http.request.method",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    assert (
+        decrypted_http(path, "http.file_data", "http.request.method")[0] == "user=alice&password=s3cr\tPOST"
     )
-    assert decoded.returncode == 0, decoded.stderr
-    assert decoded.stdout.split("\n")[0] == "user=alice&password=s3cr\tPOST", decoded.stdout
+
+
+def test_the_attackers_capture_control(state: StateDir) -> None:
+    """A bad request is refused, an interface that is not there says why, and on loopback (root) the
+    frames of both legs of a session come back, once each."""
+    need_root()
+
+    async def scenario() -> None:
+        async with bank_behind_attacker(state, NONE) as (role, attacker_port, server_port):
+            control = ControlServer(role.control_handlers(), secret=state.secret())
+            port = await control.start("127.0.0.1", 0)
+
+            async def call(cmd: str, **params: object) -> dict[str, object]:
+                return await request("127.0.0.1", port, cmd, params, secret=state.secret())
+
+            try:
+                bad_requests: list[dict[str, object]] = [
+                    {"ports": []},
+                    {"ports": ["80"]},
+                    {"ports": [70000]},
+                    {"interface": 1, "ports": [80]},
+                ]
+                for bad in bad_requests:
+                    with pytest.raises(ControlError, match="a list of TCP ports"):
+                        await call("capture", **bad)
+                missing = await call("capture", interface="nosuch0", ports=[attacker_port])
+                assert missing["capturing"] is False and "cannot capture on nosuch0" in str(missing["why"])
+                nothing = await call("capture_take")
+                assert (nothing["frames"], nothing["dropped"]) == ([], 0)
+                assert (await call("capture", interface="lo", ports=[attacker_port, server_port]))[
+                    "capturing"
+                ]
+                await run_session(state, "127.0.0.1", attacker_port, NONE, list(SESSION))
+                await call("idle")
+                taken = await call("capture_take")
+            finally:
+                await control.stop()
+        assert isinstance(taken["frames"], list)
+        datas = [base64.b64decode(data) for _, data in taken["frames"]]
+        assert len(datas) == len(set(datas)) and taken["dropped"] == 0
+        legs = {
+            frozenset((Ether(d)[TCP].sport, Ether(d)[TCP].dport)) & {attacker_port, server_port}
+            for d in datas
+        }
+        assert legs == {frozenset({attacker_port}), frozenset({server_port})}
+
+    asyncio.run(scenario())
+
+
+def test_a_check_captures_every_run_and_links_it_or_says_why_not(tmp_path: Path) -> None:
+    need_root()
+    out = tmp_path / "captured"
+    done = mitmlab("check", "--attack", "replay", "--view", "ladder", "--out", str(out), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["captured"] == report["summary"]["runs"] > 0
+    assert report["summary"]["no_capture"] == []
+    html = (out / "report.html").read_text()
+    for scenario in report["scenarios"]:
+        capture = scenario["evidence"]["capture"]
+        assert capture == f"{scenario['evidence']['dir']}/run.pcapng" and f'href="{capture}"' in html
+        assert len(rdpcap(str(out / capture))) >= 20  # two TCP connections, a handshake and records
+    off = tmp_path / "off"
+    done = mitmlab(
+        "check", "--attack", "replay", "--view", "ladder", "--out", str(off), "--no-capture", timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads((off / "report.json").read_text())["summary"]
+    assert summary["captured"] == 0 and summary["no_capture"] == ["capturing was turned off (--no-capture)"]
+    assert not list(off.glob("evidence/*/run.pcapng"))
+    assert "runs not captured: capturing was turned off" in " ".join(done.stdout.split())
+
+
+CARELESS = """
+import os, pathlib, subprocess, sys
+form = f"user={os.environ['MITMLAB_USER']}&password={os.environ['MITMLAB_PASSWORD']}"
+pathlib.Path(sys.argv[3]).write_text(form)
+done = subprocess.run(["curl", "-sSk", "--resolve", sys.argv[1], "-d", form, sys.argv[2] + "login"])
+sys.exit(done.returncode)
+"""
+
+
+def test_a_real_tls_run_shows_the_password_from_its_capture_alone(tmp_path: Path) -> None:
+    """curl -k through self-signed: the run's pcapng holds mitmproxy's key log (both legs) and curl's."""
+    need_root()
+    need_tshark()
+    script = tmp_path / "careless.py"
+    script.write_text(CARELESS)
+    out = tmp_path / "probe"
+    done = mitmlab(
+        "probe",
+        "--attack",
+        "self-signed",
+        "--out",
+        str(out),
+        "--",
+        sys.executable,
+        str(script),
+        "{resolve}",
+        "{url}",
+        str(tmp_path / "form"),
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "report.json").read_text())
+    [run] = [s for s in report["scenarios"] if s["attack"] == "self-signed"]
+    assert run["verdict"] == "compromised"
+    form = (tmp_path / "form").read_text()
+    assert "password=" in form
+    # the client's leg and the attacker's to the bank: the password crossed both, and both decrypt
+    # (the attacker's leg also carries the transfer it forged with the stolen cookie)
+    requests = decrypted_http(out / run["evidence"]["capture"], "http.file_data")
+    assert requests.count(form) == 2, requests

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import ARP
+from scapy.utils import rdpcap
 
 from lab.containers import ComposeLab, ContainersError
 from tests.processes import free_port, mitmlab
@@ -156,6 +159,7 @@ def test_docker_compose_up_gives_the_verdicts_of_local_and_serves_the_report(
     in_containers = lab.report()
     assert in_containers["backend"] == "compose"
     assert in_containers["summary"]["error"] == 0
+    assert in_containers["summary"]["captured"] == in_containers["summary"]["runs"]  # it has NET_RAW
     (_, channel), (_, clients) = channel_check, clients_check
     assert channel["backend"] == clients["backend"] == "local"
     by_names = [s for s in in_containers["scenarios"] if s["positioning"] == "names"]
@@ -347,6 +351,11 @@ def test_check_with_the_compose_backend_from_the_host(
     assert {s["positioning"] for s in report["scenarios"]} == {"arp"}
     _, named = channel_check
     assert len(through_arp(report, named)) == 11
+    for scenario in report["scenarios"]:  # each run's capture, from the attacker's side of the lab network
+        frames = rdpcap(str(tmp_path / "out" / scenario["evidence"]["capture"]))
+        forged = [f for f in frames if f.haslayer(ARP) and f[ARP].op == 2 and f[ARP].psrc == f[ARP].pdst]
+        assert len(forged) >= 4, scenario["id"]  # both victims poisoned, both told the truth again
+        assert any(f.haslayer(TCP) and not f[IP].src.startswith("127.") for f in frames)
     assert "which protection stops which attack" in result.stdout
     left = subprocess.run(
         [

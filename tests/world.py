@@ -4,6 +4,8 @@ addon) in front of it, and a client session through the attacker. Returns what e
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,24 @@ class Outcome:
         return [e["value"] for e in self.events("attacker", "read") if e["secret"] == secret]
 
 
+@contextlib.asynccontextmanager
+async def bank_behind_attacker(
+    state: StateDir, protections: Protections
+) -> AsyncIterator[tuple[AttackerRole, int, int]]:
+    """The bank server, and the attacker in front of it, on loopback: the attacker, its port and the
+    server's."""
+    server = BankServer(state, protections)
+    server_port = await server.start("127.0.0.1", 0)
+    serving = asyncio.create_task(server.serve_forever())
+    attacker = AttackerRole(state, ("127.0.0.1", 0), ("127.0.0.1", server_port))
+    try:
+        yield attacker, await attacker.start(), server_port
+    finally:
+        await attacker.stop()
+        serving.cancel()
+        await server.stop()
+
+
 async def attack_session(
     state: StateDir,
     attack_id: str | None,
@@ -49,12 +69,7 @@ async def attack_session(
     server_protections: Protections | None = None,
     settings: dict[str, Any] | None = None,
 ) -> Outcome:
-    server = BankServer(state, server_protections or protections)
-    server_port = await server.start("127.0.0.1", 0)
-    serving = asyncio.create_task(server.serve_forever())
-    attacker = AttackerRole(state, ("127.0.0.1", 0), ("127.0.0.1", server_port))
-    try:
-        port = await attacker.start()
+    async with bank_behind_attacker(state, server_protections or protections) as (attacker, port, _):
         attacker.switch(attack_id, settings)
         result, error = None, None
         try:
@@ -62,10 +77,6 @@ async def attack_session(
         except Exception as exc:  # the outcome records it; the test decides whether it was expected
             error = exc
         await attacker.idle()
-    finally:
-        await attacker.stop()
-        serving.cancel()
-        await server.stop()
     evidence = {
         role: read_evidence(state.evidence_path(role), role) for role in ("client", "server", "attacker")
     }

@@ -1,15 +1,20 @@
 """What was on the wire: a capture of one run's connections, written as pcapng that Wireshark opens
 (docs/wireshark.md).
 
-scapy sniffs (a raw socket: root, or NET_RAW), with a BPF filter that keeps the run's connections
-only. Linux's loopback hands a raw socket every frame twice, once leaving and once arriving: the
-second is dropped. A capture holds at most `max_bytes` of frames; past that it keeps counting what it
-dropped, and says so. The file is scapy's pcapng with, where a run has TLS key logs, a Decryption
-Secrets Block in front of the packets, so that one file is enough for Wireshark to decrypt them.
+A packet socket (root, or NET_RAW) with a BPF filter that keeps the run's connections only, compiled
+by scapy (with libpcap). Linux's loopback hands such a socket every frame twice, once leaving and once
+arriving: only the leaving copy is kept, and as the kernel queues that copy before the send returns,
+a capture taken after the run's last send holds all of it. The frames wait in the socket's buffer and
+a thread of this process reads them off; `take` reads what is left. A capture holds at most
+`max_bytes` of frames; past that it counts what it dropped, and says so. The file is scapy's pcapng
+with, where a run has TLS key logs, a Decryption Secrets Block in front of the packets, so that one
+file is enough for Wireshark to decrypt them.
 """
 
 from __future__ import annotations
 
+import select
+import socket
 import struct
 import threading
 import time
@@ -18,10 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from scapy.layers.inet import TCP
-from scapy.layers.l2 import Ether
-from scapy.packet import Packet
-from scapy.sendrecv import AsyncSniffer
 from scapy.utils import PcapNgWriter
 
 MAX_BYTES: Final = 8 * 1024 * 1024
@@ -30,11 +31,18 @@ LINKTYPE_ETHERNET: Final = 1
 """Loopback and the lab networks' interfaces both frame in Ethernet headers (loopback's are zeros)."""
 TLS_KEY_LOG: Final = 0x544C534B
 """The Decryption Secrets Block's type for an NSS key log (pcapng, section "Decryption Secrets")."""
-QUIET: Final = 0.05
-DRAIN_AT_MOST: Final = 1.0
-"""At the end, the capture reads on until no frame has come for QUIET seconds, at most this long."""
-TWICE_WITHIN: Final = 0.005
-"""Loopback's second copy of a frame comes within this many seconds of the first."""
+ETH_P_ALL: Final = 0x0003
+SO_TIMESTAMPNS: Final = 35
+"""Linux's socket option (and control message) for the kernel's receive time, in nanoseconds."""
+SO_RCVBUFFORCE: Final = 33
+"""Linux's SO_RCVBUF past net.core.rmem_max, for NET_ADMIN (Python's socket module has no name for it)."""
+LARGEST_FRAME: Final = 65536 + 14
+"""Loopback's MTU and an Ethernet header: no frame on the lab's interfaces is larger."""
+RECEIVE_BUFFER: Final = 16 * 1024 * 1024
+"""What the kernel may hold for the reader (root may set past net.core.rmem_max)."""
+SETTLE: Final = 0.02
+"""On an interface other than loopback, frames arriving from another host are delivered a moment
+after they are sent: `take` reads until none has come for this long."""
 
 
 class CaptureError(Exception):
@@ -60,70 +68,141 @@ class RunCapture:
     def __init__(self, interface: str, bpf: str, *, max_bytes: int = MAX_BYTES) -> None:
         self.interface, self.bpf, self.max_bytes = interface, bpf, max_bytes
         self.captured = Captured()
-        self._recent: dict[bytes, float] = {}
-        self._sniffer: AsyncSniffer | None = None
-        self._seen = 0
+        self._socket: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        """Sniffing once this returns; a `CaptureError` when the raw socket cannot be had."""
-        started = threading.Event()
-        sniffer = AsyncSniffer(
-            iface=self.interface, filter=self.bpf, prn=self._keep, store=False, started_callback=started.set
-        )
-        sniffer.start()
-        deadline = time.monotonic() + 5
-        while not started.wait(0.01):
-            if sniffer.exception is not None or (
-                sniffer.thread is not None and not sniffer.thread.is_alive()
-            ):
-                raise CaptureError(
-                    f"cannot capture on {self.interface}: a raw socket needs root, or NET_RAW "
-                    f"({sniffer.exception or 'the sniffer ended'})"
-                )
-            if time.monotonic() > deadline:
-                raise CaptureError(f"the capture on {self.interface} did not start within 5 s")
-        self._sniffer = sniffer
+        """Capturing once this returns; a `CaptureError` when the socket or the filter cannot be had."""
+        try:
+            socket.if_nametoindex(self.interface)
+        except OSError:
+            raise CaptureError(f"cannot capture on {self.interface}: no such interface here") from None
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        except PermissionError as exc:
+            raise CaptureError(
+                f"cannot capture on {self.interface}: a raw socket needs root, or NET_RAW ({exc})"
+            ) from None
+        try:
+            self._filter(sock)
+            sock.bind((self.interface, ETH_P_ALL))
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+            except PermissionError:  # NET_RAW without NET_ADMIN: the default buffer, read as it comes
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        except OSError as exc:
+            sock.close()
+            raise CaptureError(f"cannot capture on {self.interface}: {exc}") from None
+        sock.setblocking(False)
+        self._socket = sock
+        self._read_waiting()
+        self.captured = Captured()  # what came in before the filter and the bind were on
+        self._wake, self._woken = socket.socketpair()
+        """`stop` writes to one end: the reader, waiting in select on the other, ends at once."""
+        self._reader = threading.Thread(target=self._read, name=f"capture {self.interface}", daemon=True)
+        self._reader.start()
+
+    def _filter(self, sock: socket.socket) -> None:
+        """The BPF filter on the socket before it is bound: no frame of another connection gets in."""
+        from scapy.arch.linux import attach_filter
+        from scapy.error import Scapy_Exception
+
+        try:
+            attach_filter(sock, self.bpf, self.interface)
+        except ImportError as exc:
+            raise CaptureError(f"cannot compile the capture filter: {exc} (it needs libpcap)") from None
+        except Scapy_Exception as exc:
+            raise CaptureError(f"the capture filter {self.bpf!r} does not compile: {exc}") from None
+
+    def begin(self) -> None:
+        """Capture afresh from now: what was captured before is dropped."""
+        with self._lock:
+            self._read_waiting()
+            self.captured = Captured()
+
+    def take(self) -> Captured:
+        """What was captured since the last take (or the start); the capture goes on."""
+        settle = 0.0 if self.interface == "lo" else SETTLE
+        while True:
+            with self._lock:
+                read = self._read_waiting()
+            if not read or not settle:
+                break
+            time.sleep(settle)
+        with self._lock:
+            taken, self.captured = self.captured, Captured()
+        return taken
 
     def stop(self) -> Captured:
-        """Once the frames already on their way are read (the sniffer reads behind the wire)."""
-        sniffer, self._sniffer = self._sniffer, None
-        if sniffer is None:
+        """The frames not taken yet; the socket closed."""
+        if self._socket is None:
             return self.captured
-        deadline = time.monotonic() + DRAIN_AT_MOST
-        while time.monotonic() < deadline:
-            seen = self._seen
-            time.sleep(QUIET)
-            if self._seen == seen:
-                break
-        if sniffer.running:
-            sniffer.stop()
-        return self.captured
+        taken = self.take()
+        self._wake.send(b"\0")
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        for end in (self._socket, self._wake, self._woken):
+            end.close()
+        self._socket = None
+        return taken
 
-    def _keep(self, packet: Packet) -> None:
-        self._seen += 1
-        data, now = bytes(packet), float(packet.time)
-        if self.interface == "lo":
-            seen = self._recent.get(data)
-            self._recent = {d: t for d, t in self._recent.items() if now - t < TWICE_WITHIN}
-            if seen is not None and now - seen < TWICE_WITHIN:
-                self._recent.pop(data, None)
+    def _read(self) -> None:
+        sock = self._socket
+        assert sock is not None
+        while True:
+            try:
+                ready, _, _ = select.select([sock, self._woken], [], [])
+            except (OSError, ValueError):  # closed
                 return
-            self._recent[data] = now
-        if self.captured.size + len(data) > self.max_bytes:
+            if self._woken in ready:
+                return
+            with self._lock:
+                self._read_waiting()
+
+    def _read_waiting(self) -> int:
+        """Every frame waiting in the socket's buffer, kept (or counted as dropped); how many."""
+        sock = self._socket
+        if sock is None:
+            return 0
+        read = 0
+        while True:
+            try:
+                data, ancillary, _, address = sock.recvmsg(LARGEST_FRAME, socket.CMSG_SPACE(16))
+            except (BlockingIOError, OSError):
+                return read
+            read += 1
+            if self.interface == "lo" and address[2] != socket.PACKET_OUTGOING:
+                continue  # loopback's arriving copy of a frame already kept as it left
+            self._keep(Frame(_received_at(ancillary), data))
+
+    def _keep(self, frame: Frame) -> None:
+        if self.captured.size + len(frame.data) > self.max_bytes:
             self.captured.dropped += 1
             return
-        self.captured.frames.append(Frame(now, data))
-        self.captured.size += len(data)
+        self.captured.frames.append(frame)
+        self.captured.size += len(frame.data)
 
 
-def of_ports(frames: Iterable[Frame], ports: set[int]) -> list[Frame]:
-    """The frames of TCP connections to or from one of `ports` (a capture taken before they were known)."""
-    kept = []
-    for frame in frames:
-        segment = Ether(frame.data).getlayer(TCP)
-        if segment is not None and {segment.sport, segment.dport} & ports:
-            kept.append(frame)
-    return kept
+def capture_refused(interface: str = "lo") -> str | None:
+    """Why this process cannot capture on `interface`; None when it can. The local roles are this
+    user's processes: what it may, they may."""
+    probe = RunCapture(interface, "tcp")
+    try:
+        probe.start()
+    except CaptureError as exc:
+        return str(exc)
+    probe.stop()
+    return None
+
+
+def _received_at(ancillary: list[tuple[int, int, bytes]]) -> float:
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return float(seconds + nanoseconds / 1e9)
+    return time.time()
 
 
 class _Writer(PcapNgWriter):

@@ -178,6 +178,8 @@ class HandshakeComplete:
     """What this endpoint's protections allow."""
     identity: VerifiedIdentity | None
     """The server's identity as the client verified it; None on the server."""
+    keys: SessionKeys
+    """For the lab key log (lab.channel.keylog): a capture of the session is readable with them."""
 
 
 @dataclass(frozen=True)
@@ -385,7 +387,7 @@ class _Endpoint:
 
     def _complete(self) -> HandshakeComplete:
         hs = self._handshake
-        assert hs.suite is not None
+        assert hs.suite is not None and hs.keys is not None
         return HandshakeComplete(
             suite=hs.suite,
             client_random=hs.client_random,
@@ -393,6 +395,7 @@ class _Endpoint:
             offered=hs.offered,
             supported=self.suites,
             identity=hs.identity,
+            keys=hs.keys,
         )
 
 

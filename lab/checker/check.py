@@ -72,11 +72,13 @@ async def run_check(
     *,
     positioning: str = NAMES,
     static_arp: bool = False,
+    capture: bool = True,
 ) -> CheckResult:
     """`settings`: the value of each view flag (`View.flags`), off when absent; `custom`: views made
     for this check that stand in for those of the same name (`mitmlab probe`'s clients view);
     `positioning`, `static_arp`: how the attacker gets on the path in every scenario
-    (ARP needs a backend whose lanes have a lab network: docs/arp.md)."""
+    (ARP needs a backend whose lanes have a lab network: docs/arp.md); `capture`: a pcapng of every
+    run where the attacker can take one (docs/wireshark.md)."""
     known = {**VIEWS, **(custom or {})}
     unknown = set(views) - set(known)
     if unknown:
@@ -94,6 +96,7 @@ async def run_check(
             on_result,
             positioning=positioning,
             static_arp=static_arp,
+            capture=capture,
         )
         outcomes = await asyncio.gather(
             *(known[name].run(runner, attacks_for(known[name], attacks), flags) for name in views)

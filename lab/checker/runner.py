@@ -32,6 +32,13 @@ attacker redirects the bank's HTTPS and plain-HTTP ports)
 
 and the TLS key logs of the client and of mitmproxy are kept beside the evidence.
 
+Right after the reset, the attacker starts capturing the lane's connections (and ARP, through ARP);
+once the run is over, its frames are written as `run.pcapng` beside the evidence, with the run's TLS
+key logs embedded, and the run's sequence diagram drawn from them as `sequence.svg` (docs/wireshark.md).
+An attacker that cannot capture says why, and the run goes on.
+The keys of the run's lab-channel sessions, as the client and the server logged them, are written as
+`lab.keylog` (lab.channel.keylog).
+
 Then every role's evidence is taken through its control port (so it reaches the report wherever the
 roles run), written into the report, and the verdict computed from it. Identical
 scenarios (several views share some) run once. A run that times out, or whose roles die, is an
@@ -41,6 +48,8 @@ scenarios (several views share some) run once. A run that times out, or whose ro
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import shlex
 import shutil
@@ -50,6 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from lab.capture import Frame, write_pcapng
+from lab.capture.diagram import Places, sequence_diagram
+from lab.capture.streams import read_capture
 from lab.channel.connection import key_fingerprint
 from lab.channel.protections import NONE, Protections
 from lab.checker.backends import Address, Backend, BackendError, Lane
@@ -88,6 +100,15 @@ class RunResult:
     client_outcome: dict[str, Any] | None = None
     recorded: tuple[str, ...] = ()
     """The roles whose evidence lines are in the report (valid or not)."""
+    capture: str | None = None
+    """The run's pcapng, relative to the report directory; None: `no_capture` says why."""
+    no_capture: str | None = None
+    diagram: str | None = None
+    """The run's sequence diagram (SVG) drawn from its capture, relative to the report directory."""
+    no_diagram: str | None = None
+    """Why a run with a capture has no diagram."""
+    lab_keylog: str | None = None
+    """The keys of the run's lab-channel sessions (lab.channel.keylog), relative to the report directory."""
 
 
 class Runner:
@@ -102,10 +123,13 @@ class Runner:
         *,
         positioning: str = NAMES,
         static_arp: bool = False,
+        capture: bool = True,
     ) -> None:
         """`positioning`, `static_arp`: how the attacker gets on the path in every scenario
-        the views ask for by name (docs/arp.md); the result's scenario says how it ran."""
+        the views ask for by name (docs/arp.md); the result's scenario says how it ran. `capture`:
+        a pcapng of every run, where the attacker can take one."""
         self.backend = backend
+        self.capture = capture
         self.positioning, self.static_arp = positioning, static_arp
         self.truth = truth
         self.out = out
@@ -178,9 +202,10 @@ class Runner:
         run = RunEvidence(attacked=scenario.attack is not None)
         outcome: dict[str, Any] | None = None
         pre_lines: dict[str, list[str]] = {}
+        wire = _Wire()
         try:
             async with asyncio.timeout(self.timeout):
-                outcome = await self._steps(lane, scenario, pre_lines)
+                outcome = await self._steps(lane, scenario, pre_lines, wire)
                 run.client_outcome = outcome["outcome"]
         except TimeoutError:
             run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
@@ -189,6 +214,8 @@ class Runner:
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
         except Exception as exc:  # a bug in the runner: this run is an error, the others go on
             run.lab_error = f"the runner failed: {type(exc).__name__}: {exc}"
+        frames = await _take_capture(lane, wire)
+        lab_keylog = await _take_lab_keylogs(lane)
         taken = await _take_all_evidence(lane)  # a dead role took its evidence with it
         run.events = taken.events
         if taken.missing and run.lab_error is None:  # evidence that is not there must not look like "nothing"
@@ -201,9 +228,13 @@ class Runner:
         _write_evidence(destination, taken.lines)
         if pre_lines:
             _write_evidence(destination / "pre", pre_lines)
-        for role, keylog in (outcome or {}).get("keylogs", {}).items():
-            if keylog:
-                (destination / f"{role}.keylog").write_text(keylog, encoding="utf-8")
+        keylogs = {role: log for role, log in (outcome or {}).get("keylogs", {}).items() if log}
+        for role, keylog in keylogs.items():
+            (destination / f"{role}.keylog").write_text(keylog, encoding="utf-8")
+        if frames is not None:
+            self._write_wire(destination, lane, frames, wire, "".join(keylogs.values()))
+        if lab_keylog:
+            (destination / "lab.keylog").write_text(lab_keylog, encoding="utf-8")
         pre_events = {role: parse_lines(role, lines)[0] for role, lines in pre_lines.items()}
         try:
             verdict = (decide_visit if scenario.stack == REAL_TLS else decide)(run, self.truth)
@@ -211,15 +242,70 @@ class Runner:
             verdict = Verdict("error", error=f"the evidence could not be judged: {type(exc).__name__}: {exc}")
         relative = str(destination.relative_to(self.out))
         written = tuple(role for role, lines in taken.lines.items() if lines)
-        return RunResult(scenario, verdict, duration, relative, run.events, pre_events, outcome, written)
+        return RunResult(
+            scenario,
+            verdict,
+            duration,
+            relative,
+            run.events,
+            pre_events,
+            outcome,
+            written,
+            capture=f"{relative}/run.pcapng" if frames is not None else None,
+            no_capture=wire.why if frames is None else None,
+            diagram=f"{relative}/sequence.svg" if wire.drawn else None,
+            no_diagram=wire.not_drawn,
+            lab_keylog=f"{relative}/lab.keylog" if lab_keylog else None,
+        )
 
-    async def _steps(self, lane: Lane, scenario: Scenario, pre_lines: dict[str, list[str]]) -> dict[str, Any]:
-        if scenario.stack == REAL_TLS:
-            return await self._visit(lane, scenario)
+    def _write_wire(
+        self, destination: Path, lane: Lane, frames: list[Frame], wire: _Wire, tls_keylog: str
+    ) -> None:
+        """The run's pcapng, and its sequence diagram drawn from it."""
+        write_pcapng(destination / "run.pcapng", frames, tls_keylog=tls_keylog)
+        ports = {lane.attacker_service.port}
+        if lane.attacker_web is not None:
+            ports |= {lane.attacker_web.https, lane.attacker_web.http}
+        places = Places(frozenset(ports), tuple(wire.direct), lane.network)
+        try:
+            svg = sequence_diagram(read_capture(frames), places)
+        except Exception as exc:  # a bug in the drawer: the run, its capture and its verdict stand
+            wire.not_drawn = f"the diagram could not be drawn: {type(exc).__name__}: {exc}"
+            return
+        (destination / "sequence.svg").write_text(svg, encoding="utf-8")
+        wire.drawn = True
+
+    async def _fresh(self, lane: Lane, scenario: Scenario, wire: _Wire) -> None:
+        """Every role reset, and the attacker capturing the lane's connections from here on."""
         await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
+        if not self.capture:
+            wire.why = "capturing was turned off (--no-capture)"
+            return
+        ports = {lane.attacker_service.port, lane.server_service.port}
+        for web in (lane.attacker_web, lane.server_web):
+            if web is not None:
+                ports |= {web.https, web.http}
+        answer = await _call(
+            lane,
+            "attacker",
+            "capture",
+            interface="lo" if lane.network is None else "eth0",
+            ports=sorted(ports),
+            arp=scenario.positioning == ARP,
+        )
+        wire.began, wire.why = bool(answer.get("capturing")), answer.get("why")
+
+    async def _steps(
+        self, lane: Lane, scenario: Scenario, pre_lines: dict[str, list[str]], wire: _Wire
+    ) -> dict[str, Any]:
+        if scenario.stack == REAL_TLS:
+            return await self._visit(lane, scenario, wire)
+        await self._fresh(lane, scenario, wire)
         await _call(lane, "server", "configure", protections=scenario.server.as_dict())
         if scenario.pin_first:
+            began = time.time()  # the capture's clock: the diagram tells the client's own connection by it
             await self._session(lane, scenario.client, lane.server_service, PIN_SESSION)
+            wire.direct.append((began, time.time()))
             await _call(lane, "server", "idle")
             taken = await _take_all_evidence(lane)
             if taken.missing or taken.invalid:
@@ -272,12 +358,12 @@ class Runner:
         await _call(lane, "server", "idle")
         return outcome
 
-    async def _visit(self, lane: Lane, scenario: Scenario) -> dict[str, Any]:
+    async def _visit(self, lane: Lane, scenario: Scenario, wire: _Wire) -> dict[str, Any]:
         """A real client's visit: to the attacker as bank.lab, or (through ARP) to the bank itself."""
         web = lane.server_web if scenario.positioning == ARP else lane.attacker_web
         if web is None:
             raise ControlError("this lane's roles do not serve the HTTPS bank")
-        await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
+        await self._fresh(lane, scenario, wire)
         await _call(lane, "server", "configure", protections=NONE.as_dict(), public_https_port=web.https)
         await _call(lane, "attacker", "attack", id=scenario.attack)
         assert scenario.victim is not None
@@ -328,6 +414,43 @@ class Runner:
 async def _call(lane: Lane, role: str, cmd: str, *, timeout: float = 60.0, **params: Any) -> dict[str, Any]:
     address = lane.controls[role]
     return await request(address.host, address.port, cmd, params, secret=lane.secret, timeout=timeout)
+
+
+@dataclass
+class _Wire:
+    """A run's capture: whether it began (or why not), when the client went straight to the server,
+    whether its diagram was drawn (or why not)."""
+
+    began: bool = False
+    why: str | None = None
+    direct: list[tuple[float, float]] = field(default_factory=list)
+    drawn: bool = False
+    not_drawn: str | None = None
+
+
+async def _take_capture(lane: Lane, wire: _Wire) -> list[Frame] | None:
+    """The run's frames from the attacker; None, and why in `wire`, when there are none."""
+    if not wire.began:
+        wire.why = wire.why or "the run ended before its capture began"
+        return None
+    try:
+        answer = await _call(lane, "attacker", "capture_take", timeout=EVIDENCE_TIMEOUT)
+        return [Frame(float(at), base64.b64decode(data, validate=True)) for at, data in answer["frames"]]
+    except (ControlError, OSError, TimeoutError) as exc:
+        wire.why = f"the capture could not be taken: {exc or 'timed out'}"
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        wire.why = f"the attacker's capture does not read: {type(exc).__name__}: {exc}"
+    return None
+
+
+async def _take_lab_keylogs(lane: Lane) -> str:
+    """The keys the client and the server logged for the run's lab-channel sessions; a role that does
+    not answer gives none (its evidence says the rest)."""
+    answers = await asyncio.gather(
+        *(_call(lane, role, "lab_keylog", timeout=EVIDENCE_TIMEOUT) for role in ("client", "server")),
+        return_exceptions=True,
+    )
+    return "".join(str(answer.get("lab_keylog", "")) for answer in answers if isinstance(answer, dict))
 
 
 @dataclass

@@ -236,6 +236,46 @@ def check_command(jobs: int, backend: str, attacks: tuple[str, ...], json_path: 
     )
 
 
+@bench.command(name="capture")
+@click.option("--jobs", type=click.IntRange(min=1, max=16), default=2, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1, max=5), default=2, show_default=True)
+@attack_option(CHANNEL_ATTACKS, "every attack on the lab channel")
+@json_option
+def capture_command(jobs: int, rounds: int, attacks: tuple[str, ...], json_path: Path | None) -> None:
+    """The lab channel's `mitmlab check` with every run captured and its sequence diagram drawn,
+    against the same check with --no-capture, `--rounds` times each, alternately (goal: capturing
+    adds less than 20%). Needs root, as capturing does."""
+    from lab.capture import capture_refused
+
+    refused = capture_refused()
+    if refused:
+        fail(EXIT_SETUP, f"nothing to measure: {refused}")
+    chosen = attacks or None
+    timed: dict[bool, list[_Timed]] = {True: [], False: []}
+    for _ in range(rounds):
+        for capture in (False, True):
+            timed[capture].append(_local_check(jobs, CHANNEL_VIEWS, chosen, capture=capture))
+    captured, bare = timed[True], timed[False]
+    reference = "the check, --no-capture (median)"
+    _report(
+        f"mitmlab check, the lab channel's views, {jobs} lanes: captured against not (goal: within 1.2x)",
+        [
+            Result(reference, statistics.median(t.check for t in bare), "s"),
+            Result(
+                "the check, captured and drawn (median)",
+                statistics.median(t.check for t in captured),
+                "s",
+                reference,
+            ),
+            Result("runs", captured[0].runs, ""),
+            Result("runs captured and drawn", captured[0].captured, ""),
+            Result("capture and diagram per run", captured[0].wire_kb / max(captured[0].runs, 1), "KiB"),
+            Result("runs in error, all checks", sum(t.errors for t in (*captured, *bare)), ""),
+        ],
+        json_path,
+    )
+
+
 @bench.command(name="clients")
 @click.option("--jobs", type=click.IntRange(min=1, max=16), default=2, show_default=True)
 @click.option(
@@ -396,6 +436,10 @@ class _Timed:
     first_verdict: float = 0.0
     report: float = 0.0
     image_mb: float = 0.0
+    captured: int = 0
+    """Runs with a capture and its diagram."""
+    wire_kb: float = 0.0
+    """The captures and the diagrams, in KiB."""
 
 
 def _local_check(
@@ -404,8 +448,11 @@ def _local_check(
     attacks: tuple[str, ...] | None = None,
     settings: dict[str, bool] | None = None,
     custom: Mapping[str, View] | None = None,
+    *,
+    capture: bool = True,
 ) -> _Timed:
-    """A check on local roles (every view that needs no lab network, and every attack, by default), timed."""
+    """A check on local roles (every view that needs no lab network, and every attack, by default),
+    timed; the runs are captured where this process may (root), unless `capture` is off."""
     from lab.attacks import ATTACK_IDS
     from lab.checker.backends.local import LocalBackend
     from lab.checker.check import run_check
@@ -429,10 +476,23 @@ def _local_check(
                     lambda r: progress.advance(task),
                     settings,
                     custom,
+                    capture=capture,
                 )
             )
         wall = time.perf_counter() - started
-    return _Timed(result.duration_s, wall, result.scenarios_s, len(result.results), len(result.errors))
+        wire = [
+            *(work / "out").glob("evidence/*/run.pcapng"),
+            *(work / "out").glob("evidence/*/sequence.svg"),
+        ]
+        return _Timed(
+            result.duration_s,
+            wall,
+            result.scenarios_s,
+            len(result.results),
+            len(result.errors),
+            captured=sum(r.diagram is not None for r in result.results.values()),
+            wire_kb=sum(path.stat().st_size for path in wire) / 1024,
+        )
 
 
 def _channel_check_args(attacks: tuple[str, ...]) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +21,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lab.attacks import ATTACK_IDS, attacks_on
-from lab.capture import CaptureError, RunCapture, of_ports, write_pcapng
+from lab.capture import capture_refused
 from lab.channel.protections import BY_ID, PROTECTION_IDS
-from lab.checker.backends import Backend, Lane
+from lab.checker.backends import Backend
 from lab.checker.backends.compose import ComposeBackend
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, planned_runs, run_check
@@ -143,6 +144,13 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
     is_flag=True,
     help=f"With --positioning arp: every client applies static_arp ({LINK_LAYER['static_arp']}).",
 )
+@click.option(
+    "--no-capture",
+    is_flag=True,
+    help="Write no pcapng of the runs. By default the attacker captures every run's connections where "
+    "it has a raw socket (as root locally; always in the compose lab): evidence/<run>/run.pcapng, "
+    "which opens in Wireshark (docs/wireshark.md).",
+)
 def check(
     view: tuple[str, ...],
     attacks: tuple[str, ...],
@@ -151,6 +159,7 @@ def check(
     jobs: int,
     positioning: str,
     static_arp: bool,
+    no_capture: bool,
     **flags: bool,
 ) -> None:
     """Run every attack against every protection and write the detection report.
@@ -166,7 +175,7 @@ def check(
     out = out or default_out()
     writable(out)
     if backend == "compose" and not in_compose():
-        _check_in_containers(views, attacks, out, jobs, flags, positioning, static_arp)
+        _check_in_containers(views, attacks, out, jobs, flags, positioning, static_arp, no_capture)
         return
     if in_compose():
         console.print(
@@ -189,6 +198,7 @@ def check(
                 flags,
                 positioning=positioning,
                 static_arp=static_arp,
+                capture=not no_capture,
             ),
             planned_runs(views, chosen, flags),
         )
@@ -259,6 +269,7 @@ def _check_in_containers(
     flags: dict[str, bool],
     positioning: str,
     static_arp: bool,
+    no_capture: bool,
 ) -> None:
     """`docker compose up` with this check, its report written to `out`; then the lab comes down."""
     arguments = [f"--view {name}" for name in views] if views != tuple(VIEWS) else []
@@ -266,6 +277,7 @@ def _check_in_containers(
     arguments += [f"--{name}" for name, on in flags.items() if on]
     arguments += [f"--positioning {positioning}"] if positioning != NAMES else []
     arguments += ["--static-arp"] if static_arp else []
+    arguments += ["--no-capture"] if no_capture else []
     lab = ComposeLab(
         # Not the compose file's own name: a lab started by hand with `docker compose up` is left alone.
         project=os.environ.get("COMPOSE_PROJECT_NAME", "mitm-lab-check"),
@@ -345,6 +357,10 @@ def print_summary(report: dict[str, Any]) -> None:
         lines = report["sections"][name].get("summary", [])
         if lines:
             console.print(f"\n[bold]{name}[/]\n" + "\n".join(lines))
+    if s["captured"]:
+        console.print(f"\n{s['captured']} runs captured: evidence/<run>/run.pcapng (docs/wireshark.md)")
+    if s["no_capture"]:
+        console.print(f"[dim]{s['runs'] - s['captured']} runs not captured: {'; '.join(s['no_capture'])}[/]")
     errors = [x for x in report["scenarios"] if x["verdict"] == "error"]
     for scenario in errors[:10]:
         console.print(
@@ -422,9 +438,9 @@ def _clients_table(report: dict[str, Any]) -> Table:
 @click.option(
     "--capture",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write the run's frames on loopback (both legs: the client's to the attacker and the "
-    "attacker's to the server) as pcapng to this file, for Wireshark and the lab's dissector "
-    "(docs/wireshark.md). Needs a raw socket: root, on the local backend.",
+    help="Write the run's frames as the attacker captured them (both legs: the client's to the attacker "
+    "and the attacker's to the server) as pcapng to this file, for Wireshark and the lab's dissector "
+    "(docs/wireshark.md). Needs a raw socket: root locally; the compose lab's attacker has one.",
 )
 def demo(
     attack: str | None,
@@ -439,8 +455,9 @@ def demo(
     `mitmlab demo bit-flip --no-mac`; --server-without and --server-with then set the server apart,
     e.g. `mitmlab demo key-compromise --no-forward-secrecy --server-with forward_secrecy`.
     """
-    if capture is not None and in_compose():
-        raise click.UsageError("--capture captures on loopback: it runs on the local backend")
+    refused = capture_refused() if capture is not None and not in_compose() else None
+    if refused:
+        fail(EXIT_SETUP, refused)
     protections = protections_from(switches)
     server = protections.without(*server_without).plus(*server_with)
     scenario = Scenario(attack, protections, server, pin_first=protections.pinning)
@@ -472,34 +489,19 @@ def demo(
 
 async def _run_one(scenario: Scenario, scratch: Path, capture: Path | None = None) -> RunResult:
     """On local role processes; in a container of the compose lab, on the running lab's first lane.
-    With `capture`, the lane's frames on loopback are written there as pcapng."""
-    sniffing = _sniffing() if capture is not None else None  # before anything starts: root or not
+    With `capture`, the run's pcapng is copied there."""
     backend, template = make_backend("compose" if in_compose() else "local", scratch)
-    lanes: list[Lane] = []
     try:
         lanes = await backend.start(1)
-        return await Runner(backend, lanes, ground_truth(template), scratch / "out").run(scenario)
+        runner = Runner(backend, lanes, ground_truth(template), scratch / "out", capture=capture is not None)
+        result = await runner.run(scenario)
     finally:
-        if sniffing is not None and capture is not None:
-            frames = sniffing.stop().frames
-            if lanes:
-                write_pcapng(capture, of_ports(frames, _ports(lanes[0])))
         await backend.stop()
-
-
-def _sniffing() -> RunCapture:
-    sniffing = RunCapture("lo", "tcp")
-    try:
-        sniffing.start()
-    except CaptureError as exc:
-        fail(EXIT_SETUP, str(exc))
-    return sniffing
-
-
-def _ports(lane: Lane) -> set[int]:
-    """The lane's lab-channel ports: the client's connection to the attacker, the attacker's (and the
-    pin session's) to the server."""
-    return {lane.attacker_service.port, lane.server_service.port}
+    if capture is not None:
+        if result.capture is None:
+            fail(EXIT_SETUP, f"the run was not captured: {result.no_capture}")
+        shutil.copyfile(scratch / "out" / result.capture, capture)
+    return result
 
 
 @click.group()

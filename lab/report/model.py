@@ -44,6 +44,8 @@ def build(check: CheckResult) -> dict[str, Any]:
             "placements": len(scenarios),
             **{verdict: verdicts.get(verdict, 0) for verdict in VERDICTS},
             "duration_s": round(check.duration_s, 2),
+            "captured": sum(result.capture is not None for result in check.results.values()),
+            "no_capture": sorted({r.no_capture for r in check.results.values() if r.no_capture}),
         },
         "headline": {a: {p: cell.value for p, cell in row.items()} for a, row in check.headline.items()},
         "headline_runs": {
@@ -91,6 +93,11 @@ def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
         "evidence": {
             "dir": run.evidence_dir,
             "files": [f"{run.evidence_dir}/{role}.jsonl" for role in run.recorded],
+            "capture": run.capture,
+            "no_capture": run.no_capture,
+            "diagram": run.diagram,
+            "no_diagram": run.no_diagram,
+            "lab_keylog": run.lab_keylog,
             "broken": [
                 {"kind": b.kind, "detail": b.detail, "events": [_brief(e) for e in b.events]}
                 for b in verdict.breakages

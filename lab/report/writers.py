@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup, escape
 
 from lab.checker.views import CELL_KINDS
 
@@ -30,7 +31,7 @@ _templates.globals.update(SYMBOL=SYMBOL, CELL_TEXT=CELL_TEXT, CELL_KINDS=CELL_KI
 def write_report(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-    context = _context(report)
+    context = _context(report, out)
     (out / "report.md").write_text(_templates.get_template("report.md.j2").render(**context))
     (out / "report.html").write_text(_templates.get_template("report.html.j2").render(**context))
     (out / "junit.xml").write_bytes(junit(report))
@@ -41,8 +42,9 @@ def load_report(directory: Path) -> dict[str, Any]:
     return report
 
 
-def _context(report: dict[str, Any]) -> dict[str, Any]:
-    """What the templates need besides the data: each run once, and placements looked up by view."""
+def _context(report: dict[str, Any], out: Path) -> dict[str, Any]:
+    """What the templates need besides the data: each run once, placements looked up by view, and
+    each run's sequence diagram, to inline (an SVG the lab drew with ElementTree from its capture)."""
     runs: dict[str, dict[str, Any]] = {}
     by_view: dict[tuple[str, str, str], dict[str, Any]] = {}
     for scenario in report["scenarios"]:
@@ -51,7 +53,26 @@ def _context(report: dict[str, Any]) -> dict[str, Any]:
         )
         by_view[(scenario["view"], scenario["attack"], scenario["label"])] = scenario
     verdict_of = {sid: run["verdict"] for sid, run in runs.items()}
-    return {"r": report, "runs": list(runs.values()), "at": by_view, "verdict_of": verdict_of}
+    diagrams = {
+        sid: Markup(_svg(out / run["evidence"]["diagram"]))
+        for sid, run in runs.items()
+        if run["evidence"].get("diagram")
+    }
+    return {
+        "r": report,
+        "runs": list(runs.values()),
+        "at": by_view,
+        "verdict_of": verdict_of,
+        "diagrams": diagrams,
+    }
+
+
+def _svg(path: Path) -> str:
+    """The diagram's SVG; where it cannot be read, a sentence that says so."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return f'<p class="v-error">The sequence diagram could not be read: {escape(str(exc))}</p>'
 
 
 def junit(report: dict[str, Any]) -> bytes:

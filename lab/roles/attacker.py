@@ -10,12 +10,13 @@ closed explicitly before shutdown, or a restart on the same port fails.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from mitmproxy import connection, exceptions, hooks, master, options, tcp, tls
 from mitmproxy.addons import clientplayback, core, next_layer, proxyserver, tlsconfig
@@ -28,7 +29,15 @@ from lab.arp.poison import PositioningError
 from lab.attacks import attack
 from lab.bank.web import WebPorts
 from lab.control import ControlError
-from lab.state import StateDir
+from lab.state import StateDir, take_text
+
+if TYPE_CHECKING:
+    from lab.capture import RunCapture
+
+
+ETHERTYPE_ARP: Final = b"\x08\x06"
+"""An Ethernet frame's type, bytes 12 and 13, for ARP: kept only in a run through ARP (the lab
+network's own ARP, during another lane's run by names, is not that run's)."""
 
 
 class AttackerError(Exception):
@@ -148,6 +157,9 @@ class AttackerRole:
         self._master: master.Master | None = None
         self._run: asyncio.Task[None] | None = None
         self._positioning: ArpPositioning | None = None
+        self._capture: RunCapture | None = None
+        self._capturing = self._capturing_arp = False
+        """Whether a run is being captured (the socket stays open between runs), with its ARP frames."""
 
     @property
     def keylog(self) -> Path:
@@ -155,13 +167,7 @@ class AttackerRole:
 
     def take_keylog(self) -> str:
         """The key log so far, emptied (mitmproxy appends to it)."""
-        try:
-            with self.keylog.open("r+", errors="replace") as file:
-                text = file.read()
-                file.truncate(0)
-        except FileNotFoundError:
-            return ""
-        return text
+        return take_text(self.keylog)
 
     @property
     def mitm(self) -> master.Master:
@@ -309,7 +315,47 @@ class AttackerRole:
         if positioning is not None:
             await positioning.stop()
 
+    def begin_capture(self, interface: str, ports: list[int], *, arp: bool) -> str | None:
+        """Capture a run's connections (to or from `ports`), and its ARP frames if it runs through ARP,
+        from now until `take_capture`; why not, when this process cannot. The packet socket stays open
+        from run to run (opening and closing one waits for the kernel's RCU, about 15 ms each)."""
+        from lab.capture import CaptureError, RunCapture
+
+        tcp = " or ".join(f"port {port}" for port in sorted(set(ports)))
+        bpf = f"(tcp and ({tcp})) or arp"
+        capture = self._capture
+        if capture is not None and (capture.interface, capture.bpf) == (interface, bpf):
+            capture.begin()
+        else:
+            self.end_capture()
+            capture = RunCapture(interface, bpf)
+            try:
+                capture.start()
+            except CaptureError as exc:
+                return str(exc)
+            self._capture = capture
+        self._capturing, self._capturing_arp = True, arp
+        return None
+
+    def take_capture(self) -> dict[str, Any]:
+        """The run's frames, each [seconds, base64], and how many past the cap were dropped."""
+        capture, capturing, self._capturing = self._capture, self._capturing, False
+        if capture is None or not capturing:
+            return {"frames": [], "dropped": 0}
+        captured = capture.take()
+        kept = [f for f in captured.frames if self._capturing_arp or f.data[12:14] != ETHERTYPE_ARP]
+        return {
+            "frames": [[frame.time, base64.b64encode(frame.data).decode()] for frame in kept],
+            "dropped": captured.dropped,
+        }
+
+    def end_capture(self) -> None:
+        capture, self._capture, self._capturing = self._capture, None, False
+        if capture is not None:
+            capture.stop()
+
     async def stop(self) -> None:
+        self.end_capture()
         with contextlib.suppress(PositioningError):
             await self.unposition()
         if self._master is None:
@@ -386,6 +432,7 @@ class AttackerRole:
             return {}
 
         async def reset(request: dict[str, Any]) -> dict[str, Any]:
+            self._capturing = False
             await self.unposition()
             self.switch(None)
             self.state.reset_role("attacker")
@@ -393,6 +440,23 @@ class AttackerRole:
 
         async def keylog(request: dict[str, Any]) -> dict[str, Any]:
             return {"keylog": self.take_keylog()}
+
+        async def capture(request: dict[str, Any]) -> dict[str, Any]:
+            """Capture from now on (docs/wireshark.md): on `interface`, the TCP connections to or from
+            `ports`, and ARP if `arp`."""
+            interface, ports = request.get("interface", "lo"), request.get("ports")
+            if (
+                not isinstance(interface, str)
+                or not isinstance(ports, list)
+                or not ports
+                or not all(isinstance(port, int) and 0 < port < 65536 for port in ports)
+            ):
+                raise ControlError('"interface" is a string, "ports" a list of TCP ports')
+            why = self.begin_capture(interface, ports, arp=bool(request.get("arp", False)))
+            return {"capturing": why is None, **({"why": why} if why else {})}
+
+        async def capture_take(request: dict[str, Any]) -> dict[str, Any]:
+            return self.take_capture()
 
         return {
             "attack": switch_attack,
@@ -402,4 +466,6 @@ class AttackerRole:
             "keylog": keylog,
             "position": position,
             "unposition": unposition,
+            "capture": capture,
+            "capture_take": capture_take,
         }

@@ -14,6 +14,7 @@ from lab.arp.victim import ArpVictim
 from lab.bank import protocol
 from lab.channel.connection import ClientConfig, ClientConnection, HandshakeComplete
 from lab.channel.errors import ChannelError
+from lab.channel.keylog import keylog_line
 from lab.channel.protections import Protections
 from lab.clients.adapters import CLIENTS, Adapter, Probe
 from lab.clients.visit import make_visit
@@ -76,6 +77,7 @@ async def run_session(
         done = await stream.handshake(timeouts.handshake)
         identity = done.identity
         assert identity is not None
+        state.log_lab_keys("client", keylog_line("client", done))
         evidence.record(
             events.ClientSessionOpened(
                 suite=done.suite.name,
@@ -182,6 +184,9 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
             return {"outcome": "connection_failed", "message": str(exc) or "timed out"}
         return {"outcome": "ok", "suite": result.handshake.suite.name, "replies": result.replies}
 
+    async def lab_keylog(request: dict[str, Any]) -> dict[str, Any]:
+        return {"lab_keylog": state.take_lab_keylog("client")}
+
     async def visit(request: dict[str, Any]) -> dict[str, Any]:
         """A real client's visit to bank.lab (the real-TLS stack): `client` is a client id, or
         `command` a program of one's own (`mitmlab probe`); bank.lab means `address`, `https`, `http`."""
@@ -248,4 +253,5 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
         "arp_end": arp_end,
         "reset": reset,
         "status": status,
+        "lab_keylog": lab_keylog,
     }

@@ -18,6 +18,7 @@ from lab.bank.service import BankSession
 from lab.bank.web import BankWeb, WebPorts
 from lab.channel.connection import RecentClientHellos, ServerConfig, ServerConnection
 from lab.channel.errors import ChannelError
+from lab.channel.keylog import keylog_line
 from lab.channel.protections import Protections
 from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import digest
@@ -113,7 +114,16 @@ class BankServer:
         async def status(request: dict[str, Any]) -> dict[str, Any]:
             return {"protections": self.config.protections.as_dict(), "open_sessions": len(self._sessions)}
 
-        return {"configure": configure, "reset": reset, "idle": idle, "status": status}
+        async def lab_keylog(request: dict[str, Any]) -> dict[str, Any]:
+            return {"lab_keylog": self.state.take_lab_keylog("server")}
+
+        return {
+            "configure": configure,
+            "reset": reset,
+            "idle": idle,
+            "status": status,
+            "lab_keylog": lab_keylog,
+        }
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -139,6 +149,7 @@ class BankServer:
     async def _converse(self, stream: ChannelStream, session: str, peer: str) -> None:
         evidence = self.evidence
         done = await stream.handshake(self.timeouts.handshake)
+        self.state.log_lab_keys("server", keylog_line("server", done))
         evidence.record(
             events.ServerSessionOpened(
                 session=session,

@@ -1,0 +1,274 @@
+"""A capture read back: its TCP connections put together again, and what they carried cut into the
+messages a reader knows, the lab channel's frames (lab.channel.frames) or TLS's records. The sequence
+diagrams (lab.capture.diagram) are drawn from them. Nothing in a capture is trusted: bytes that are not
+what they claim end the messages of their direction, with the reason, and never raise."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final
+
+from lab.capture import Frame
+from lab.channel.errors import ChannelError
+from lab.channel.frames import Frame as LabFrame
+from lab.channel.frames import FrameBuffer, FrameType
+from lab.channel.messages import ClientHello, decode_handshake
+
+Address = tuple[str, int]
+
+TLS_RECORD: Final = struct.Struct("!BHH")
+TLS_TYPES: Final = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "ApplicationData"}
+TLS_HANDSHAKES: Final = {
+    1: "ClientHello",
+    2: "ServerHello",
+    11: "Certificate",
+    12: "ServerKeyExchange",
+    14: "ServerHelloDone",
+    16: "ClientKeyExchange",
+}
+"""The handshake messages TLS 1.2 sends in the clear (TLS 1.3 encrypts all but the two hellos)."""
+TLS_MAX_RECORD: Final = 2**14 + 2048
+SEQ_SPACE: Final = 2**32
+ETHERNET: Final = struct.Struct("!6s6sH")
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_ARP: Final = 0x0806
+ARP_IPV4: Final = struct.Struct("!6xH6s4s6s4s")
+"""An ARP packet for IPv4 over Ethernet, after its fixed hardware and protocol types and sizes."""
+IPV4: Final = struct.Struct("!BxH5xB2x4s4s")
+IPPROTO_TCP: Final = 6
+TCP_HEADER: Final = struct.Struct("!HHI4xBB")
+TCP_FLAGS: Final = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"))
+
+
+@dataclass(frozen=True)
+class Segment:
+    time: float
+    from_client: bool
+    flags: str
+    """Letters, as tcpdump and scapy write them: S SYN, A ACK, P PSH, F FIN, R RST."""
+    seq: int
+    payload: bytes
+    macs: tuple[str, str]
+    """The Ethernet source and destination: through ARP, whose MAC a frame was sent to."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One lab-channel frame, or one TLS record, as it crossed the wire."""
+
+    time: float
+    from_client: bool
+    label: str
+    """What a reader calls it: "ClientHello", "Finished", "Alert", "record", "TLS ApplicationData"."""
+    data: bytes
+    """The frame or record, header included: the same bytes on two legs are the same message."""
+
+
+@dataclass
+class Conversation:
+    client: Address
+    """Who opened it (the SYN's sender; when the capture holds no SYN, the SYN-ACK's receiver or
+    the first sender)."""
+    server: Address
+    segments: list[Segment] = field(default_factory=list)
+    protocol: str = "tcp"
+    """"lab", "tls", or "tcp" when what it carried is neither (or nothing)."""
+    messages: list[Message] = field(default_factory=list)
+    unreadable: dict[bool, str] = field(default_factory=dict)
+    """For a direction (keyed by from_client) whose bytes stopped being messages: why."""
+
+    @property
+    def opened(self) -> float:
+        return self.segments[0].time
+
+
+@dataclass(frozen=True)
+class ArpFrame:
+    time: float
+    macs: tuple[str, str]
+    """The Ethernet source and destination: who sent it, to whom (the ARP part can say otherwise)."""
+    reply: bool
+    sender_ip: str
+    sender_mac: str
+    target_ip: str
+
+
+@dataclass
+class Capture:
+    conversations: list[Conversation]
+    """In the order they opened."""
+    arp: list[ArpFrame]
+
+
+def read_capture(frames: Iterable[Frame]) -> Capture:
+    """Ethernet, IPv4, TCP and ARP read with struct (scapy's dissectors cost a hundred times more
+    per frame, and a check reads every run's capture); any other frame, or a short one, is skipped."""
+    by_key: dict[tuple[Address, Address], Conversation] = {}
+    arp = []
+    for frame in frames:
+        data = frame.data
+        if len(data) < ETHERNET.size:
+            continue
+        destination_mac, source_mac, ethertype = ETHERNET.unpack_from(data)
+        if ethertype == ETHERTYPE_ARP and len(data) >= ETHERNET.size + ARP_IPV4.size:
+            op, sender_mac, sender_ip, _, target_ip = ARP_IPV4.unpack_from(data, ETHERNET.size)
+            macs = (_mac(source_mac), _mac(destination_mac))
+            arp.append(ArpFrame(frame.time, macs, op == 2, _ip(sender_ip), _mac(sender_mac), _ip(target_ip)))
+            continue
+        segment = _tcp_over_ipv4(data) if ethertype == ETHERTYPE_IPV4 else None
+        if segment is None:
+            continue
+        source, destination, flags, seq, payload = segment
+        conversation = by_key.get((source, destination)) or by_key.get((destination, source))
+        if conversation is None or (flags == "S" and conversation.client != source):
+            client, server = (destination, source) if flags == "SA" else (source, destination)
+            conversation = by_key[(client, server)] = Conversation(client=client, server=server)
+        conversation.segments.append(
+            Segment(
+                frame.time,
+                source == conversation.client,
+                flags,
+                seq,
+                payload,
+                (_mac(source_mac), _mac(destination_mac)),
+            )
+        )
+    for conversation in by_key.values():
+        _read_messages(conversation)
+    return Capture(sorted(by_key.values(), key=lambda c: c.opened), arp)
+
+
+def _tcp_over_ipv4(data: bytes) -> tuple[Address, Address, str, int, bytes] | None:
+    at = ETHERNET.size
+    if len(data) < at + IPV4.size:
+        return None
+    version_ihl, total, protocol, source_ip, destination_ip = IPV4.unpack_from(data, at)
+    header = (version_ihl & 0x0F) * 4
+    if version_ihl >> 4 != 4 or protocol != IPPROTO_TCP or header < IPV4.size:
+        return None
+    tcp_at = at + header
+    if len(data) < tcp_at + TCP_HEADER.size:
+        return None
+    source_port, destination_port, seq, offset, flag_bits = TCP_HEADER.unpack_from(data, tcp_at)
+    payload_at = tcp_at + (offset >> 4) * 4
+    end = min(at + total, len(data))  # Ethernet pads a short frame: the IP length says where it ends
+    flags = "".join(letter for bit, letter in TCP_FLAGS if flag_bits & bit)
+    return (
+        (_ip(source_ip), source_port),
+        (_ip(destination_ip), destination_port),
+        flags,
+        seq,
+        data[payload_at:end] if payload_at < end else b"",
+    )
+
+
+def _ip(raw: bytes) -> str:
+    return ".".join(map(str, raw))
+
+
+def _mac(raw: bytes) -> str:
+    return raw.hex(":")
+
+
+def _byte_stream(conversation: Conversation, from_client: bool) -> list[tuple[float, bytes]]:
+    """One direction's bytes in order, each with the time of the segment that brought it; a
+    retransmission adds only what is new. Stops at bytes the capture lacks, and says so."""
+    chunks: list[tuple[float, bytes]] = []
+    expected: int | None = None
+    for segment in conversation.segments:
+        if segment.from_client != from_client:
+            continue
+        if "S" in segment.flags:
+            expected = (segment.seq + 1) % SEQ_SPACE
+            continue
+        if not segment.payload:
+            continue
+        if expected is None:
+            expected = segment.seq
+        behind = (expected - segment.seq) % SEQ_SPACE
+        if behind >= SEQ_SPACE // 2:
+            conversation.unreadable[from_client] = "bytes are missing from the capture"
+            return chunks
+        if behind < len(segment.payload):
+            chunks.append((segment.time, segment.payload[behind:]))
+            expected = (expected + len(segment.payload) - behind) % SEQ_SPACE
+    return chunks
+
+
+def _read_messages(conversation: Conversation) -> None:
+    streams = {side: _byte_stream(conversation, side) for side in (True, False)}
+    first = b"".join(data for _, data in streams[True])[:5]
+    if first[:2] == b"\x16\x03":
+        conversation.protocol, read = "tls", _tls_messages
+    elif _opens_with_a_client_hello(first, streams[True]):
+        conversation.protocol, read = "lab", _lab_messages
+    else:
+        return
+    messages = [m for side in (True, False) for m in read(conversation, side, streams[side])]
+    conversation.messages = sorted(messages, key=lambda m: m.time)
+
+
+def _opens_with_a_client_hello(first: bytes, chunks: list[tuple[float, bytes]]) -> bool:
+    if not first or first[0] != FrameType.HANDSHAKE:
+        return False
+    try:
+        frames = FrameBuffer().feed(b"".join(data for _, data in chunks))
+        return bool(frames) and isinstance(decode_handshake(frames[0].body, "handshake"), ClientHello)
+    except ChannelError:
+        return False
+
+
+def _lab_messages(
+    conversation: Conversation, from_client: bool, chunks: list[tuple[float, bytes]]
+) -> list[Message]:
+    buffer = FrameBuffer()
+    messages: list[Message] = []
+    for time, data in chunks:
+        try:
+            frames = buffer.feed(data)
+        except ChannelError as exc:
+            conversation.unreadable[from_client] = f"not a lab frame: {exc.message}"
+            return messages
+        messages += [Message(time, from_client, _lab_label(frame), frame.encode()) for frame in frames]
+    if buffer.pending:
+        conversation.unreadable.setdefault(from_client, f"a frame cut off after {buffer.pending} bytes")
+    return messages
+
+
+def _lab_label(frame: LabFrame) -> str:
+    if frame.type is FrameType.APPLICATION:
+        return "record"
+    if frame.type is FrameType.ALERT:
+        return "Alert"
+    try:
+        return type(decode_handshake(frame.body, "handshake")).__name__
+    except ChannelError:
+        return "handshake (malformed)"
+
+
+def _tls_messages(
+    conversation: Conversation, from_client: bool, chunks: list[tuple[float, bytes]]
+) -> list[Message]:
+    buffer, encrypted = b"", False
+    messages: list[Message] = []
+    for time, data in chunks:
+        buffer += data
+        while len(buffer) >= TLS_RECORD.size:
+            kind, _, length = TLS_RECORD.unpack_from(buffer)
+            if kind not in TLS_TYPES or length > TLS_MAX_RECORD:
+                conversation.unreadable[from_client] = f"not a TLS record: type {kind}, {length} bytes"
+                return messages
+            end = TLS_RECORD.size + length
+            if len(buffer) < end:
+                break
+            record, buffer = buffer[:end], buffer[end:]
+            label = f"TLS {TLS_TYPES[kind]}"
+            if kind == 22 and not encrypted and length:
+                label = f"TLS {TLS_HANDSHAKES.get(record[TLS_RECORD.size], 'Handshake')}"
+            encrypted = encrypted or kind == 20
+            messages.append(Message(time, from_client, label, record))
+    if buffer:
+        conversation.unreadable.setdefault(from_client, f"a record cut off after {len(buffer)} bytes")
+    return messages

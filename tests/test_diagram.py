@@ -1,0 +1,223 @@
+"""What was on the wire, read back: the sequence diagrams the check draws from each run's capture
+(lab.capture.diagram), with the attacker's changes in red; the lab key log that opens the records of
+a capture; hostile captures (hypothesis), which never break the drawer; the screenshot in the docs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.utils import rdpcap
+
+from lab.capture import Frame
+from lab.capture.diagram import Places, sequence_diagram
+from lab.capture.streams import read_capture
+from lab.channel.frames import Frame as LabFrame
+from lab.channel.frames import FrameType
+from lab.channel.keylog import KeyLogError, parse_keylog
+from lab.channel.records import RecordLayer
+from lab.channel.suites import RecordFeatures
+from lab.containers import REPO
+from lab.mitm.wire import SessionView
+from tests.conftest import need_root
+from tests.processes import mitmlab
+
+SVG = "{http://www.w3.org/2000/svg}"
+ATTACKS = ("eavesdrop", "bit-flip", "replay", "reflection", "downgrade", "pubkey-swap")
+LIFELINES = {120: "client", 400: "attacker:client", 460: "attacker:server", 740: "server"}
+SCREENSHOT = REPO / "docs" / "images" / "sequence-diagram.png"
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """One local check as root (the attacker captures on loopback): its directory and each run."""
+    need_root()
+    out = tmp_path_factory.mktemp("wire") / "report"
+    attacks = [arg for attack in ATTACKS for arg in ("--attack", attack)]
+    done = mitmlab("check", *attacks, "--view", "ladder", "--out", str(out), timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((out / "report.json").read_text())
+    return out, {s["id"]: s for s in report["scenarios"]}
+
+
+def changes(svg: ET.Element) -> list[tuple[str, str, str]]:
+    """Each arrow drawn as the attacker's change: (its label, from, to)."""
+    drawn = []
+    for group in svg.iter(f"{SVG}g"):
+        path = group.find(f"{SVG}path")
+        if path is None or path.get("class") != "changed":
+            continue
+        [label] = [t.text or "" for t in group.findall(f"{SVG}text") if "l" in t.get("class", "").split()]
+        start, _, end = path.get("d", "").split(" ")[:3]  # "M<from> <y> H<to> ..."
+        drawn.append((label, LIFELINES[int(start[1:])], LIFELINES[int(end[1:])]))
+    return drawn
+
+
+def test_each_attacks_change_is_drawn_in_red_and_nothing_else(
+    checked: tuple[Path, dict[str, dict[str, Any]]],
+) -> None:
+    out, runs = checked
+    for run in runs.values():
+        drawn = changes(ET.parse(out / run["evidence"]["diagram"]).getroot())
+        labels = [label for label, _, _ in drawn]
+        where = (run["attack"], run["label"], drawn)
+        match run["attack"]:
+            case "eavesdrop":  # it only reads
+                assert drawn == [], where
+            case "bit-flip" | "replay":  # a flipped, or a second, copy of the client's record
+                assert len(drawn) == 1 and labels[0].startswith("record"), where
+                assert drawn[0][1:] == ("attacker:server", "server"), where
+            case "reflection":  # the client's own record, back to it
+                assert len(drawn) == 1 and labels[0].startswith("record"), where
+                assert drawn[0][1:] == ("attacker:client", "client"), where
+            case "downgrade":  # the ClientHello, fewer suites; where there is one suite, nothing to take
+                assert labels == ([] if run["verdict"] == "unaffected" else ["ClientHello"]), where
+            case "pubkey-swap":  # a handshake of its own with each side
+                assert {"ClientHello", "ServerHello"} <= set(labels), where
+
+
+def test_the_report_inlines_every_runs_diagram(checked: tuple[Path, dict[str, dict[str, Any]]]) -> None:
+    out, runs = checked
+    html = (out / "report.html").read_text()
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="sequence"') == len(runs)
+    assert "cdn" not in html.lower() and "<script src" not in html
+
+
+def test_the_lab_key_log_opens_the_records_of_the_runs_capture(
+    checked: tuple[Path, dict[str, dict[str, Any]]],
+) -> None:
+    """On both legs of a relayed session (bit-flip, encryption alone): the client's login, decrypted
+    with the keys the client logged, and nothing but the capture and the key log."""
+    out, runs = checked
+    [run] = [r for r in runs.values() if r["attack"] == "bit-flip" and r["label"] == "encryption"]
+    evidence = out / run["evidence"]["dir"]
+    logged = parse_keylog((evidence / "lab.keylog").read_text())
+    assert {keys.side for keys in logged} == {"client", "server"}
+    capture = read_capture(Frame(float(p.time), bytes(p)) for p in rdpcap(str(evidence / "run.pcapng")))
+    legs = [c for c in capture.conversations if c.protocol == "lab"]
+    assert len(legs) == 2
+    for leg in legs:
+        view = SessionView(0)
+        frames = [(m.from_client, LabFrame(FrameType(m.data[0]), m.data[3:])) for m in leg.messages]
+        for from_client, frame in frames:
+            view.observe(from_client, frame)
+        assert view.client_hello is not None and view.suite is not None
+        [keys] = [k for k in logged if k.side == "client" and k.client_random == view.client_hello.random]
+        reader = RecordLayer(
+            view.suite.record,
+            write_keys=keys.server_write,
+            read_keys=keys.client_write,
+            sequence_numbers=RecordFeatures.SEQUENCE_NUMBERS in view.client_hello.features,
+            random=bytes,
+        )
+        first = next(f for from_client, f in frames if from_client and f.type is FrameType.APPLICATION)
+        _, plaintext = reader.open(first.body)
+        assert json.loads(plaintext)["op"] == "login" and json.loads(plaintext)["user"] == "alice"
+
+
+def test_a_key_log_line_that_is_not_one_is_a_typed_error() -> None:
+    for line in ("LAB_SESSION_KEYS client 00", "LAB_SESSION_KEYS attacker " + "00 " * 6, "CLIENT_RANDOM a b"):
+        with pytest.raises(KeyLogError, match="line 1"):
+            parse_keylog(line)
+    with pytest.raises(KeyLogError, match="line 2: a field is not hex"):
+        parse_keylog("# comment\nLAB_SESSION_KEYS server zz 00 00 00 00 00\n")
+
+
+def test_the_screenshot_in_the_docs_is_the_report_as_a_browser_shows_it(
+    checked: tuple[Path, dict[str, dict[str, Any]]], tmp_path: Path
+) -> None:
+    """Headless Chromium draws the bit-flip run at `mac` (the record flipped on its way to the
+    server, in red); MITMLAB_UPDATE_DOCS=1 puts it in docs/images/."""
+    if shutil.which("chromium") is None:
+        pytest.fail("chromium is not installed (./run-tests installs Debian's chromium as root)")
+    out, runs = checked
+    [run] = [r for r in runs.values() if r["attack"] == "bit-flip" and r["label"] == "mac"]
+    shot = tmp_path / "diagram.png"
+    done = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--screenshot={shot}",
+            "--window-size=880,900",
+            (out / run["evidence"]["diagram"]).as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and shot.exists(), done.stderr[-2000:]
+    png = shot.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (880, 900)
+    assert len(png) > 20_000  # lifelines, arrows and labels, not a blank page
+    if os.environ.get("MITMLAB_UPDATE_DOCS"):
+        shutil.copyfile(shot, SCREENSHOT)
+    assert SCREENSHOT.exists(), "docs/images/sequence-diagram.png: run this test with MITMLAB_UPDATE_DOCS=1"
+
+
+# Hostile captures -------------------------------------------------------------------------------------
+
+CLIENT_HELLO = bytes([22, 0, 38, 1]) + bytes(32) + bytes([3]) + bytes([0, 2, 1, 3])
+"""A lab-channel ClientHello frame: what makes a conversation the lab channel's."""
+
+segments = st.lists(
+    st.tuples(
+        st.booleans(),
+        st.sampled_from(["S", "SA", "A", "PA", "FA", "R", "FPU"]),
+        st.integers(0, 2**32 - 1),
+        st.one_of(st.binary(max_size=300), st.binary(max_size=300).map(lambda tail: CLIENT_HELLO + tail)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(segments=segments, garbage=st.lists(st.binary(max_size=80), max_size=5), arp=st.booleans())
+def test_a_hostile_capture_never_breaks_the_drawer(
+    segments: list[tuple[bool, str, int, bytes]], garbage: list[bytes], arp: bool
+) -> None:
+    frames = [Frame(0.001 * n, data) for n, data in enumerate(garbage)]
+    for n, (from_client, flags, seq, payload) in enumerate(segments):
+        ends = (("10.9.0.2", 40000), ("10.9.0.3", 4433))
+        (source, sport), (destination, dport) = ends if from_client else ends[::-1]
+        packet = (
+            Ether()
+            / IP(src=source, dst=destination)
+            / TCP(sport=sport, dport=dport, flags=flags, seq=seq)
+            / payload
+        )
+        frames.append(Frame(1 + 0.001 * n, bytes(packet)))
+    hosts = {"client": "10.9.0.2", "server": "10.9.0.3", "attacker": "10.9.0.4"} if arp else None
+    svg = sequence_diagram(read_capture(frames), Places(frozenset({4433}), hosts=hosts))
+    assert ET.fromstring(svg).tag == f"{SVG}svg"
+
+
+@settings(max_examples=100, deadline=None)
+@given(cut=st.integers(0, 400), flip=st.integers(0, 10_000), byte=st.integers(0, 255))
+def test_a_real_capture_cut_or_altered_anywhere_still_draws(
+    checked: tuple[Path, dict[str, dict[str, Any]]], cut: int, flip: int, byte: int
+) -> None:
+    out, runs = checked
+    [run] = [r for r in runs.values() if r["attack"] == "replay" and r["label"] == "mac"]
+    frames = [Frame(float(p.time), bytes(p)) for p in rdpcap(str(out / run["evidence"]["capture"]))]
+    target = frames[flip % len(frames)]
+    altered = bytearray(target.data[: len(target.data) - cut % max(len(target.data), 1)])
+    if altered:
+        altered[flip % len(altered)] = byte
+    frames[flip % len(frames)] = Frame(target.time, bytes(altered))
+    svg = sequence_diagram(read_capture(frames), Places(frozenset()))
+    assert ET.fromstring(svg).tag == f"{SVG}svg"
