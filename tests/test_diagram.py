@@ -31,7 +31,6 @@ from lab.channel.suites import RecordFeatures
 from lab.containers import REPO
 from lab.mitm.wire import SessionView
 from tests.conftest import need_root
-from tests.processes import mitmlab
 
 SVG = "{http://www.w3.org/2000/svg}"
 ATTACKS = ("eavesdrop", "bit-flip", "replay", "reflection", "downgrade", "pubkey-swap")
@@ -40,15 +39,14 @@ SCREENSHOT = REPO / "docs" / "images" / "sequence-diagram.png"
 
 
 @pytest.fixture(scope="module")
-def checked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """One local check as root (the attacker captures on loopback): its directory and each run."""
+def checked(channel_check: tuple[Path, dict[str, Any]]) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """The lab channel's whole check (conftest), as root (the attacker captures on loopback): its
+    directory, and the ladder's runs of the attacks these tests read."""
     need_root()
-    out = tmp_path_factory.mktemp("wire") / "report"
-    attacks = [arg for attack in ATTACKS for arg in ("--attack", attack)]
-    done = mitmlab("check", *attacks, "--view", "ladder", "--out", str(out), timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = json.loads((out / "report.json").read_text())
-    return out, {s["id"]: s for s in report["scenarios"]}
+    out, report = channel_check
+    runs = {s["id"]: s for s in report["scenarios"] if s["view"] == "ladder" and s["attack"] in ATTACKS}
+    assert {run["attack"] for run in runs.values()} == set(ATTACKS)
+    return out, runs
 
 
 def changes(svg: ET.Element) -> list[tuple[str, str, str]]:
@@ -87,9 +85,11 @@ def test_each_attacks_change_is_drawn_in_red_and_nothing_else(
                 assert {"ClientHello", "ServerHello"} <= set(labels), where
 
 
-def test_the_report_inlines_every_runs_diagram(checked: tuple[Path, dict[str, dict[str, Any]]]) -> None:
-    out, runs = checked
+def test_the_report_inlines_every_runs_diagram(channel_check: tuple[Path, dict[str, Any]]) -> None:
+    need_root()
+    out, report = channel_check
     html = (out / "report.html").read_text()
+    runs = {s["id"] for s in report["scenarios"]}
     assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="sequence"') == len(runs)
     assert "cdn" not in html.lower() and "<script src" not in html
 

@@ -6,9 +6,10 @@ by scapy (with libpcap). Linux's loopback hands such a socket every frame twice,
 arriving: only the leaving copy is kept, and as the kernel queues that copy before the send returns,
 a capture taken after the run's last send holds all of it. The frames wait in the socket's buffer and
 a thread of this process reads them off; `take` reads what is left. A capture holds at most
-`max_bytes` of frames; past that it counts what it dropped, and says so. The file is scapy's pcapng
-with, where a run has TLS key logs, a Decryption Secrets Block in front of the packets, so that one
-file is enough for Wireshark to decrypt them.
+`max_bytes` of frames; past that it counts what it dropped, and says so. `lab.capture.pcapng` writes
+them as a file, `lab.capture.streams` reads them back, `lab.capture.diagram` draws them.
+
+scapy is imported only to compile a filter: the attacker imports this module at start-up.
 """
 
 from __future__ import annotations
@@ -18,19 +19,11 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
-
-from scapy.utils import PcapNgWriter
 
 MAX_BYTES: Final = 8 * 1024 * 1024
 """A run's capture keeps at most this much of its frames (a run of the lab is a few tens of KiB)."""
-LINKTYPE_ETHERNET: Final = 1
-"""Loopback and the lab networks' interfaces both frame in Ethernet headers (loopback's are zeros)."""
-TLS_KEY_LOG: Final = 0x544C534B
-"""The Decryption Secrets Block's type for an NSS key log (pcapng, section "Decryption Secrets")."""
 ETH_P_ALL: Final = 0x0003
 SO_TIMESTAMPNS: Final = 35
 """Linux's socket option (and control message) for the kernel's receive time, in nanoseconds."""
@@ -71,6 +64,8 @@ class RunCapture:
         self._socket: socket.socket | None = None
         self._lock = threading.Lock()
         self._reader: threading.Thread | None = None
+        self.failed: str | None = None
+        """Why the capture stopped before `stop`, if it did: what it had is kept."""
 
     def start(self) -> None:
         """Capturing once this returns; a `CaptureError` when the socket or the filter cannot be had."""
@@ -160,6 +155,8 @@ class RunCapture:
                 return
             with self._lock:
                 self._read_waiting()
+                if self.failed is not None:  # a socket in error stays readable: no spinning on it
+                    return
 
     def _read_waiting(self) -> int:
         """Every frame waiting in the socket's buffer, kept (or counted as dropped); how many."""
@@ -170,7 +167,10 @@ class RunCapture:
         while True:
             try:
                 data, ancillary, _, address = sock.recvmsg(LARGEST_FRAME, socket.CMSG_SPACE(16))
-            except (BlockingIOError, OSError):
+            except BlockingIOError:
+                return read
+            except OSError as exc:  # the interface went away, or the socket is closed
+                self.failed = self.failed or f"the capture on {self.interface} stopped: {exc}"
                 return read
             read += 1
             if self.interface == "lo" and address[2] != socket.PACKET_OUTGOING:
@@ -203,25 +203,3 @@ def _received_at(ancillary: list[tuple[int, int, bytes]]) -> float:
             seconds, nanoseconds = struct.unpack("qq", data[:16])
             return float(seconds + nanoseconds / 1e9)
     return time.time()
-
-
-class _Writer(PcapNgWriter):
-    def secrets(self, tls_keylog: str) -> None:
-        """A Decryption Secrets Block, after the section and interface headers, before any packet."""
-        data = tls_keylog.encode()
-        body = struct.pack("<II", TLS_KEY_LOG, len(data)) + data
-        self.f.write(self.build_block(b"\x0a\x00\x00\x00", body))
-
-
-def write_pcapng(path: Path, frames: Iterable[Frame], *, tls_keylog: str = "") -> None:
-    """The frames as pcapng, with the TLS key log (NSS format) embedded when there is one."""
-    writer = _Writer(str(path))
-    writer.linktype = LINKTYPE_ETHERNET
-    try:
-        writer.write_header(None)
-        if tls_keylog.strip():
-            writer.secrets(tls_keylog)
-        for frame in frames:
-            writer.write_packet(frame.data, sec=frame.time)
-    finally:
-        writer.close()

@@ -59,8 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from lab.capture import Frame, write_pcapng
+from lab.capture import Frame
 from lab.capture.diagram import Places, sequence_diagram
+from lab.capture.pcapng import write_pcapng
 from lab.capture.streams import read_capture
 from lab.channel.connection import key_fingerprint
 from lab.channel.protections import NONE, Protections
@@ -101,8 +102,9 @@ class RunResult:
     recorded: tuple[str, ...] = ()
     """The roles whose evidence lines are in the report (valid or not)."""
     capture: str | None = None
-    """The run's pcapng, relative to the report directory; None: `no_capture` says why."""
-    no_capture: str | None = None
+    """The run's pcapng, relative to the report directory; None: `capture_note` says why."""
+    capture_note: str | None = None
+    """Why the run has no capture, or what its capture lacks (frames past the size cap, a stop)."""
     diagram: str | None = None
     """The run's sequence diagram (SVG) drawn from its capture, relative to the report directory."""
     no_diagram: str | None = None
@@ -252,7 +254,7 @@ class Runner:
             outcome,
             written,
             capture=f"{relative}/run.pcapng" if frames is not None else None,
-            no_capture=wire.why if frames is None else None,
+            capture_note=wire.why,
             diagram=f"{relative}/sequence.svg" if wire.drawn else None,
             no_diagram=wire.not_drawn,
             lab_keylog=f"{relative}/lab.keylog" if lab_keylog else None,
@@ -435,7 +437,12 @@ async def _take_capture(lane: Lane, wire: _Wire) -> list[Frame] | None:
         return None
     try:
         answer = await _call(lane, "attacker", "capture_take", timeout=EVIDENCE_TIMEOUT)
-        return [Frame(float(at), base64.b64decode(data, validate=True)) for at, data in answer["frames"]]
+        frames = [Frame(float(at), base64.b64decode(data, validate=True)) for at, data in answer["frames"]]
+        lacks = [str(answer["failed"])] if answer.get("failed") else []
+        if answer["dropped"]:
+            lacks.insert(0, f"{answer['dropped']} frames past the capture's size cap were not kept")
+        wire.why = "; ".join(lacks) or None
+        return frames
     except (ControlError, OSError, TimeoutError) as exc:
         wire.why = f"the capture could not be taken: {exc or 'timed out'}"
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:

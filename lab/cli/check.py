@@ -357,10 +357,11 @@ def print_summary(report: dict[str, Any]) -> None:
         lines = report["sections"][name].get("summary", [])
         if lines:
             console.print(f"\n[bold]{name}[/]\n" + "\n".join(lines))
-    if s["captured"]:
-        console.print(f"\n{s['captured']} runs captured: evidence/<run>/run.pcapng (docs/wireshark.md)")
-    if s["no_capture"]:
-        console.print(f"[dim]{s['runs'] - s['captured']} runs not captured: {'; '.join(s['no_capture'])}[/]")
+    captured = s.get("captured", 0)  # a report written before captures has neither
+    if captured:
+        console.print(f"\n{captured} runs captured: evidence/<run>/run.pcapng (docs/wireshark.md)")
+    if s.get("capture_notes"):
+        console.print(f"[dim]{s['runs'] - captured} runs not captured: {'; '.join(s['capture_notes'])}[/]")
     errors = [x for x in report["scenarios"] if x["verdict"] == "error"]
     for scenario in errors[:10]:
         console.print(
@@ -499,7 +500,7 @@ async def _run_one(scenario: Scenario, scratch: Path, capture: Path | None = Non
         await backend.stop()
     if capture is not None:
         if result.capture is None:
-            fail(EXIT_SETUP, f"the run was not captured: {result.no_capture}")
+            fail(EXIT_SETUP, f"the run was not captured: {result.capture_note}")
         shutil.copyfile(scratch / "out" / result.capture, capture)
     return result
 

@@ -45,7 +45,7 @@ def build(check: CheckResult) -> dict[str, Any]:
             **{verdict: verdicts.get(verdict, 0) for verdict in VERDICTS},
             "duration_s": round(check.duration_s, 2),
             "captured": sum(result.capture is not None for result in check.results.values()),
-            "no_capture": sorted({r.no_capture for r in check.results.values() if r.no_capture}),
+            "capture_notes": sorted({r.capture_note for r in check.results.values() if r.capture_note}),
         },
         "headline": {a: {p: cell.value for p, cell in row.items()} for a, row in check.headline.items()},
         "headline_runs": {
@@ -94,7 +94,7 @@ def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
             "dir": run.evidence_dir,
             "files": [f"{run.evidence_dir}/{role}.jsonl" for role in run.recorded],
             "capture": run.capture,
-            "no_capture": run.no_capture,
+            "capture_note": run.capture_note,
             "diagram": run.diagram,
             "no_diagram": run.no_diagram,
             "lab_keylog": run.lab_keylog,

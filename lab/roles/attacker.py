@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from mitmproxy import connection, exceptions, hooks, master, options, tcp, tls
 from mitmproxy.addons import clientplayback, core, next_layer, proxyserver, tlsconfig
@@ -28,12 +28,9 @@ from lab.arp.attacker import ArpPositioning
 from lab.arp.poison import PositioningError
 from lab.attacks import attack
 from lab.bank.web import WebPorts
+from lab.capture import MAX_BYTES, CaptureError, RunCapture
 from lab.control import ControlError
 from lab.state import StateDir, take_text
-
-if TYPE_CHECKING:
-    from lab.capture import RunCapture
-
 
 ETHERTYPE_ARP: Final = b"\x08\x06"
 """An Ethernet frame's type, bytes 12 and 13, for ARP: kept only in a run through ARP (the lab
@@ -315,20 +312,24 @@ class AttackerRole:
         if positioning is not None:
             await positioning.stop()
 
-    def begin_capture(self, interface: str, ports: list[int], *, arp: bool) -> str | None:
+    def begin_capture(
+        self, interface: str, ports: list[int], *, arp: bool, max_bytes: int = MAX_BYTES
+    ) -> str | None:
         """Capture a run's connections (to or from `ports`), and its ARP frames if it runs through ARP,
         from now until `take_capture`; why not, when this process cannot. The packet socket stays open
         from run to run (opening and closing one waits for the kernel's RCU, about 15 ms each)."""
-        from lab.capture import CaptureError, RunCapture
-
         tcp = " or ".join(f"port {port}" for port in sorted(set(ports)))
         bpf = f"(tcp and ({tcp})) or arp"
         capture = self._capture
-        if capture is not None and (capture.interface, capture.bpf) == (interface, bpf):
+        if (
+            capture is not None
+            and capture.failed is None
+            and (capture.interface, capture.bpf, capture.max_bytes) == (interface, bpf, max_bytes)
+        ):
             capture.begin()
         else:
             self.end_capture()
-            capture = RunCapture(interface, bpf)
+            capture = RunCapture(interface, bpf, max_bytes=max_bytes)
             try:
                 capture.start()
             except CaptureError as exc:
@@ -338,7 +339,8 @@ class AttackerRole:
         return None
 
     def take_capture(self) -> dict[str, Any]:
-        """The run's frames, each [seconds, base64], and how many past the cap were dropped."""
+        """The run's frames, each [seconds, base64], how many past the cap were dropped, and why the
+        capture stopped if it did."""
         capture, capturing, self._capturing = self._capture, self._capturing, False
         if capture is None or not capturing:
             return {"frames": [], "dropped": 0}
@@ -347,6 +349,7 @@ class AttackerRole:
         return {
             "frames": [[frame.time, base64.b64encode(frame.data).decode()] for frame in kept],
             "dropped": captured.dropped,
+            "failed": capture.failed,
         }
 
     def end_capture(self) -> None:
@@ -443,8 +446,11 @@ class AttackerRole:
 
         async def capture(request: dict[str, Any]) -> dict[str, Any]:
             """Capture from now on (docs/wireshark.md): on `interface`, the TCP connections to or from
-            `ports`, and ARP if `arp`."""
+            `ports`, and ARP if `arp`; at most `max_bytes` of frames."""
             interface, ports = request.get("interface", "lo"), request.get("ports")
+            max_bytes = request.get("max_bytes", MAX_BYTES)
+            if not isinstance(max_bytes, int) or not 0 < max_bytes <= MAX_BYTES:
+                raise ControlError(f'"max_bytes" is a size of at most {MAX_BYTES} bytes')
             if (
                 not isinstance(interface, str)
                 or not isinstance(ports, list)
@@ -452,7 +458,9 @@ class AttackerRole:
                 or not all(isinstance(port, int) and 0 < port < 65536 for port in ports)
             ):
                 raise ControlError('"interface" is a string, "ports" a list of TCP ports')
-            why = self.begin_capture(interface, ports, arp=bool(request.get("arp", False)))
+            why = self.begin_capture(
+                interface, ports, arp=bool(request.get("arp", False)), max_bytes=max_bytes
+            )
             return {"capturing": why is None, **({"why": why} if why else {})}
 
         async def capture_take(request: dict[str, Any]) -> dict[str, Any]:
