@@ -118,8 +118,11 @@ class StateDir:
         return self.root / "evidence" / f"{role}.lab.keylog"
 
     def log_lab_keys(self, role: str, line: str) -> None:
-        self.lab_keylog_path(role).parent.mkdir(exist_ok=True)
-        with self.lab_keylog_path(role).open("a", encoding="utf-8") as log:
+        """Appended to a file only its owner reads: the keys open the client's password."""
+        path = self.lab_keylog_path(role)
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as log:
             log.write(line)
 
     def take_lab_keylog(self, role: str) -> str:

@@ -221,3 +221,44 @@ def test_a_real_capture_cut_or_altered_anywhere_still_draws(
     frames[flip % len(frames)] = Frame(target.time, bytes(altered))
     svg = sequence_diagram(read_capture(frames), Places(frozenset()))
     assert ET.fromstring(svg).tag == f"{SVG}svg"
+
+
+def segment(at: float, from_client: bool, flags: str, seq: int, payload: bytes = b"") -> Frame:
+    ends = (("10.9.0.2", 40000), ("10.9.0.3", 4433))
+    (source, sport), (destination, dport) = ends if from_client else ends[::-1]
+    packet = Ether() / IP(src=source, dst=destination) / TCP(sport=sport, dport=dport, flags=flags, seq=seq)
+    return Frame(at, bytes(packet / payload))
+
+
+def test_bytes_that_stop_being_frames_end_their_direction_with_the_reason_and_keep_what_came_before() -> None:
+    record = bytes([23, 0, 4]) + b"abcd"
+    for split in (False, True):  # in one segment, and over two
+        pieces = (
+            [CLIENT_HELLO + record, b"\x99\x00\x01x"] if split else [CLIENT_HELLO + record + b"\x99\x00\x01x"]
+        )
+        frames = [segment(0, True, "S", 99)]
+        seq = 100
+        for n, piece in enumerate(pieces):
+            frames.append(segment(1 + n, True, "PA", seq, piece))
+            seq += len(piece)
+        [conversation] = read_capture(frames).conversations
+        assert conversation.protocol == "lab"
+        assert [m.label for m in conversation.messages] == ["ClientHello", "record"]
+        assert conversation.unreadable == {True: "not a lab frame: unknown frame type 153"}
+
+
+def test_the_same_ports_used_again_are_two_connections_and_a_resent_syn_is_not() -> None:
+    frames = [
+        segment(0, True, "S", 10),
+        segment(0.1, True, "S", 10),
+        segment(0.2, False, "SA", 500),
+        segment(1, True, "FA", 11),
+        segment(2, True, "S", 9000),
+        segment(2.1, False, "SA", 700),
+    ]
+    first, second = read_capture(frames).conversations
+    assert [s.flags for s in first.segments] == ["S", "S", "SA", "FA"]
+    assert [s.flags for s in second.segments] == ["S", "SA"]
+    # first heard from the server, then a SYN: the SYN's sender is the client, of a new conversation
+    late = read_capture([segment(0, False, "PA", 1, b"x"), segment(1, True, "S", 5)]).conversations
+    assert [c.client for c in late] == [("10.9.0.3", 4433), ("10.9.0.2", 40000)]

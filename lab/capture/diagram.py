@@ -110,9 +110,7 @@ def sequence_diagram(capture: Capture, places: Places) -> str:
     bottom = TOP + ROW * len(shown)
     height = bottom + 16 * len(notes) + 12
     size = {"width": str(WIDTH), "height": str(height), "viewBox": f"0 0 {WIDTH} {height}"}
-    svg = ET.Element(
-        "svg", {"xmlns": "http://www.w3.org/2000/svg", "class": "sequence", "role": "img", **size}
-    )
+    svg = ET.Element("svg", {"xmlns": SVG_NAMESPACE, "class": "sequence", "role": "img", **size})
     ET.SubElement(svg, "title").text = "The run's sequence diagram, drawn from its capture"
     ET.SubElement(svg, "style").text = STYLE
     left = X["attacker:client"] - 30
@@ -209,13 +207,16 @@ def _side(role: str, peer: str) -> str:
 
 def _attackers_changes(legs: list[_Leg]) -> set[tuple[int, int]]:
     """(leg, message) for each lab-channel frame the attacker sent that its peer on the other side
-    did not send it, or not that many times, in the order they went."""
+    did not send it, or not that many times, in the order they went. None where a leg the attacker
+    is on stops being readable: what it lacks would make what was passed on look made up."""
     received: dict[str, Counter[bytes]] = {"client": Counter(), "server": Counter()}
     """What the attacker had from each side, to pass on to the other."""
     sent: list[tuple[float, str, int, int, bytes]] = []
     for n, leg in enumerate(legs):
         if leg.conversation.protocol != "lab" or "attacker" not in (leg.opener, leg.answerer):
             continue
+        if leg.conversation.unreadable:
+            return set()
         peer = leg.answerer if leg.opener == "attacker" else leg.opener
         for m, message in enumerate(leg.conversation.messages):
             if leg.sender(message) == "attacker":

@@ -5,6 +5,8 @@ what they claim end the messages of their direction, with the reason, and never 
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -12,8 +14,8 @@ from typing import Final
 
 from lab.capture import Frame
 from lab.channel.errors import ChannelError
+from lab.channel.frames import HEADER, MAX_BODY, FrameType
 from lab.channel.frames import Frame as LabFrame
-from lab.channel.frames import FrameBuffer, FrameType
 from lab.channel.messages import ClientHello, decode_handshake
 
 Address = tuple[str, int]
@@ -23,10 +25,14 @@ TLS_TYPES: Final = {20: "ChangeCipherSpec", 21: "Alert", 22: "Handshake", 23: "A
 TLS_HANDSHAKES: Final = {
     1: "ClientHello",
     2: "ServerHello",
+    4: "NewSessionTicket",
     11: "Certificate",
     12: "ServerKeyExchange",
+    13: "CertificateRequest",
     14: "ServerHelloDone",
+    15: "CertificateVerify",
     16: "ClientKeyExchange",
+    22: "CertificateStatus",
 }
 """The handshake messages TLS 1.2 sends in the clear (TLS 1.3 encrypts all but the two hellos)."""
 TLS_MAX_RECORD: Final = 2**14 + 2048
@@ -34,9 +40,13 @@ SEQ_SPACE: Final = 2**32
 ETHERNET: Final = struct.Struct("!6s6sH")
 ETHERTYPE_IPV4: Final = 0x0800
 ETHERTYPE_ARP: Final = 0x0806
-ARP_IPV4: Final = struct.Struct("!6xH6s4s6s4s")
-"""An ARP packet for IPv4 over Ethernet, after its fixed hardware and protocol types and sizes."""
-IPV4: Final = struct.Struct("!BxH5xB2x4s4s")
+ARP_IPV4: Final = struct.Struct("!HHBBH6s4s6s4s")
+ARP_FOR_IPV4_OVER_ETHERNET: Final = (1, 0x0800, 6, 4)
+"""An ARP packet's hardware and protocol types and address sizes: the only ARP the lab reads."""
+FRAME_TYPES: Final = frozenset(FrameType)
+IPV4: Final = struct.Struct("!BxH2xHxB2x4s4s")
+FRAGMENT: Final = 0x3FFF
+"""More fragments, or a fragment's offset: a fragment is not read (the lab's frames are never cut)."""
 IPPROTO_TCP: Final = 6
 TCP_HEADER: Final = struct.Struct("!HHI4xBB")
 TCP_FLAGS: Final = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"))
@@ -105,7 +115,9 @@ class Capture:
 def read_capture(frames: Iterable[Frame]) -> Capture:
     """Ethernet, IPv4, TCP and ARP read with struct (scapy's dissectors cost a hundred times more
     per frame, and a check reads every run's capture); any other frame, or a short one, is skipped."""
-    by_key: dict[tuple[Address, Address], Conversation] = {}
+    by_pair: dict[frozenset[Address], Conversation] = {}
+    """The conversation going on between two ends, whichever sent first."""
+    conversations: list[Conversation] = []
     arp = []
     for frame in frames:
         data = frame.data
@@ -113,7 +125,9 @@ def read_capture(frames: Iterable[Frame]) -> Capture:
             continue
         destination_mac, source_mac, ethertype = ETHERNET.unpack_from(data)
         if ethertype == ETHERTYPE_ARP and len(data) >= ETHERNET.size + ARP_IPV4.size:
-            op, sender_mac, sender_ip, _, target_ip = ARP_IPV4.unpack_from(data, ETHERNET.size)
+            *kinds, op, sender_mac, sender_ip, _, target_ip = ARP_IPV4.unpack_from(data, ETHERNET.size)
+            if tuple(kinds) != ARP_FOR_IPV4_OVER_ETHERNET:
+                continue
             macs = (_mac(source_mac), _mac(destination_mac))
             arp.append(ArpFrame(frame.time, macs, op == 2, _ip(sender_ip), _mac(sender_mac), _ip(target_ip)))
             continue
@@ -121,10 +135,12 @@ def read_capture(frames: Iterable[Frame]) -> Capture:
         if segment is None:
             continue
         source, destination, flags, seq, payload = segment
-        conversation = by_key.get((source, destination)) or by_key.get((destination, source))
-        if conversation is None or (flags == "S" and conversation.client != source):
+        pair = frozenset((source, destination))
+        conversation = by_pair.get(pair)
+        if conversation is None or (flags == "S" and not _retransmitted_syn(conversation, source, seq)):
             client, server = (destination, source) if flags == "SA" else (source, destination)
-            conversation = by_key[(client, server)] = Conversation(client=client, server=server)
+            conversation = by_pair[pair] = Conversation(client=client, server=server)
+            conversations.append(conversation)
         conversation.segments.append(
             Segment(
                 frame.time,
@@ -135,23 +151,33 @@ def read_capture(frames: Iterable[Frame]) -> Capture:
                 (_mac(source_mac), _mac(destination_mac)),
             )
         )
-    for conversation in by_key.values():
+    for conversation in conversations:
         _read_messages(conversation)
-    return Capture(sorted(by_key.values(), key=lambda c: c.opened), arp)
+    return Capture(sorted(conversations, key=lambda c: c.opened), arp)
+
+
+def _retransmitted_syn(conversation: Conversation, source: Address, seq: int) -> bool:
+    """Whether a SYN is this conversation's own, sent again; otherwise it opens a new one (the same
+    two ports used again)."""
+    return source == conversation.client and any(
+        s.flags == "S" and s.seq == seq for s in conversation.segments if s.from_client
+    )
 
 
 def _tcp_over_ipv4(data: bytes) -> tuple[Address, Address, str, int, bytes] | None:
     at = ETHERNET.size
     if len(data) < at + IPV4.size:
         return None
-    version_ihl, total, protocol, source_ip, destination_ip = IPV4.unpack_from(data, at)
+    version_ihl, total, fragment, protocol, source_ip, destination_ip = IPV4.unpack_from(data, at)
     header = (version_ihl & 0x0F) * 4
-    if version_ihl >> 4 != 4 or protocol != IPPROTO_TCP or header < IPV4.size:
+    if version_ihl >> 4 != 4 or protocol != IPPROTO_TCP or header < IPV4.size or fragment & FRAGMENT:
         return None
     tcp_at = at + header
     if len(data) < tcp_at + TCP_HEADER.size:
         return None
     source_port, destination_port, seq, offset, flag_bits = TCP_HEADER.unpack_from(data, tcp_at)
+    if offset >> 4 < 5:  # shorter than a TCP header: not one
+        return None
     payload_at = tcp_at + (offset >> 4) * 4
     end = min(at + total, len(data))  # Ethernet pads a short frame: the IP length says where it ends
     flags = "".join(letter for bit, letter in TCP_FLAGS if flag_bits & bit)
@@ -199,10 +225,10 @@ def _byte_stream(conversation: Conversation, from_client: bool) -> list[tuple[fl
 
 def _read_messages(conversation: Conversation) -> None:
     streams = {side: _byte_stream(conversation, side) for side in (True, False)}
-    first = b"".join(data for _, data in streams[True])[:5]
-    if first[:2] == b"\x16\x03":
+    opening = b"".join(data for _, data in streams[True])
+    if opening[:2] == b"\x16\x03":
         conversation.protocol, read = "tls", _tls_messages
-    elif _opens_with_a_client_hello(first, streams[True]):
+    elif _opens_with_a_client_hello(opening):
         conversation.protocol, read = "lab", _lab_messages
     else:
         return
@@ -210,30 +236,51 @@ def _read_messages(conversation: Conversation) -> None:
     conversation.messages = sorted(messages, key=lambda m: m.time)
 
 
-def _opens_with_a_client_hello(first: bytes, chunks: list[tuple[float, bytes]]) -> bool:
-    if not first or first[0] != FrameType.HANDSHAKE:
+def _opens_with_a_client_hello(data: bytes) -> bool:
+    frames, _ = _lab_frames(data[: HEADER.size + MAX_BODY])
+    if not frames or frames[0][1].type is not FrameType.HANDSHAKE:
         return False
     try:
-        frames = FrameBuffer().feed(b"".join(data for _, data in chunks))
-        return bool(frames) and isinstance(decode_handshake(frames[0].body, "handshake"), ClientHello)
+        return isinstance(decode_handshake(frames[0][1].body, "handshake"), ClientHello)
     except ChannelError:
         return False
+
+
+def _lab_frames(data: bytes) -> tuple[list[tuple[int, LabFrame]], str | None]:
+    """Every whole frame in `data`, each with the offset where it ends, and why the bytes after the
+    last one are no frame (None: they are the start of one the capture cut off, or nothing)."""
+    frames: list[tuple[int, LabFrame]] = []
+    at = 0
+    while len(data) - at >= HEADER.size:
+        kind, length = HEADER.unpack_from(data, at)
+        if kind not in FRAME_TYPES:
+            return frames, f"not a lab frame: unknown frame type {kind}"
+        if length > MAX_BODY:
+            return frames, f"not a lab frame: its header announces {length} bytes, over {MAX_BODY}"
+        end = at + HEADER.size + length
+        if end > len(data):
+            break
+        frames.append((end, LabFrame(FrameType(kind), data[at + HEADER.size : end])))
+        at = end
+    return frames, None
 
 
 def _lab_messages(
     conversation: Conversation, from_client: bool, chunks: list[tuple[float, bytes]]
 ) -> list[Message]:
-    buffer = FrameBuffer()
-    messages: list[Message] = []
-    for time, data in chunks:
-        try:
-            frames = buffer.feed(data)
-        except ChannelError as exc:
-            conversation.unreadable[from_client] = f"not a lab frame: {exc.message}"
-            return messages
-        messages += [Message(time, from_client, _lab_label(frame), frame.encode()) for frame in frames]
-    if buffer.pending:
-        conversation.unreadable.setdefault(from_client, f"a frame cut off after {buffer.pending} bytes")
+    """Each frame at the time of the segment that completed it."""
+    data = b"".join(chunk for _, chunk in chunks)
+    ends = list(itertools.accumulate(len(chunk) for _, chunk in chunks))
+    frames, why = _lab_frames(data)
+    messages = [
+        Message(chunks[bisect.bisect_left(ends, end)][0], from_client, _lab_label(frame), frame.encode())
+        for end, frame in frames
+    ]
+    done = frames[-1][0] if frames else 0
+    if why is not None:
+        conversation.unreadable[from_client] = why
+    elif done < len(data):
+        conversation.unreadable.setdefault(from_client, f"a frame cut off after {len(data) - done} bytes")
     return messages
 
 

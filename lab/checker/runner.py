@@ -234,7 +234,8 @@ class Runner:
         for role, keylog in keylogs.items():
             (destination / f"{role}.keylog").write_text(keylog, encoding="utf-8")
         if frames is not None:
-            self._write_wire(destination, lane, frames, wire, "".join(keylogs.values()))
+            tls_keylog = "".join(log if log.endswith("\n") else log + "\n" for log in keylogs.values())
+            self._write_wire(destination, lane, frames, wire, tls_keylog)
         if lab_keylog:
             (destination / "lab.keylog").write_text(lab_keylog, encoding="utf-8")
         pre_events = {role: parse_lines(role, lines)[0] for role, lines in pre_lines.items()}
@@ -253,8 +254,8 @@ class Runner:
             pre_events,
             outcome,
             written,
-            capture=f"{relative}/run.pcapng" if frames is not None else None,
-            capture_note=wire.why,
+            capture=f"{relative}/run.pcapng" if wire.written else None,
+            capture_note=wire.note,
             diagram=f"{relative}/sequence.svg" if wire.drawn else None,
             no_diagram=wire.not_drawn,
             lab_keylog=f"{relative}/lab.keylog" if lab_keylog else None,
@@ -264,7 +265,12 @@ class Runner:
         self, destination: Path, lane: Lane, frames: list[Frame], wire: _Wire, tls_keylog: str
     ) -> None:
         """The run's pcapng, and its sequence diagram drawn from it."""
-        write_pcapng(destination / "run.pcapng", frames, tls_keylog=tls_keylog)
+        try:
+            write_pcapng(destination / "run.pcapng", frames, tls_keylog=tls_keylog)
+        except OSError as exc:  # a full disk: the run and its verdict stand, without their capture
+            wire.note = f"the capture could not be written: {exc}"
+            return
+        wire.written = True
         ports = {lane.attacker_service.port}
         if lane.attacker_web is not None:
             ports |= {lane.attacker_web.https, lane.attacker_web.http}
@@ -281,7 +287,7 @@ class Runner:
         """Every role reset, and the attacker capturing the lane's connections from here on."""
         await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
         if not self.capture:
-            wire.why = "capturing was turned off (--no-capture)"
+            wire.note = "capturing was turned off (--no-capture)"
             return
         ports = {lane.attacker_service.port, lane.server_service.port}
         for web in (lane.attacker_web, lane.server_web):
@@ -295,7 +301,7 @@ class Runner:
             ports=sorted(ports),
             arp=scenario.positioning == ARP,
         )
-        wire.began, wire.why = bool(answer.get("capturing")), answer.get("why")
+        wire.began, wire.note = bool(answer.get("capturing")), answer.get("why")
 
     async def _steps(
         self, lane: Lane, scenario: Scenario, pre_lines: dict[str, list[str]], wire: _Wire
@@ -420,12 +426,14 @@ async def _call(lane: Lane, role: str, cmd: str, *, timeout: float = 60.0, **par
 
 @dataclass
 class _Wire:
-    """A run's capture: whether it began (or why not), when the client went straight to the server,
-    whether its diagram was drawn (or why not)."""
+    """A run's capture: whether it began, when the client went straight to the server, whether it
+    was written, whether its diagram was drawn (or why not)."""
 
     began: bool = False
-    why: str | None = None
+    note: str | None = None
+    """Why there is no capture, or what the capture lacks."""
     direct: list[tuple[float, float]] = field(default_factory=list)
+    written: bool = False
     drawn: bool = False
     not_drawn: str | None = None
 
@@ -433,20 +441,26 @@ class _Wire:
 async def _take_capture(lane: Lane, wire: _Wire) -> list[Frame] | None:
     """The run's frames from the attacker; None, and why in `wire`, when there are none."""
     if not wire.began:
-        wire.why = wire.why or "the run ended before its capture began"
+        wire.note = wire.note or "the run ended before its capture began"
         return None
     try:
         answer = await _call(lane, "attacker", "capture_take", timeout=EVIDENCE_TIMEOUT)
         frames = [Frame(float(at), base64.b64decode(data, validate=True)) for at, data in answer["frames"]]
-        lacks = [str(answer["failed"])] if answer.get("failed") else []
-        if answer["dropped"]:
-            lacks.insert(0, f"{answer['dropped']} frames past the capture's size cap were not kept")
-        wire.why = "; ".join(lacks) or None
+        lacks = (
+            [f"{answer['dropped']} frames past the capture's size cap were not kept"]
+            if answer["dropped"]
+            else []
+        )
+        if answer.get("lost"):
+            lacks.append(f"{answer['lost']} frames were dropped by the kernel before the capture read them")
+        if answer.get("failed"):
+            lacks.append(str(answer["failed"]))
+        wire.note = "; ".join(lacks) or None
         return frames
     except (ControlError, OSError, TimeoutError) as exc:
-        wire.why = f"the capture could not be taken: {exc or 'timed out'}"
+        wire.note = f"the capture could not be taken: {exc or 'timed out'}"
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        wire.why = f"the attacker's capture does not read: {type(exc).__name__}: {exc}"
+        wire.note = f"the attacker's capture does not read: {type(exc).__name__}: {exc}"
     return None
 
 

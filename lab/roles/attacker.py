@@ -349,6 +349,7 @@ class AttackerRole:
         return {
             "frames": [[frame.time, base64.b64encode(frame.data).decode()] for frame in kept],
             "dropped": captured.dropped,
+            "lost": captured.lost,
             "failed": capture.failed,
         }
 
@@ -449,22 +450,22 @@ class AttackerRole:
             `ports`, and ARP if `arp`; at most `max_bytes` of frames."""
             interface, ports = request.get("interface", "lo"), request.get("ports")
             max_bytes = request.get("max_bytes", MAX_BYTES)
-            if not isinstance(max_bytes, int) or not 0 < max_bytes <= MAX_BYTES:
+            if type(max_bytes) is not int or not 0 < max_bytes <= MAX_BYTES:
                 raise ControlError(f'"max_bytes" is a size of at most {MAX_BYTES} bytes')
             if (
                 not isinstance(interface, str)
                 or not isinstance(ports, list)
                 or not ports
-                or not all(isinstance(port, int) and 0 < port < 65536 for port in ports)
+                or not all(type(port) is int and 0 < port < 65536 for port in ports)
             ):
                 raise ControlError('"interface" is a string, "ports" a list of TCP ports')
-            why = self.begin_capture(
-                interface, ports, arp=bool(request.get("arp", False)), max_bytes=max_bytes
-            )
+            arp = bool(request.get("arp", False))
+            # off the event loop: the first filter imports scapy, and mitmproxy goes on relaying
+            why = await asyncio.to_thread(self.begin_capture, interface, ports, arp=arp, max_bytes=max_bytes)
             return {"capturing": why is None, **({"why": why} if why else {})}
 
         async def capture_take(request: dict[str, Any]) -> dict[str, Any]:
-            return self.take_capture()
+            return await asyncio.to_thread(self.take_capture)  # it may wait for a lab network to settle
 
         return {
             "attack": switch_attack,
