@@ -30,6 +30,8 @@ MAX_BYTES: Final = 8 * 1024 * 1024
 ETH_P_ALL: Final = 0x0003
 LINKTYPE_ETHERNET: Final = 1
 """Loopback and the lab networks' interfaces both frame in Ethernet headers (loopback's are zeros)."""
+ETHERTYPE_IPV4: Final = 0x0800
+ETHERTYPE_ARP: Final = 0x0806
 SO_ATTACH_FILTER: Final = 26
 BPF_RET_K: Final = 0x06
 SO_TIMESTAMPNS: Final = 35
@@ -59,6 +61,11 @@ class CaptureError(Exception):
 class Frame:
     time: float
     data: bytes
+
+    @property
+    def ethertype(self) -> int:
+        """What its Ethernet header says it carries (0 for a frame too short to have one)."""
+        return int.from_bytes(self.data[12:14]) if len(self.data) >= 14 else 0
 
 
 @dataclass
@@ -159,7 +166,6 @@ class RunCapture:
                 break
             time.sleep(SETTLE - quiet)
         with self._lock:
-            self._read_waiting()
             taken, self.captured = self.captured, Captured()
             taken.lost = self._lost()
         return taken

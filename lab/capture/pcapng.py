@@ -10,10 +10,8 @@ from typing import Final
 
 from scapy.utils import PcapNgWriter
 
-from lab.capture import Frame
+from lab.capture import LINKTYPE_ETHERNET, Frame
 
-LINKTYPE_ETHERNET: Final = 1
-"""Loopback and the lab networks' interfaces both frame in Ethernet headers (loopback's are zeros)."""
 TLS_KEY_LOG: Final = 0x544C534B
 """The Decryption Secrets Block's type for an NSS key log (pcapng, section "Decryption Secrets")."""
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from lab.capture import Frame
+from lab.capture import ETHERTYPE_ARP, ETHERTYPE_IPV4, Frame
 from lab.channel.errors import ChannelError
 from lab.channel.frames import HEADER, MAX_BODY, FrameType
 from lab.channel.frames import Frame as LabFrame
@@ -38,8 +38,6 @@ TLS_HANDSHAKES: Final = {
 TLS_MAX_RECORD: Final = 2**14 + 2048
 SEQ_SPACE: Final = 2**32
 ETHERNET: Final = struct.Struct("!6s6sH")
-ETHERTYPE_IPV4: Final = 0x0800
-ETHERTYPE_ARP: Final = 0x0806
 ARP_IPV4: Final = struct.Struct("!HHBBH6s4s6s4s")
 ARP_FOR_IPV4_OVER_ETHERNET: Final = (1, 0x0800, 6, 4)
 """An ARP packet's hardware and protocol types and address sizes: the only ARP the lab reads."""

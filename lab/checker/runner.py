@@ -216,9 +216,9 @@ class Runner:
             run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
         except Exception as exc:  # a bug in the runner: this run is an error, the others go on
             run.lab_error = f"the runner failed: {type(exc).__name__}: {exc}"
-        frames = await _take_capture(lane, wire)
-        lab_keylog = await _take_lab_keylogs(lane)
-        taken = await _take_all_evidence(lane)  # a dead role took its evidence with it
+        frames, lab_keylog, taken = await asyncio.gather(  # a dead role took its evidence with it
+            _take_capture(lane, wire), _take_lab_keylogs(lane), _take_all_evidence(lane)
+        )
         run.events = taken.events
         if taken.missing and run.lab_error is None:  # evidence that is not there must not look like "nothing"
             run.lab_error = f"evidence could not be taken: {'; '.join(taken.missing)}"
@@ -271,10 +271,7 @@ class Runner:
             wire.note = f"the capture could not be written: {exc}"
             return
         wire.written = True
-        ports = {lane.attacker_service.port}
-        if lane.attacker_web is not None:
-            ports |= {lane.attacker_web.https, lane.attacker_web.http}
-        places = Places(frozenset(ports), tuple(wire.direct), lane.network)
+        places = Places(lane.attacker_ports, tuple(wire.direct), lane.network)
         try:
             svg = sequence_diagram(read_capture(frames), places)
         except Exception as exc:  # a bug in the drawer: the run, its capture and its verdict stand
@@ -289,16 +286,12 @@ class Runner:
         if not self.capture:
             wire.note = "capturing was turned off (--no-capture)"
             return
-        ports = {lane.attacker_service.port, lane.server_service.port}
-        for web in (lane.attacker_web, lane.server_web):
-            if web is not None:
-                ports |= {web.https, web.http}
         answer = await _call(
             lane,
             "attacker",
             "capture",
             interface="lo" if lane.network is None else "eth0",
-            ports=sorted(ports),
+            ports=sorted(lane.ports),
             arp=scenario.positioning == ARP,
         )
         wire.began, wire.note = bool(answer.get("capturing")), answer.get("why")

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Final
+from typing import Any
 
 from mitmproxy import connection, exceptions, hooks, master, options, tcp, tls
 from mitmproxy.addons import clientplayback, core, next_layer, proxyserver, tlsconfig
@@ -28,13 +28,9 @@ from lab.arp.attacker import ArpPositioning
 from lab.arp.poison import PositioningError
 from lab.attacks import attack
 from lab.bank.web import WebPorts
-from lab.capture import MAX_BYTES, CaptureError, RunCapture
+from lab.capture import ETHERTYPE_ARP, MAX_BYTES, CaptureError, RunCapture
 from lab.control import ControlError
 from lab.state import StateDir, take_text
-
-ETHERTYPE_ARP: Final = b"\x08\x06"
-"""An Ethernet frame's type, bytes 12 and 13, for ARP: kept only in a run through ARP (the lab
-network's own ARP, during another lane's run by names, is not that run's)."""
 
 
 class AttackerError(Exception):
@@ -345,7 +341,8 @@ class AttackerRole:
         if capture is None or not capturing:
             return {"frames": [], "dropped": 0}
         captured = capture.take()
-        kept = [f for f in captured.frames if self._capturing_arp or f.data[12:14] != ETHERTYPE_ARP]
+        # ARP only in a run through ARP: the lab network's own, during another lane's run, is not this one's
+        kept = [f for f in captured.frames if self._capturing_arp or f.ethertype != ETHERTYPE_ARP]
         return {
             "frames": [[frame.time, base64.b64encode(frame.data).decode()] for frame in kept],
             "dropped": captured.dropped,

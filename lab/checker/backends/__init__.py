@@ -52,6 +52,19 @@ class Lane:
     transparent: int | None = None
     """The attacker's transparent listener on that network, where the server's ports are redirected."""
 
+    @property
+    def attacker_ports(self) -> frozenset[int]:
+        """Where the client reaches the attacker by names: the lab channel's port, the HTTPS bank's."""
+        web = (self.attacker_web.https, self.attacker_web.http) if self.attacker_web else ()
+        return frozenset((self.attacker_service.port, *web))
+
+    @property
+    def ports(self) -> frozenset[int]:
+        """Every port the lane's connections go to: the attacker's and the server's (a run's capture
+        keeps these)."""
+        web = (self.server_web.https, self.server_web.http) if self.server_web else ()
+        return self.attacker_ports | {self.server_service.port, *web}
+
 
 class Backend(Protocol):
     name: str
