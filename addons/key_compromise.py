@@ -38,7 +38,7 @@ class KeyCompromise(FrameAttack):
             return
         state = state_dir()
         path = state.root / "attacker" / "recordings" / f"flow-{flow_wire(flow).view.number}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(
             "".join(json.dumps({"from_client": c, "frame": f.encode().hex()}) + "\n" for c, f in recording)
         )

@@ -7,9 +7,13 @@
 
 Every request carries the lab's secret (made with the state directory, in a file only its owner can
 read): on a shared host, anyone can reach 127.0.0.1, but only the lab's owner may reset its bank or
-switch its attack. A request without it is refused, and the refusal reported to `on_refused`.
+switch its attack. A request without it is refused; the first few refusals between two of the owner's
+requests are reported to `on_refused` one by one, the rest as one count (REFUSALS_ONE_BY_ONE).
 Anything malformed gets an error answer and the connection stays usable; a line over MAX_LINE bytes
-closes that connection. A handler's `ControlError` becomes an error answer; the role keeps running.
+closes that connection, as does a peer that keeps the port waiting (IDLE_TIMEOUT). A handler's
+`ControlError` becomes an error answer; the role keeps running. Someone without the secret cannot hold
+the port full (MAX_CONNECTIONS), and many lines from one peer do not hold up the owner's request: each
+line served yields to the others.
 """
 
 from __future__ import annotations
@@ -22,14 +26,30 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from lab.channel.protections import NONE, Protections, UnknownProtectionError
+from lab.events import ControlRefusalsCounted, ControlRefused
 
 MAX_LINE = 64 * 1024
 MAX_ANSWER = 64 * 1024 * 1024
 """A run's evidence comes back as one answer."""
+MAX_CONNECTIONS = 256
+"""Connections open at once, each a socket of the role's (of the 1024 a process may usually open). The
+runner has two open to a role at most; past the cap a new connection closes the oldest one that is not
+carrying out one of the owner's requests, so that connections held by someone without the secret do not
+lock the owner out. Over twice what asyncio accepts in one go (its listen backlog, 100), so that a burst
+of new connections does not close the owner's before its request is read (at 64, 2 of 181 were)."""
+IDLE_TIMEOUT = 10.0
+"""Seconds the port waits on a peer, for a whole request line or for it to take its answer. The owner's
+client sends its line as it connects; a peer that sends nothing, or half a line, is closed."""
+REFUSALS_ONE_BY_ONE = 5
+"""Refused requests reported one by one between two of the owner's requests; the rest are counted, and
+the count reported once, with the first hosts they came from. Anyone on the host can send refused
+requests as fast as the role answers them (330,000 in 13 s), and a line in the evidence for each made it
+too large for the owner to take (over MAX_ANSWER); five say who knocked, and with what."""
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-RefusedHook = Callable[[str, str], None]
-"""Called with the peer's address and the command of a request that lacked the secret."""
+Refused = ControlRefused | ControlRefusalsCounted
+RefusedHook = Callable[[Refused], None]
+"""Called with each refusal reported one by one, and with the count of the others."""
 
 
 class ControlError(Exception):
@@ -40,16 +60,57 @@ class NoAnswer(ControlError):
     """The role closed the connection or sent garbage instead of an answer (it may be going down)."""
 
 
+class _Refusals:
+    """The requests refused since the owner's last: the first REFUSALS_ONE_BY_ONE reported as they come,
+    the others counted until the owner's next request (or the port's end) reports them as one."""
+
+    def __init__(self, report: RefusedHook | None) -> None:
+        self._report = report
+        self.one_by_one = 0
+        self.counted = 0
+        self.hosts: dict[str, None] = {}
+        """The first hosts the counted ones came from (a dict as an ordered set)."""
+
+    def refused(self, host: str, peer: str, cmd: str) -> None:
+        if self.one_by_one < REFUSALS_ONE_BY_ONE:
+            self.one_by_one += 1
+            if self._report is not None:
+                self._report(ControlRefused(peer=peer, cmd=cmd))
+            return
+        self.counted += 1
+        if len(self.hosts) < REFUSALS_ONE_BY_ONE:
+            self.hosts[host] = None
+
+    def report_counted(self) -> None:
+        """Report the count, and report the next refusals one by one again."""
+        if self.counted and self._report is not None:
+            self._report(ControlRefusalsCounted(count=self.counted, peers=list(self.hosts)))
+        self.one_by_one = self.counted = 0
+        self.hosts.clear()
+
+
 class ControlServer:
     def __init__(
-        self, handlers: Mapping[str, Handler], *, secret: str, on_refused: RefusedHook | None = None
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        secret: str,
+        on_refused: RefusedHook | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if not secret:
             raise ValueError("a control port needs the lab's secret")
         self.handlers = dict(handlers)
         self.secret = secret
-        self.on_refused = on_refused
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._refusals = _Refusals(on_refused)
         self._server: asyncio.Server | None = None
+        self._connections: dict[asyncio.StreamWriter, asyncio.Task[Any] | None] = {}
+        """Every open connection, oldest first, with the task that serves it."""
+        self._busy: set[asyncio.StreamWriter] = set()
+        """The connections carrying out one of the owner's requests: never closed to make room."""
 
     async def start(self, host: str, port: int) -> int:
         self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_LINE)
@@ -57,30 +118,63 @@ class ControlServer:
         return bound
 
     async def stop(self) -> None:
+        """Stop listening, close the connections that wait on their peer, report the refusals counted."""
         if self._server is not None:
             self._server.close()
+        waiting = [writer for writer in self._connections if writer not in self._busy]
+        for writer in waiting:
+            writer.transport.abort()
+        tasks = [task for writer in waiting if (task := self._connections.get(writer)) is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.idle_timeout)
+        self._refusals.report_counted()
+
+    def _admit(self, writer: asyncio.StreamWriter) -> bool:
+        """Room for a new connection: at the cap, the oldest one that waits on its peer is closed."""
+        if len(self._connections) >= self.max_connections:
+            oldest = next((w for w in self._connections if w not in self._busy), None)
+            if oldest is None:  # every one carries out a request of the owner's
+                busy = {"ok": False, "error": f"busy: {self.max_connections} requests under way"}
+                writer.write(json.dumps(busy).encode() + b"\n")
+                writer.close()
+                return False
+            oldest.transport.abort()
+            del self._connections[oldest]
+        self._connections[writer] = asyncio.current_task()
+        return True
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self._admit(writer):
+            return
+        peername = writer.get_extra_info("peername")
+        host, peer = (str(peername[0]), "{}:{}".format(*peername[:2])) if peername else ("-", "-")
         try:
             while True:
                 try:
-                    line = await reader.readline()
+                    async with asyncio.timeout(self.idle_timeout):
+                        line = await reader.readline()
                 except (asyncio.LimitOverrunError, ValueError):
                     await self._answer(writer, {"ok": False, "error": f"line longer than {MAX_LINE} bytes"})
                     return
                 if not line:
                     return
-                peername = writer.get_extra_info("peername")
-                peer = "{}:{}".format(*peername[:2]) if peername else "-"
-                await self._answer(writer, await self.handle(line, peer))
-        except ConnectionError:
+                self._busy.add(writer)  # only the owner's requests wait on anything in there
+                try:
+                    answer = await self.handle(line, host, peer)
+                finally:
+                    self._busy.discard(writer)
+                await self._answer(writer, answer)
+                await asyncio.sleep(0)  # many lines already read must not keep the others waiting
+        except (ConnectionError, TimeoutError):
             return
         except Exception as exc:  # whatever a peer sends, the port keeps serving the others
             print(f"control connection closed: {type(exc).__name__}: {exc}", file=sys.stderr)
         finally:
+            self._connections.pop(writer, None)
             writer.close()
 
-    async def handle(self, line: bytes, peer: str = "-") -> dict[str, Any]:
+    async def handle(self, line: bytes, host: str, peer: str) -> dict[str, Any]:
+        """The answer to one request line from `peer` (`host:port`)."""
         try:
             request = json.loads(line)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -91,9 +185,10 @@ class ControlServer:
         if not isinstance(offered, str) or not hmac.compare_digest(
             offered.encode("utf-8", "surrogatepass"), self.secret.encode()
         ):
-            if self.on_refused is not None:
-                self.on_refused(peer, request["cmd"][:80].encode("ascii", "backslashreplace").decode())
+            cmd = request["cmd"][:80].encode("ascii", "backslashreplace").decode()
+            self._refusals.refused(host, peer, cmd)
             return {"ok": False, "error": "refused: the request does not carry this lab's secret"}
+        self._refusals.report_counted()  # before the handler: an `evidence` take includes the count
         handler = self.handlers.get(request["cmd"])
         if handler is None:
             return {
@@ -107,10 +202,10 @@ class ControlServer:
         except Exception as exc:  # a bug in the role: answer with it, and keep serving
             return {"ok": False, "error": f"the role failed: {type(exc).__name__}: {exc}"}
 
-    @staticmethod
-    async def _answer(writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
-        writer.write(json.dumps(answer).encode() + b"\n")
-        await writer.drain()
+    async def _answer(self, writer: asyncio.StreamWriter, answer: dict[str, Any]) -> None:
+        async with asyncio.timeout(self.idle_timeout):
+            writer.write(json.dumps(answer).encode() + b"\n")
+            await writer.drain()
 
 
 def protections_from_request(request: dict[str, Any]) -> Protections:

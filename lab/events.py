@@ -19,7 +19,7 @@ import msgspec
 
 from lab.stacks import EVERY_PROTECTION
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 """Bumped whenever an event is added, removed or changes its fields (docs/evidence.md)."""
 
 ReadHow = Literal["in_the_clear", "as_the_relay", "decrypted_offline"]
@@ -43,10 +43,19 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 
 class ControlRefused(Event, frozen=True, kw_only=True, tag="control_refused"):
-    """A control request without the lab's secret was turned away."""
+    """A control request without the lab's secret was turned away (one of the first few since the
+    owner's last request: `lab.control.REFUSALS_ONE_BY_ONE`)."""
 
     peer: str
     cmd: str
+
+
+class ControlRefusalsCounted(Event, frozen=True, kw_only=True, tag="control_refusals_counted"):
+    """More control requests without the lab's secret were turned away than are recorded one by one:
+    how many, and the first hosts they came from (recorded before the owner's next request)."""
+
+    count: int
+    peers: list[str]
 
 
 class Refusal(Event, frozen=True, kw_only=True, tag="refusal"):
@@ -444,7 +453,7 @@ class PositioningFailed(AttackerEvent, frozen=True, kw_only=True, tag="positioni
     error: str
 
 
-ANY_ROLE: Final[tuple[type[Event], ...]] = (ControlRefused,)
+ANY_ROLE: Final[tuple[type[Event], ...]] = (ControlRefused, ControlRefusalsCounted)
 CHANNEL_ENDPOINT: Final[tuple[type[Event], ...]] = (Refusal, PeerRefused, ProtocolError, SessionClosed)
 
 EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from lab.mitm import live_view
 from lab.state import StateDir
 from tests.processes import background, free_port, mitmlab
 from tests.world import evidence_dicts
@@ -205,7 +206,9 @@ def test_the_attacker_command_with_mitmweb_and_the_control_port(state: StateDir,
     ):
         code, out = client(state, attacker_port, "--profile", "none", "balance")
         assert code == 0 and "balance: 1000" in out
-        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/flows", timeout=10) as answer:
+        bearer = {"Authorization": f"Bearer {live_view.token(state.secret())}"}
+        flows_url = urllib.request.Request(f"http://127.0.0.1:{web_port}/flows", headers=bearer)
+        with urllib.request.urlopen(flows_url, timeout=10) as answer:
             flows = json.loads(answer.read())
         assert [f["type"] for f in flows] == ["tcp"]
     password = state.client_password()

@@ -17,6 +17,7 @@ from lab.channel.errors import (
     CertificateNotValidNow,
     CertificateUntrusted,
     HostnameMismatch,
+    NoNameToVerifyChainFor,
     PinnedKeyChanged,
 )
 from lab.channel.protections import NONE, RECOMMENDED, Protections
@@ -162,6 +163,19 @@ def test_a_certificate_with_no_dns_name_is_refused_even_if_its_common_name_fits(
     with pytest.raises(HostnameMismatch) as caught:
         trust.verify(leaf.chain, "bank.lab", Protections.only(["hostname"]), NOW)
     assert caught.value.protection == "hostname"
+
+
+def test_where_no_name_lets_the_chain_be_verified_the_name_decides() -> None:
+    """A CA-signed leaf with no DNS name: its chain cannot be verified for any name, so with hostname on
+    the refusal names hostname; with hostname off, ca_trust refuses (it cannot judge the chain)."""
+    ca = CertificateAuthority.create("test CA", now=NOW)
+    leaf = leaf_without_dns_name(ca, None)
+    trust = LabTrust([ca.certificate], KnownHosts(Path("/nonexistent/known_hosts")))
+    with pytest.raises(HostnameMismatch):
+        trust.verify(leaf.chain, "bank.lab", RECOMMENDED, NOW)
+    with pytest.raises(NoNameToVerifyChainFor) as caught:
+        trust.verify(leaf.chain, "bank.lab", RECOMMENDED.without("hostname"), NOW)
+    assert caught.value.protection == "ca_trust"
 
 
 def test_known_hosts_is_trust_on_first_use(state: StateDir) -> None:

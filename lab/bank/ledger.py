@@ -72,8 +72,11 @@ class Ledger:
 
     @classmethod
     def create(cls, path: Path, accounts: Mapping[str, tuple[str, int]]) -> None:
-        """A fresh bank file with `accounts`: name -> (password, opening balance)."""
+        """A fresh bank file with `accounts`: name -> (password, opening balance), which only its owner
+        can read. SQLite would make it with the umask (0644); it keeps the mode of a file that is there,
+        and gives its journals the same."""
         path.unlink(missing_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         db = sqlite3.connect(path)
         try:
             db.executescript(SCHEMA)

@@ -7,7 +7,9 @@
                                                               {"ok":false,"error":"insufficient funds"}
 
 The fixed layout is public, as protocol formats are: `bit-flip` relies on knowing where the recipient
-sits in a transfer (TRANSFER_TO_OFFSET), not on knowing the key.
+sits in a transfer (TRANSFER_TO_OFFSET), not on knowing the key. An account name (`user`, `to`) is 1 to
+MAX_NAME printable characters, on both ends: so every message, and a reply that repeats a name, fits in
+one record of the lab channel.
 """
 
 from __future__ import annotations
@@ -21,8 +23,26 @@ TRANSFER_TO_OFFSET: Final = len(TRANSFER_PREFIX)
 """Where the recipient's name starts in a transfer's plaintext."""
 
 
+MAX_NAME: Final = 64
+"""The longest account name, in characters (the bank's are short; a record carries 16 KiB)."""
+
+
 class BankProtocolError(Exception):
     """A message that is not a well-formed bank message (garbled, truncated, unknown op)."""
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` can be no account name, or None."""
+    if 1 <= len(name) <= MAX_NAME and name.isprintable():
+        return None
+    return f"an account name is 1 to {MAX_NAME} printable characters"
+
+
+def _checked_name(field: str, name: str) -> str:
+    problem = name_problem(name)
+    if problem:
+        raise BankProtocolError(f"{field}: {problem}")
+    return name
 
 
 def _encode(message: dict[str, Any]) -> bytes:
@@ -30,11 +50,11 @@ def _encode(message: dict[str, Any]) -> bytes:
 
 
 def login(user: str, password: str) -> bytes:
-    return _encode({"op": "login", "user": user, "password": password})
+    return _encode({"op": "login", "user": _checked_name("login.user", user), "password": password})
 
 
 def transfer(to: str, amount: int) -> bytes:
-    return _encode({"op": "transfer", "to": to, "amount": amount})
+    return _encode({"op": "transfer", "to": _checked_name("transfer.to", to), "amount": amount})
 
 
 def balance() -> bytes:
@@ -66,6 +86,7 @@ _REQUEST_FIELDS: Final[dict[str, dict[str, type]]] = {
     "transfer": {"to": str, "amount": int},
     "balance": {},
 }
+_NAME_FIELDS: Final = frozenset({"user", "to"})
 
 
 def parse_request(data: bytes) -> Request:
@@ -79,6 +100,8 @@ def parse_request(data: bytes) -> Request:
     for name, kind in expected.items():
         if type(message[name]) is not kind:
             raise BankProtocolError(f"{op}.{name} must be {kind.__name__}")
+    for name in _NAME_FIELDS.intersection(expected):
+        _checked_name(f"{op}.{name}", message[name])
     return Request(op, message)
 
 

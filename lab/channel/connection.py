@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from lab.channel.errors import (
+    ChainTooLarge,
     ChannelError,
     ConnectionClosedEarly,
     HandshakeTampered,
@@ -430,7 +431,7 @@ class ClientConnection(_Endpoint):
         hs.transcript.update(raw)
         hs.suite, hs.server_random = suite, message.random
         hs.identity = self.config.identity.verify(
-            _parse_chain(message.certificate_chain),
+            _parse_chain(message.certificate_chain, self.protections),
             self.config.server_name,
             self.protections,
             self.config.now(),
@@ -616,8 +617,28 @@ class ServerConnection(_Endpoint):
     }
 
 
-def _parse_chain(chain: tuple[bytes, ...]) -> list[x509.Certificate]:
-    """A malformed certificate fails here, as the peer's protocol error, never later inside a check."""
+MAX_CHAIN_CERTIFICATES = 4
+"""The leaf and up to three intermediates: the lab sends its leaf alone, a Web PKI server one or two."""
+MAX_CHAIN_BYTES = 16 * 1024
+"""All the DER together: the lab's leaf is about 700 bytes, a Web PKI chain some 4,000."""
+
+
+def _parse_chain(chain: tuple[bytes, ...], protections: Protections) -> list[x509.Certificate]:
+    """The chain, capped before anything is parsed or verified; a malformed certificate fails here, as
+    the peer's protocol error, never later inside a check.
+
+    Over the cap, `ca_trust` refuses: it is the check whose path building a long hostile chain would
+    stall. With `ca_trust` off nothing builds a path, and the cap is the protocol's limit.
+    """
+    size = sum(len(der) for der in chain)
+    if len(chain) > MAX_CHAIN_CERTIFICATES or size > MAX_CHAIN_BYTES:
+        message = (
+            f"a chain of {len(chain)} certificates, {size} bytes: over the cap of "
+            f"{MAX_CHAIN_CERTIFICATES} certificates, {MAX_CHAIN_BYTES} bytes"
+        )
+        if protections.ca_trust:
+            raise ChainTooLarge(message, step="server_certificate")
+        raise RemoteProtocolError(message, step="server_certificate")
     try:
         return [parse_certificate(der) for der in chain]
     except MalformedCertificate as exc:

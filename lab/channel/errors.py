@@ -40,6 +40,16 @@ class CertificateUntrusted(Refusal):
     protection = "ca_trust"
 
 
+class NoNameToVerifyChainFor(CertificateUntrusted):
+    """The leaf carries no DNS name cryptography's verifier takes, so its chain cannot be judged. A name
+    defect: with `hostname` on, that check refuses first."""
+
+
+class ChainTooLarge(CertificateUntrusted):
+    """More certificates or bytes than the client builds a path through: refused before any verification,
+    since path building over a hostile chain can take minutes (x509-limbo's pathological chains)."""
+
+
 class HostnameMismatch(Refusal):
     protection = "hostname"
 

@@ -12,10 +12,11 @@ from rich.console import Console
 from lab.attacks import ATTACK_IDS, ATTACKS
 from lab.bank.web import WebPorts
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
-from lab.cli.options import endpoint_option, state_dir_option, web_ports_option
+from lab.cli.options import endpoint_option, file_to_write, state_dir_option, web_ports_option
 from lab.control import ControlServer
 from lab.events import EvidenceError
 from lab.evidence import follow
+from lab.mitm.live_view import LiveViewError
 from lab.narrate import sentence, styled_line
 from lab.roles.attacker import AttackerError, AttackerRole, CannotListen
 from lab.state import StateDir
@@ -31,7 +32,10 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, Any]:
         name, sep, value = pair.partition("=")
         if not sep:
             raise click.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--set")
-        settings[name] = int(value) if value.lstrip("-").isdigit() else value
+        try:
+            settings[name] = int(value) if value.lstrip("-").isdigit() else value
+        except ValueError:  # more digits than Python turns into a number
+            raise click.BadParameter(f"{name}: a number of {len(value)} digits", param_hint="--set") from None
     return settings
 
 
@@ -70,10 +74,16 @@ def _settings(pairs: tuple[str, ...]) -> dict[str, Any]:
     help="An option of the attack's addon, e.g. --set lab_bitflip_to=eve (repeatable).",
 )
 @endpoint_option("--control", None, "Serve the control port here, to switch attacks without a restart.")
-@endpoint_option("--web", None, "Also serve mitmweb's live view here (e.g. 127.0.0.1:8081).")
+@endpoint_option(
+    "--web",
+    None,
+    "Also serve mitmweb's live view here, on loopback (e.g. 127.0.0.1:8081), for the lab's owner only: "
+    "the URL it prints carries the lab's token.",
+)
 @click.option(
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=file_to_write,
     help="Write the bound port here once listening.",
 )
 @state_dir_option
@@ -108,7 +118,7 @@ def attacker(
             console.print("stopped.")
         except CannotListen as exc:
             fail(EXIT_CONNECTION, str(exc))
-        except AttackerError as exc:
+        except (AttackerError, LiveViewError) as exc:
             fail(EXIT_SETUP, str(exc))
 
 
@@ -119,7 +129,7 @@ async def _run(
     control: tuple[str, int] | None,
     port_file: Path | None,
 ) -> None:
-    state, (host, _), upstream, web = role.state, role.listen, role.upstream, role.web
+    state, (host, _), upstream = role.state, role.listen, role.upstream
     port = await role.start()
     try:
         if isinstance(attack_id, Path):
@@ -142,9 +152,9 @@ async def _run(
                 f"control port on {control[0]}:{control_port} (requests carry the secret in "
                 f"{state.control_secret})"
             )
-        if web is not None:
-            lines.append(f"mitmweb on http://{web[0]}:{web[1]}/")
-        console.print("\n".join(line for line in lines if line) + "\nCtrl-C stops it.")
+        if (view := role.live_view_url()) is not None:
+            lines.append(f"mitmweb's live view, for your eyes only (the URL holds the lab's token): {view}")
+        console.print("\n".join(line for line in lines if line) + "\nCtrl-C stops it.", soft_wrap=True)
         if port_file is not None:
             port_file.write_text(f"{port}\n")
         # Say what the attack does, as it does it.

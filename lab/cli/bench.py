@@ -25,7 +25,7 @@ from lab.bench.measure import Result, ratios
 from lab.bench.proxy import ProxyBench
 from lab.checker.views import View, views_here, views_on
 from lab.cli.errors import EXIT_SETUP, fail
-from lab.cli.options import attack_option
+from lab.cli.options import attack_option, file_to_write
 from lab.clients.adapters import CLIENTS
 from lab.containers import ComposeLab, ContainersError, free_port
 from lab.stacks import LAB_CHANNEL
@@ -53,13 +53,21 @@ def _report(title: str, results: list[Result], json_path: Path | None) -> None:
             {"name": r.name, "value": r.value, "unit": r.unit, "reference": r.reference, "ratio": q}
             for r, q in ratios(results)
         ]
-        json_path.write_text(json.dumps(rows, indent=2) + "\n")
+        _write_json(json_path, rows)
+
+
+def _write_json(path: Path, results: list[dict[str, Any]]) -> None:
+    try:
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    except OSError as exc:  # --json was checked before the work; this is what changed since
+        fail(EXIT_SETUP, f"measured, but cannot write {path}: {exc.strerror or exc}")
 
 
 json_option = click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=file_to_write,
     help="Also write the results as JSON here.",
 )
 
@@ -514,6 +522,7 @@ def _compose_check(jobs: int, attacks: tuple[str, ...]) -> _Timed:
             },
         )
         lab.preflight()
+        image = lab.image("checker")
         with console.status("docker compose build (cached) ..."):
             started = time.perf_counter()
             lab.compose("build", "--quiet")
@@ -533,7 +542,7 @@ def _compose_check(jobs: int, attacks: tuple[str, ...]) -> _Timed:
         (directory,) = [d for d in reports.iterdir() if (d / "report.json").exists()]
         summary = json.loads((directory / "report.json").read_text())["summary"]
     size = subprocess.run(
-        ["docker", "image", "inspect", "--format", "{{.Size}}", "mitm-lab:latest"],
+        ["docker", "image", "inspect", "--format", "{{.Size}}", image],
         capture_output=True,
         text=True,
         check=False,
@@ -581,4 +590,4 @@ def crypto_command(json_path: Path | None) -> None:
         )
     console.print(table)
     if json_path is not None:
-        json_path.write_text(json.dumps([vars(row) for row in rows], indent=2) + "\n")
+        _write_json(json_path, [vars(row) for row in rows])

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import NoReturn
 
 from rich.console import Console
+from rich.text import Text
 
 from lab.channel.errors import ChannelError, PeerRefused, Refusal
 from lab.channel.protections import UnknownProtectionError
@@ -31,8 +32,10 @@ decrypted to bytes the bank never sent)."""
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def fail(code: int, message: str) -> NoReturn:
-    stderr.print(f"[bold red]mitmlab:[/] {message}")
+def fail(code: int, message: str | Text) -> NoReturn:
+    """Print `message` after a red "mitmlab:" and exit with `code`. A str is printed as it is, never
+    read as rich markup: messages carry paths, host names and recipients the user typed."""
+    stderr.print(Text.assemble(("mitmlab:", "bold red"), " ", message))
     sys.exit(code)
 
 
@@ -41,7 +44,10 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except Refusal as exc:
-        fail(EXIT_REFUSED, f"REFUSED by [bold]{exc.protection}[/] at step [bold]{exc.step}[/]: {exc.message}")
+        refused = Text.assemble(
+            "REFUSED by ", (exc.protection, "bold"), " at step ", (exc.step, "bold"), f": {exc.message}"
+        )
+        fail(EXIT_REFUSED, refused)
     except PeerRefused as exc:
         fail(EXIT_PEER_REFUSED, str(exc))
     except ChannelError as exc:

@@ -23,7 +23,7 @@ from lab.cli.check import (
     writable,
 )
 from lab.cli.errors import fail, reported_errors
-from lab.cli.options import attack_option
+from lab.cli.options import attack_option, shown
 from lab.clients.adapters import PLACEHOLDERS
 from lab.report.model import build
 from lab.report.writers import write_report
@@ -62,11 +62,12 @@ def probe(attacks: tuple[str, ...], out: Path | None, jobs: int, command: tuple[
     in the same report as `mitmlab check --view clients` (docs/tls.md).
     """
     if shutil.which(command[0]) is None:
-        raise click.UsageError(f"{command[0]!r} is not a program on PATH")
+        raise click.UsageError(f"{shown(command[0])} is not a program on PATH")
     unknown = {p.split("}")[0] for part in command for p in part.split("{")[1:]} - set(PLACEHOLDERS)
     if unknown:
         known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
-        raise click.UsageError(f"unknown placeholders {sorted(unknown)} in COMMAND; they are {known}")
+        named = ", ".join(shown(p) for p in sorted(unknown))
+        raise click.UsageError(f"unknown placeholders [{named}] in COMMAND; they are {known}")
     out = out or default_out()
     writable(out)
     view = Clients((PROBE + shlex.join(command),))

@@ -20,9 +20,10 @@ from lab.bank.web import WebPorts
 from lab.channel.protections import RECOMMENDED
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import endpoint_option, state_dir_option, web_ports_option
-from lab.control import ControlError, ControlServer, Handler
+from lab.control import ControlError, ControlServer, Handler, Refused
 from lab.events import ControlRefused
 from lab.evidence import evidence_lines
+from lab.mitm.live_view import LiveViewError, require_loopback
 from lab.roles import client as client_role
 from lab.roles.attacker import AttackerRole, CannotListen
 from lab.roles.lanes import LanePorts, Lanes, LanesFailed
@@ -53,7 +54,18 @@ from lab.state import StateDir
     "The attacker's transparent listener (mitmproxy's transparent mode), where ARP positioning "
     "redirects the server's ports (docs/arp.md); without it, none.",
 )
-@endpoint_option("--web", None, "The attacker's mitmweb live view (with --lanes: the first lane's).")
+@endpoint_option(
+    "--web",
+    None,
+    "The attacker's mitmweb live view, on loopback, guarded by the lab's token (with --lanes: the first "
+    "lane's); it prints the URL that opens it.",
+)
+@click.option(
+    "--web-exposed",
+    is_flag=True,
+    help="Let --web listen beyond loopback, where the network around it is the lab's own (the compose "
+    "lab's live service forwards to it); the token still guards it.",
+)
 @click.option(
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -83,6 +95,7 @@ def role(
     upstream_web_ports: WebPorts | None,
     transparent: tuple[str, int] | None,
     web: tuple[str, int] | None,
+    web_exposed: bool,
     ready_file: Path | None,
     lanes: int | None,
     lanes_dir: Path,
@@ -92,13 +105,18 @@ def role(
     with reported_errors():
         state = StateDir(state_dir).require()
         ports = LanePorts(control, listen, upstream, web_ports, upstream_web_ports, transparent)
+        if web is not None and not web_exposed:
+            try:
+                require_loopback(web[0])
+            except LiveViewError as exc:
+                fail(EXIT_SETUP, f"{exc} (--web-exposed: only where the network around it is the lab's own)")
         try:
             if lanes is not None:
                 _own_private_directory(lanes_dir)
-                supervisor = Lanes(name, lanes, state, lanes_dir, ports, web)
+                supervisor = Lanes(name, lanes, state, lanes_dir, ports, web, web_exposed=web_exposed)
                 asyncio.run(supervisor.run(ready_file))
             else:
-                asyncio.run(_serve(name, state, ports, web, ready_file))
+                asyncio.run(_serve(name, state, ports, web, ready_file, web_exposed=web_exposed))
         except KeyboardInterrupt:
             pass
         except LanesFailed as exc:
@@ -122,6 +140,8 @@ async def _serve(
     ports: LanePorts,
     web: tuple[str, int] | None,
     ready_file: Path | None,
+    *,
+    web_exposed: bool = False,
 ) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):  # PID 1 in a container has no default action
@@ -147,8 +167,12 @@ async def _serve(
             web_upstream=ports.upstream_web,
             transparent=ports.transparent,
             web=web,
+            web_exposed=web_exposed,
         )
         service_port = await attacker.start()
+        if (view := attacker.live_view_url()) is not None:
+            # stdout: the owner's terminal, or the container's log, which only Docker's users read
+            print(f"mitmweb's live view, for the lab's owner only: {view}", flush=True)
         web_ports = attacker.web_ports()
         transparent_port = attacker.transparent_port()
         handlers = attacker.control_handlers()
@@ -170,9 +194,14 @@ async def _serve(
             path.unlink(missing_ok=True)
         return {"lines": lines}
 
-    def refused(peer: str, cmd: str) -> None:
-        state.evidence(name).record(ControlRefused(peer=peer, cmd=cmd))
-        print(f"refused a control request without the lab's secret from {peer}: {cmd!r}", file=sys.stderr)
+    def refused(event: Refused) -> None:
+        state.evidence(name).record(event)
+        if isinstance(event, ControlRefused):
+            words = f"a control request without the lab's secret from {event.peer}: {event.cmd!r}"
+        else:
+            hosts = ", ".join(event.peers)
+            words = f"{event.count} more control requests without the lab's secret from {hosts}"
+        print(f"refused {words}", file=sys.stderr)
 
     control_server = ControlServer(
         {**handlers, "evidence": evidence, "shutdown": shutdown}, secret=state.secret(), on_refused=refused

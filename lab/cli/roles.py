@@ -10,12 +10,16 @@ from typing import Any
 import click
 from rich.console import Console
 
+from lab.bank import protocol
 from lab.bank.web import WebPorts
-from lab.cli.errors import EXIT_CODES_HELP, EXIT_CONNECTION, fail, reported_errors
+from lab.cli.errors import EXIT_CODES_HELP, EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import (
     endpoint_option,
+    file_to_write,
+    host_name,
     protection_options,
     protections_from,
+    shown,
     state_dir_option,
     web_ports_option,
 )
@@ -26,24 +30,41 @@ from lab.state import SERVER_NAME, StateDir
 console = Console(highlight=False)
 
 
-@click.command()
+@click.command(
+    epilog="""\b
+Exit codes: 0 done; 2 usage error; 7 the folder is not a lab state directory, or one with a part missing
+or damaged (the message names it), or cannot be written."""
+)
 @click.option(
     "--fresh",
     is_flag=True,
-    help="Replace an existing state directory: new keys, certificates, passwords and control secret.",
+    help="Replace an existing state directory: new keys, certificates, passwords and control secret "
+    "(the ledger starts again). Only in a folder the lab made, and only what the lab made in it.",
 )
 @state_dir_option
 def init(fresh: bool, state_dir: Path) -> None:
-    """Make the state directory: CA, certificates (the attacker's too), bank, demo accounts."""
+    """Make the state directory: CA, certificates (the attacker's too), bank, demo accounts. On a state
+    directory that is already there: check it, and make its files private (0600, in 0700 folders)."""
     with reported_errors():
         state = StateDir(state_dir)
-        if fresh:
-            state.clear()
-        if state.exists():
-            console.print(f"{state_dir} is already a lab state directory; nothing to do.")
+        kept = state.clear() if fresh else []
+        if state.lab_entries():
+            state.check()
+            state.make_private()
+            console.print(
+                f"{state_dir} is already a lab state directory, checked; nothing to do.", markup=False
+            )
             return
         state.create(datetime.datetime.now(datetime.UTC))
-    console.print(f"Created {state_dir}: lab CA, {SERVER_NAME} certificate, attacker certificates, bank.")
+    console.print(
+        f"Created {state_dir}: lab CA, {SERVER_NAME} certificate, attacker certificates, bank.", markup=False
+    )
+    if kept:
+        console.print(f"Kept what the lab did not make there: {', '.join(kept)}.", markup=False)
+
+
+class PortFileUnwritable(Exception):
+    """--port-file could not be written (told apart from a port the server cannot listen on)."""
 
 
 @click.command(epilog=EXIT_CODES_HELP)
@@ -56,6 +77,7 @@ def init(fresh: bool, state_dir: Path) -> None:
 @click.option(
     "--port-file",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=file_to_write,
     help="Write the bound port here once listening (for scripts: no sleeping).",
 )
 @state_dir_option
@@ -71,16 +93,23 @@ def server(
 
         def ready(port: int, web: WebPorts) -> None:
             if port_file is not None:
-                port_file.write_text(f"{port}\n")
+                try:
+                    port_file.write_text(f"{port}\n")
+                except OSError as exc:
+                    why = f"cannot write the port to {port_file}: {exc.strerror}"
+                    raise PortFileUnwritable(why) from None
             console.print(
                 f"{SERVER_NAME} listening on {listen[0]}:{port} with {protections.describe()}; over HTTPS "
-                f"on {web.https}, its plain-HTTP front door on {web.http}. Ctrl-C stops it."
+                f"on {web.https}, its plain-HTTP front door on {web.http}. Ctrl-C stops it.",
+                markup=False,
             )
 
         try:
             asyncio.run(run_server(state, listen[0], listen[1], protections, web=web_ports, on_ready=ready))
         except KeyboardInterrupt:
             console.print("stopped.")
+        except PortFileUnwritable as exc:
+            fail(EXIT_SETUP, str(exc))
         except OSError as exc:
             fail(
                 EXIT_CONNECTION,
@@ -96,6 +125,7 @@ def server(
     "--server-name",
     default=SERVER_NAME,
     show_default=True,
+    callback=host_name,
     help="The name the client expects the certificate to carry.",
 )
 @state_dir_option
@@ -127,18 +157,28 @@ def _run_client(obj: dict[str, Any], commands: list[Command]) -> SessionResult:
 def balance(obj: dict[str, Any]) -> None:
     """Print alice's balance."""
     result = _run_client(obj, [Command("balance")])
-    console.print(f"balance: {result.replies[-1]['balance']}  (suite {result.handshake.suite})")
+    reply = result.replies[-1]
+    console.print(f"balance: {reply.get('balance')}  (suite {result.handshake.suite})", markup=False)
+
+
+def _account_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """TO as the bank's protocol takes it (a click callback)."""
+    problem = protocol.name_problem(value)
+    if problem:
+        raise click.BadParameter(f"{shown(value)}: {problem}")
+    return value
 
 
 @client.command()
 @click.argument("amount", type=click.IntRange(min=1))
-@click.argument("to")
+@click.argument("to", callback=_account_name)
 @click.pass_obj
 def transfer(obj: dict[str, Any], amount: int, to: str) -> None:
     """Transfer AMOUNT from alice to the account TO (bob, eve)."""
     result = _run_client(obj, [Command("transfer", to=to, amount=amount)])
     reply = result.replies[-1]
     console.print(
-        f"transfer #{reply['transfer']} done: {amount} to {to}; balance {reply['balance']}  "
-        f"(suite {result.handshake.suite})"
+        f"transfer #{reply.get('transfer')} done: {amount} to {to}; balance {reply.get('balance')}  "
+        f"(suite {result.handshake.suite})",
+        markup=False,
     )

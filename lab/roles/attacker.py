@@ -12,15 +12,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from mitmproxy import connection, exceptions, hooks, master, options, tcp, tls
 from mitmproxy.addons import clientplayback, core, next_layer, proxyserver, tlsconfig
-from mitmproxy.addons.script import load_script
 from mitmproxy.net import tls as net_tls
 
 from lab import events
@@ -30,6 +28,7 @@ from lab.attacks import attack
 from lab.bank.web import WebPorts
 from lab.capture import ETHERTYPE_ARP, MAX_BYTES, CaptureError, RunCapture
 from lab.control import ControlError
+from lab.mitm import addon_file, live_view
 from lab.state import StateDir, take_text
 
 
@@ -39,26 +38,6 @@ class AttackerError(Exception):
 
 class CannotListen(AttackerError):
     """mitmproxy could not bind the listening address."""
-
-
-@contextlib.contextmanager
-def _captured_errors(logger_name: str) -> Iterator[list[str]]:
-    """The error messages `logger_name` logs inside the block (mitmproxy logs, rather than raises,
-    what goes wrong while loading a script)."""
-    messages: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.levelno >= logging.ERROR:
-                error = record.exc_info[1] if record.exc_info else None
-                messages.append(f"{record.getMessage()}: {error}" if error else record.getMessage())
-
-    handler = Collect()
-    logging.getLogger(logger_name).addHandler(handler)
-    try:
-        yield messages
-    finally:
-        logging.getLogger(logger_name).removeHandler(handler)
 
 
 class _Tracker:
@@ -121,6 +100,10 @@ def lab_addons() -> list[object]:
 
 
 class AttackerRole:
+    started_in_this_process: ClassVar[bool] = False
+    """Whether mitmproxy's servers ran in this process: its end then skips the interpreter's shutdown
+    (`lab.cli.main`)."""
+
     def __init__(
         self,
         state: StateDir,
@@ -131,7 +114,10 @@ class AttackerRole:
         web_upstream: WebPorts | None = None,
         transparent: tuple[str, int] | None = None,
         web: tuple[str, int] | None = None,
+        web_exposed: bool = False,
     ) -> None:
+        if web is not None and not web_exposed:
+            live_view.require_loopback(web[0])
         self.state = state
         self.listen = listen
         self.upstream = upstream
@@ -143,6 +129,7 @@ class AttackerRole:
         """Where mitmproxy also listens in transparent mode: ARP positioning redirects the server's
         ports here, and mitmproxy reads each connection's original destination back."""
         self.web = web
+        """Where mitmweb's live view listens (`lab.mitm.live_view`): on loopback unless `web_exposed`."""
         self.attack_id: str | None = None
         self.settings: dict[str, Any] = {}
         self._module: ModuleType | None = None
@@ -171,7 +158,8 @@ class AttackerRole:
     async def start(self) -> int:
         """Start mitmproxy and return the bound port (port 0 picks one)."""
         confdir = self.state.root / "attacker" / "mitmproxy"
-        confdir.mkdir(parents=True, exist_ok=True)
+        (self.state.root / "attacker").mkdir(mode=0o700, exist_ok=True)
+        confdir.mkdir(mode=0o700, exist_ok=True)
         # Both TLS legs' secrets, NSS format, so that a capture of a run decrypts in Wireshark. mitmproxy
         # reads MITMPROXY_SSLKEYLOGFILE once, at import; its logger is looked up whenever it makes a TLS
         # context, so setting it here, before the first, is the same thing.
@@ -193,6 +181,7 @@ class AttackerRole:
             ssl_verify_upstream_trusted_ca=str(self.state.ca_cert),
         )
         self._master.addons.add(self._tracker)
+        AttackerRole.started_in_this_process = True
         self._run = asyncio.create_task(self._master.run())
         ready = asyncio.create_task(self._tracker.ready.wait())
         await asyncio.wait([ready, self._run], return_when=asyncio.FIRST_COMPLETED)
@@ -232,7 +221,15 @@ class AttackerRole:
         web = WebMaster(opts, with_termlog=False)
         web.addons.remove(web.addons.get("errorcheck"))
         web.options.update(web_host=self.web[0], web_port=self.web[1], web_open_browser=False)
+        live_view.serve(web, self.live_view_token())
         return web
+
+    def live_view_token(self) -> str:
+        return live_view.token(self.state.secret())
+
+    def live_view_url(self) -> str | None:
+        """The address that opens the live view, with the lab's token: for the owner's console only."""
+        return None if self.web is None else live_view.url(*self.web, self.live_view_token())
 
     def switch(self, attack_id: str | None, settings: dict[str, Any] | None = None) -> None:
         """Make `attack_id` the active attack (None: pass traffic through), with addon options `settings`."""
@@ -254,31 +251,42 @@ class AttackerRole:
         self.attack_id, self.settings = None, {}
 
     def _load(self, path: Path, settings: dict[str, Any]) -> None:
-        """Load an addon file with mitmproxy's own script loader and configure it, or say why not."""
+        """Load an addon file as `mitmdump -s` does and configure it, or say why not in one line: what
+        the file's own code raised, with its type (`lab.mitm.addon_file`)."""
         mitm = self.mitm
         if not path.is_file():
             raise AttackerError(f"no addon file at {path}")
-        with _captured_errors("mitmproxy.addons.script") as errors:
-            module = load_script(str(path))
-        if errors or module is None or not getattr(module, "addons", None):
-            raise AttackerError(
-                f"could not load {path}: {'; '.join(errors) or 'it defines no addons = [...]'}"
-            )
-        mitm.addons.add(module)
+        try:
+            module = addon_file.load(path)
+            with addon_file.its_hooks(path):
+                mitm.addons.add(module)
+        except addon_file.AddonFileError as exc:
+            raise AttackerError(str(exc)) from None
         # mitmproxy's options outlive the addon that declared them: start every lab_ option afresh.
         declared = mitm.options.keys()
         defaults = {key: mitm.options.default(key) for key in declared if key.startswith("lab_")}
+        if "lab_state_dir" in declared:  # a plain mitmproxy addon declares none of the lab's options
+            defaults["lab_state_dir"] = str(self.state.root)
         try:
-            mitm.options.update(**{**defaults, "lab_state_dir": str(self.state.root), **settings})
-            mitm.addons.invoke_addon_sync(module, hooks.ConfigureHook(set(mitm.options.keys())))
+            mitm.options.update(**{**defaults, **settings})
+            with addon_file.its_hooks(path):
+                mitm.addons.invoke_addon_sync(module, hooks.ConfigureHook(set(mitm.options.keys())))
+                mitm.addons.invoke_addon_sync(module, hooks.RunningHook())
         except KeyError as exc:
-            mitm.addons.remove(module)
+            self._discard(module)
             raise AttackerError(f"{path.name} has no option {exc}") from None
-        except exceptions.OptionsError as exc:
-            mitm.addons.remove(module)
+        except (exceptions.OptionsError, TypeError) as exc:  # TypeError: a value of an option's wrong type
+            self._discard(module)
             raise AttackerError(f"{path.name}: {exc}") from None
-        mitm.addons.invoke_addon_sync(module, hooks.RunningHook())
+        except addon_file.AddonFileError as exc:
+            self._discard(module)
+            raise AttackerError(str(exc)) from None
         self._module = module
+
+    def _discard(self, module: ModuleType) -> None:
+        """Take out an addon that did not start; its `done` hook is not asked to succeed."""
+        with contextlib.suppress(Exception):
+            self.mitm.addons.remove(module)
 
     async def idle(self, timeout: float = 30.0) -> None:
         """Wait until no flow is live and the attack's background work (a pending replay) is done."""

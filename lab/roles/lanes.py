@@ -78,6 +78,8 @@ class Lanes:
         workdir: Path,
         ports: LanePorts,
         web: Endpoint | None = None,
+        *,
+        web_exposed: bool = False,
     ) -> None:
         self.role = role
         self.count = count
@@ -86,6 +88,8 @@ class Lanes:
         self.ports = ports
         self.web = web
         """mitmweb's live view, for the first lane's attacker."""
+        self.web_exposed = web_exposed
+        """The live view may listen beyond loopback (the compose lab's own network)."""
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._stopping = asyncio.Event()
 
@@ -131,6 +135,8 @@ class Lanes:
             args += ["--transparent", "{}:{}".format(*ports.transparent)]
         if self.web is not None and self.role == "attacker" and number == 1:
             args += ["--web", "{}:{}".format(*self.web)]
+            if self.web_exposed:
+                args.append("--web-exposed")
         return args
 
     async def _start(self, number: int) -> None:
