@@ -89,7 +89,8 @@ class ComposeLab:
         if base != DEFAULT_BASE and _run("docker", "image", "inspect", base).returncode != 0:
             raise ContainersError(
                 f"the base image {base} (MITMLAB_BASE, from .env) does not exist: make it with "
-                "sudo scripts/offline-base, or remove .env to build on python:3.11-slim-bookworm"
+                "scripts/offline-base (as root, or it asks for sudo), or remove .env to build on "
+                "python:3.11-slim-bookworm"
             )
         for variable, default in PORTS.items():
             value = self.setting(variable, str(default))
@@ -110,7 +111,7 @@ class ComposeLab:
             if re.search(r"pull access denied|failed to resolve|dial tcp|no such host|TLS handshake", text):
                 raise ContainersError(
                     f"the image could not be built: the base image cannot be pulled here "
-                    f"({_last_line(text)}); without a registry, run sudo scripts/offline-base first"
+                    f"({_last_line(text)}); without a registry, run scripts/offline-base first"
                 )
             raise ContainersError(f"docker compose up failed: {_last_line(text)}")
         return result
@@ -127,6 +128,14 @@ class ComposeLab:
                 return int(states[0]["ExitCode"])
             time.sleep(0.5)
         raise ContainersError(f"the {service} did not finish within {timeout:g} s")
+
+    def image(self, service: str) -> str:
+        """The image `service` runs: the lab's own, named after its project (docker-compose.yml)."""
+        config = self.compose("config", "--format", "json", timeout=60)
+        if config.returncode != 0:
+            raise ContainersError(f"docker compose config failed: {_last_line(config.stderr)}")
+        image: str = json.loads(config.stdout)["services"][service]["image"]
+        return image
 
     def logs(self, service: str) -> str:
         return self.compose("logs", "--no-color", "--no-log-prefix", service).stdout

@@ -19,10 +19,19 @@ import msgspec
 from lab.channel import errors
 from lab.events import EVENTS, Event, EvidenceError, PeerRefused, ProtocolError, Refusal, decode, encode
 
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+"""How a role's evidence is opened: 0600 and never through a link, for its lines hold the customer's
+password (what the client sent, what the attacker read)."""
+
 
 def digest(data: bytes) -> str:
     """The short digest that evidence uses to match the same bytes across roles."""
     return hashlib.sha256(data).hexdigest()[:32]
+
+
+def now() -> str:
+    """The moment, as evidence stamps it (ISO 8601, UTC, microseconds)."""
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 class EvidenceLog:
@@ -31,17 +40,17 @@ class EvidenceLog:
         self.role = role
         self._allowed = EVENTS[role]
         self._lock = threading.Lock()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def record(self, event: Event) -> None:
+        """One line for `event`, stamped now, unless it carries its own moment (`now()` taken earlier:
+        what a role did before it could say what it was, such as a record it sent)."""
         if type(event) not in self._allowed:
             raise TypeError(f"{type(event).__name__} is not an event the {self.role} records")
-        stamped = msgspec.structs.replace(
-            event, ts=datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds"), role=self.role
-        )
+        stamped = msgspec.structs.replace(event, ts=event.ts or now(), role=self.role)
         line = encode(stamped) + b"\n"
         with self._lock:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(self.path, _APPEND, 0o600)
             try:
                 os.write(fd, line)  # one write of a whole line with O_APPEND: lines never interleave
             finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import PurePath
 
 from rich.console import Console
 from rich.text import Text
@@ -80,6 +81,22 @@ def sentence(event: Event) -> str | None:
             return f"({event.moment}) gets no answer to an ICMP echo to {event.ip}"
         case events.HopsMeasured():
             return f"({event.moment}) the server answers an ICMP echo with TTL {event.ttl}"
+        case events.ProgramRan(exit_code=None):
+            return f"{_command(event)} does not end within its time: killed after {event.duration_ms:.0f} ms"
+        case events.ProgramRan():
+            return f"{_command(event)} ends with exit code {event.exit_code} after {event.duration_ms:.0f} ms"
+        case events.Visited(missing=[_, *_]):
+            return f"{event.client} cannot run here: {', '.join(event.missing)} not installed"
+        case events.Visited():
+            protection = f" (the lab reads it as {event.protection})" if event.protection else ""
+            return f"{event.client}, in its own words: {event.words}{protection}"
+        case events.WebListening():
+            return f"serves HTTPS on {event.host}:{event.https}, plain HTTP on port {event.http}"
+        case events.WebRequest():
+            over = "TLS" if event.tls else "plain HTTP"
+            return f"answers {event.method} {event.path} over {over}: HTTP {event.status}"
+        case events.WebLogin():
+            return f"accepts {event.user}'s password and issues a session cookie"
         case events.AttackerEvent():
             words = _attacker_sentence(event)
             if words is None:
@@ -87,6 +104,12 @@ def sentence(event: Event) -> str | None:
             return f"[{event.attack}] {words}" if event.attack else words
         case _:
             return None
+
+
+def _command(ran: events.ProgramRan) -> str:
+    """The real client and its command line, the program without its folder, cut to a line."""
+    words = " ".join([PurePath(ran.argv[0]).name, *ran.argv[1:]]) if ran.argv else ""
+    return f"{ran.client} ({words[:100]}{'...' if len(words) > 100 else ''})"
 
 
 def _attacker_sentence(event: events.AttackerEvent) -> str | None:
@@ -151,10 +174,17 @@ def told(recorded: Iterable[Event]) -> list[tuple[float, Event, str]]:
     return lines
 
 
+def printable(words: str) -> str:
+    """`words` with what does not print (a terminal's escape sequences, a NUL) shown as Python escapes:
+    a sentence carries what the roles saw on the wire, which the attacker chooses."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in words)
+
+
 def styled_line(event: Event, words: str, elapsed_ms: float | None = None) -> Text:
+    """One line of the story, as rich Text: never read as markup, whatever the words hold."""
     line = Text(f"{elapsed_ms:7.1f} ms  " if elapsed_ms is not None else "", style="dim")
     line.append(f"{event.role:>8}  ", style=ROLE_STYLE.get(event.role, ""))
-    line.append(words, style=STYLE.get(event.name, ""))
+    line.append(printable(words), style=STYLE.get(event.name, ""))
     return line
 
 

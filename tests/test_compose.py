@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +28,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import ARP
 from scapy.utils import rdpcap
 
-from lab.containers import ComposeLab, ContainersError
+from lab.cli.check import PROTECTION_SHORT
+from lab.containers import COMPOSE_FILE, REPO, ComposeLab, ContainersError
 from tests.processes import free_port, mitmlab
 
 QUICK = ("--view", "ablation", "--attack", "replay")
@@ -115,6 +120,10 @@ class Lab:
 
     def down(self) -> None:
         self.compose.down()
+        for service in ("init", "client"):  # its own images' tags; their layers stay, shared with others
+            subprocess.run(
+                ["docker", "image", "rm", self.compose.image(service)], capture_output=True, check=False
+            )
 
 
 @pytest.fixture
@@ -183,6 +192,17 @@ def test_docker_compose_up_gives_the_verdicts_of_local_and_serves_the_report(
     assert "Report written to" in lab.compose.logs("checker")
     assert "mitm-lab detection report" in lab.served()
 
+    # The live view, published on the host, answers only to the token the checker printed for it.
+    printed = re.search(r"live view, for your eyes only: (\S+)", lab.compose.logs("checker"))
+    assert printed is not None and printed[1].startswith(f"http://127.0.0.1:{lab.live_port}/?token=")
+    flows = f"http://127.0.0.1:{lab.live_port}/flows"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(flows, timeout=10)
+    assert refused.value.code == 401
+    bearer = {"Authorization": f"Bearer {printed[1].partition('token=')[2]}"}
+    with urllib.request.urlopen(urllib.request.Request(flows, headers=bearer), timeout=10) as answer:
+        assert answer.status == 200
+
     # One scenario in the running lab, the way the README gives it.
     demo = lab.compose.compose("run", "--rm", "client", "mitmlab", "demo", "bit-flip", "--no-mac")
     assert demo.returncode == 0, demo.stderr
@@ -227,6 +247,158 @@ def test_two_labs_on_one_host_do_not_collide(labs: list[Lab], tmp_path: Path) ->
     # Each lab serves its own report, on its own port.
     assert json.loads(first.served("report.json"))["attacks"] == ["replay"]
     assert json.loads(second.served("report.json"))["attacks"] == ["bit-flip"]
+
+
+def test_two_labs_build_and_keep_their_own_images(labs: list[Lab], tmp_path: Path) -> None:
+    """Each project's images are tagged with its name: building the second leaves the first's in place."""
+    first = Lab("mitmlab-test-images-a", tmp_path / "reports")
+    second = Lab("mitmlab-test-images-b", tmp_path / "reports")
+    labs += [first, second]
+    for lab in (first, second):
+        built = lab.compose.compose("build", "--quiet", timeout=1200)
+        assert built.returncode == 0, built.stderr[-3000:]
+        created = lab.compose.compose("create")  # its containers, without starting them
+        assert created.returncode == 0, created.stderr[-3000:]
+    for lab in (first, second):
+        listed = lab.compose.compose("images", "--format", "json")
+        used = {(i["Repository"], i["Tag"]) for i in json.loads(listed.stdout)}
+        project = lab.compose.project
+        assert used == {("mitm-lab", project), ("mitm-lab-client", project)}
+        for image in used:
+            assert (
+                subprocess.run(
+                    ["docker", "image", "inspect", ":".join(image)], capture_output=True
+                ).returncode
+                == 0
+            )
+
+
+def test_docker_compose_up_logs_progress_and_the_hosts_url_and_pulls_nothing(
+    labs: list[Lab], tmp_path: Path
+) -> None:
+    """`docker compose up` as the README gives it (attached; the lab's images not built yet): the
+    checker's log says how far the check is every few seconds, its lines are not wrapped at 80
+    columns, the report's URL has the host's port, and nothing is pulled from a registry."""
+    lab = Lab("mitmlab-test-log", tmp_path / "reports", "--view ablation --view defence-sets")
+    labs.append(lab)
+    log = tmp_path / "up.log"
+    with log.open("w") as output:
+        up = subprocess.Popen(
+            ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", lab.compose.project, "up", "--no-color"],
+            env=lab.compose.environment(),
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 900
+            while not lab.compose.compose("ps", "--all", "--quiet", "checker").stdout.strip():
+                assert up.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(1)  # building the lab's images, then starting the roles
+            assert lab.finished(timeout=900) == 0, log.read_text()[-3000:]
+            lab.served()  # the report service has started and said where it serves
+        finally:
+            up.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
+            up.wait(timeout=120)
+    text = log.read_text()
+    for pulled in ("Pulling", "pull access denied", "registry-1.docker.io", "Error response from daemon"):
+        assert pulled not in text, text[-3000:]
+    progress = [
+        (int(done), int(seconds))
+        for done, seconds in re.findall(r"checker-1 +\| running scenarios: (\d+)/\d+, (\d+) s", text)
+    ]
+    assert progress, text[-3000:]
+    assert progress == sorted(progress) and progress[-1][0] < lab.report()["summary"]["runs"]
+    url = f"http://127.0.0.1:{lab.report_port}/"
+    assert re.search(rf"report-1 +\| {re.escape(url)} ", text), text[-3000:]
+    assert re.search(rf"checker-1 +\| Report written to \S+ on the host, served at {re.escape(url)}\n", text)
+    # The headline's columns (static_arp's too, from defence-sets through ARP) on one line, each name
+    # whole: in 80 columns, rich's default where it sees no terminal, they would be cut short.
+    shorts = [PROTECTION_SHORT[p] for p in lab.report()["protections"]]
+    (header,) = [
+        line.split("| ", 1)[1] for line in text.splitlines() if re.match(r"checker-1 +\| +attack ", line)
+    ]
+    assert len(header.rstrip()) > 80 and header.split()[-len(shorts) :] == shorts, header
+
+
+def test_offline_base_refuses_what_it_does_not_know() -> None:
+    refused = subprocess.run([REPO / "scripts" / "offline-base", "--fast"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "usage: scripts/offline-base [--force]" in refused.stderr
+
+
+def _stand_ins(folder: Path, **scripts: str) -> Path:
+    """A folder of programs: the shell and coreutils the script needs before it runs anything, and
+    stand-ins with the given text (e.g. a sudo that says how it was called)."""
+    folder.mkdir(mode=0o755)
+    for program in ("bash", "dirname", "id"):
+        (folder / program).symlink_to(shutil.which(program) or program)
+    for name, text in scripts.items():
+        (folder / name).write_text(f"#!/bin/sh\n{text}\n")
+        (folder / name).chmod(0o755)
+    return folder
+
+
+def _offline_base(
+    bin_dir: Path, *args: str, as_nobody: bool, **environment: str
+) -> subprocess.CompletedProcess[str]:
+    """scripts/offline-base with only `bin_dir` on PATH; as nobody, a copy of it in a folder nobody
+    can read (the checkout may be in root's 0700 home)."""
+    script = REPO / "scripts" / "offline-base"
+    drop: list[str] = []
+    if as_nobody:
+        copy = bin_dir.parent / "scripts" / "offline-base"
+        copy.parent.mkdir(mode=0o755, exist_ok=True)
+        shutil.copy(script, copy)
+        script, drop = (
+            copy,
+            [shutil.which("setpriv") or "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+        )
+    return subprocess.run(
+        [*drop, str(script), *args],
+        env={"PATH": str(bin_dir), **environment},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A folder under /tmp that nobody can enter (pytest's tmp_path is root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="mitmlab-offline-base-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_offline_base_as_root_calls_no_sudo(scratch: Path) -> None:
+    """In a root shell it runs as it is: a sudo on PATH is never called (here the engine is missing,
+    so it stops there)."""
+    if os.geteuid() != 0:
+        pytest.skip("root only")
+    stand_ins = _stand_ins(scratch / "bin", sudo="echo sudo was called; exit 1", docker="exit 1")
+    result = _offline_base(stand_ins, as_nobody=False)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "the Docker engine is not running" in result.stderr
+    assert "sudo" not in result.stdout + result.stderr
+
+
+def test_offline_base_as_another_user_runs_itself_again_with_sudo(scratch: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("root only: it runs as nobody")
+    stand_ins = _stand_ins(scratch / "bin", sudo='echo "sudo $*"')
+    result = _offline_base(stand_ins, "--force", as_nobody=True)
+    assert result.returncode == 0, result.stderr
+    script = scratch / "scripts" / "offline-base"
+    assert result.stdout.splitlines() == [
+        "== offline-base needs root (debootstrap, chroot): running it again with sudo",
+        "sudo --preserve-env=PYTHON,DEBIAN_MIRROR,MITMLAB_BASE_IMAGE,MITMLAB_CLIENT_BASE_IMAGE -- "
+        f"{script} --force",
+    ]
+    without_sudo = _offline_base(_stand_ins(scratch / "plain"), as_nobody=True)
+    assert without_sudo.returncode == 3
+    assert "there is no sudo: run it in a root shell" in without_sudo.stderr
 
 
 def test_a_killed_attacker_container_is_an_error_and_the_run_completes(

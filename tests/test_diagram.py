@@ -262,3 +262,112 @@ def test_the_same_ports_used_again_are_two_connections_and_a_resent_syn_is_not()
     # first heard from the server, then a SYN: the SYN's sender is the client, of a new conversation
     late = read_capture([segment(0, False, "PA", 1, b"x"), segment(1, True, "S", 5)]).conversations
     assert [c.client for c in late] == [("10.9.0.3", 4433), ("10.9.0.2", 40000)]
+
+
+# Plain HTTP (sslstrip) ---------------------------------------------------------------------------------
+
+
+def arrows(svg: ET.Element) -> list[tuple[str, str, str]]:
+    """Every arrow drawn: (its label, from, to)."""
+    drawn = []
+    for group in svg.iter(f"{SVG}g"):
+        path = group.find(f"{SVG}path")
+        if path is None:
+            continue
+        [label] = [t.text or "" for t in group.findall(f"{SVG}text") if "l" in t.get("class", "").split()]
+        start, _, end = path.get("d", "").split(" ")[:3]
+        drawn.append((label, LIFELINES[int(start[1:])], LIFELINES[int(end[1:])]))
+    return drawn
+
+
+def test_the_sslstrip_diagram_draws_the_plain_http_request_that_carried_the_password(
+    clients_check: tuple[Path, dict[str, Any]],
+) -> None:
+    """On the client's leg (client to the attacker's plain-HTTP port): the request whose password the
+    attacker read, named as the attacker's evidence names it, and the bank's answers back."""
+    need_root()
+    out, report = clients_check
+    stripped = [s for s in report["scenarios"] if s["attack"] == "sslstrip" and s["verdict"] == "compromised"]
+    assert stripped
+    for run in stripped:
+        [read] = [
+            t["text"]
+            for t in run["evidence"]["timeline"]
+            if t["event"] == "read" and "READS the password" in t["text"]
+        ]
+        request = read.split("the request of ")[1].split(",")[0]  # "POST /login"
+        drawn = arrows(ET.parse(out / run["evidence"]["diagram"]).getroot())
+        assert (request, "client", "attacker:client") in drawn, (run["id"], drawn)
+        answers = [
+            label for label, source, target in drawn if (source, target) == ("attacker:client", "client")
+        ]
+        assert any(label.startswith("HTTP 303") for label in answers), (run["id"], answers)
+
+
+def http(at: float, from_client: bool, seq: int, payload: bytes) -> Frame:
+    return segment(at, from_client, "PA", seq, payload)
+
+
+def test_plain_http_is_cut_into_requests_and_responses_by_their_lengths() -> None:
+    post = b"POST /login HTTP/1.1\r\nHost: bank.lab\r\nContent-Length: 27\r\n\r\nuser=alice&password=s3cret!"
+    get = b"GET /balance HTTP/1.1\r\nHost: bank.lab\r\n\r\n"
+    see_other = b"HTTP/1.1 303 See Other\r\nLocation: /balance\r\nContent-Length: 0\r\n\r\n"
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    to_the_close = b"HTTP/1.0 200 OK\r\n\r\nthe rest, up to the close"
+    frames = [
+        segment(0, True, "S", 99),
+        http(1, True, 100, post[:50]),  # one request over two segments: drawn when it is whole
+        http(2, True, 150, post[50:]),
+        http(3, False, 1000, see_other + chunked[:30]),
+        http(4, False, 1000 + len(see_other) + 30, chunked[30:] + to_the_close),
+        http(5, True, 100 + len(post), get + b"GET /cut"),
+    ]
+    [conversation] = read_capture(frames).conversations
+    assert conversation.protocol == "http"
+    assert [(m.time, m.from_client, m.label) for m in conversation.messages] == [
+        (2, True, "POST /login"),
+        (3, False, "HTTP 303 See Other"),
+        (4, False, "HTTP 200 OK"),
+        (4, False, "HTTP 200 OK"),
+        (5, True, "GET /balance"),
+    ]
+    assert [m.data for m in conversation.messages] == [post, see_other, chunked, to_the_close, get]
+    assert conversation.unreadable == {True: "an HTTP message cut off after 8 bytes"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    pieces=st.lists(
+        st.one_of(
+            st.binary(max_size=40),
+            st.sampled_from(
+                [
+                    b"\r\n",
+                    b"\r\n\r\n",
+                    b"Content-Length: ",
+                    b"Transfer-Encoding: chunked",
+                    b"-5",
+                    b"ff",
+                    b"9" * 30,
+                ]
+            ),
+        ),
+        max_size=30,
+    ),
+    answer=st.binary(max_size=200),
+)
+def test_hostile_plain_http_never_breaks_the_reader(pieces: list[bytes], answer: bytes) -> None:
+    request = b"GET / HTTP/1.1\r\n" + b"".join(pieces)
+    frames = [
+        segment(0, True, "S", 99),
+        http(1, True, 100, request),
+        http(2, False, 5000, b"HTTP/1.1 200 OK\r\n" + answer),
+    ]
+    [conversation] = read_capture(frames).conversations
+    assert conversation.protocol == "http"
+    assert (
+        b"".join(m.data for m in conversation.messages if m.from_client)
+        == request[: sum(len(m.data) for m in conversation.messages if m.from_client)]
+    )
+    svg = sequence_diagram(read_capture(frames), Places(frozenset({4433})))
+    assert ET.fromstring(svg).tag == f"{SVG}svg"

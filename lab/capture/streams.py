@@ -1,5 +1,6 @@
 """A capture read back: its TCP connections put together again, and what they carried cut into the
-messages a reader knows, the lab channel's frames (lab.channel.frames) or TLS's records. The sequence
+messages a reader knows, the lab channel's frames (lab.channel.frames), TLS's records or plain HTTP's
+requests and responses (sslstrip keeps a victim on plain HTTP). The sequence
 diagrams (lab.capture.diagram) are drawn from them. Nothing in a capture is trusted: bytes that are not
 what they claim end the messages of their direction, with the reason, and never raise."""
 
@@ -7,8 +8,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -48,6 +50,14 @@ FRAGMENT: Final = 0x3FFF
 IPPROTO_TCP: Final = 6
 TCP_HEADER: Final = struct.Struct("!HHI4xBB")
 TCP_FLAGS: Final = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"))
+HTTP_REQUEST_LINE: Final = re.compile(rb"([A-Z]{3,10}) (\S{1,8000}) HTTP/1\.[01]\r\n")
+HTTP_STATUS_LINE: Final = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])( [^\r\n]*)?\r\n")
+HTTP_LENGTH: Final = re.compile(rb"[0-9]{1,15}")
+HTTP_CHUNK_SIZE: Final = re.compile(rb"[0-9A-Fa-f]{1,15}")
+HTTP_MAX_HEAD: Final = 64 * 1024
+"""A request or response head longer than this is taken for no HTTP at all."""
+HTTP_TARGET_SHOWN: Final = 40
+"""How much of a request's target its label shows."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,11 @@ class Message:
     time: float
     from_client: bool
     label: str
-    """What a reader calls it: "ClientHello", "Finished", "Alert", "record", "TLS ApplicationData"."""
+    """What a reader calls it: "ClientHello", "Finished", "Alert", "record", "TLS ApplicationData",
+    "POST /login", "HTTP 302 Found"."""
     data: bytes
-    """The frame or record, header included: the same bytes on two legs are the same message."""
+    """The frame, record or HTTP message, header included: the same bytes on two legs are the same
+    message."""
 
 
 @dataclass
@@ -82,7 +94,7 @@ class Conversation:
     server: Address
     segments: list[Segment] = field(default_factory=list)
     protocol: str = "tcp"
-    """"lab", "tls", or "tcp" when what it carried is neither (or nothing)."""
+    """"lab", "tls", "http", or "tcp" when what it carried is none of these (or nothing)."""
     messages: list[Message] = field(default_factory=list)
     unreadable: dict[bool, str] = field(default_factory=dict)
     """For a direction (keyed by from_client) whose bytes stopped being messages: why."""
@@ -228,6 +240,8 @@ def _read_messages(conversation: Conversation) -> None:
         conversation.protocol, read = "tls", _tls_messages
     elif _opens_with_a_client_hello(opening):
         conversation.protocol, read = "lab", _lab_messages
+    elif HTTP_REQUEST_LINE.match(opening):
+        conversation.protocol, read = "http", _http_messages
     else:
         return
     messages = [m for side in (True, False) for m in read(conversation, side, streams[side])]
@@ -268,11 +282,10 @@ def _lab_messages(
 ) -> list[Message]:
     """Each frame at the time of the segment that completed it."""
     data = b"".join(chunk for _, chunk in chunks)
-    ends = list(itertools.accumulate(len(chunk) for _, chunk in chunks))
     frames, why = _lab_frames(data)
+    completed = _completion_times(chunks)
     messages = [
-        Message(chunks[bisect.bisect_left(ends, end)][0], from_client, _lab_label(frame), frame.encode())
-        for end, frame in frames
+        Message(completed(end), from_client, _lab_label(frame), frame.encode()) for end, frame in frames
     ]
     done = frames[-1][0] if frames else 0
     if why is not None:
@@ -280,6 +293,12 @@ def _lab_messages(
     elif done < len(data):
         conversation.unreadable.setdefault(from_client, f"a frame cut off after {len(data) - done} bytes")
     return messages
+
+
+def _completion_times(chunks: list[tuple[float, bytes]]) -> Callable[[int], float]:
+    """The time of the segment that brought the byte before a given offset of the joined stream."""
+    ends = list(itertools.accumulate(len(chunk) for _, chunk in chunks))
+    return lambda end: chunks[bisect.bisect_left(ends, end)][0]
 
 
 def _lab_label(frame: LabFrame) -> str:
@@ -317,3 +336,81 @@ def _tls_messages(
     if buffer:
         conversation.unreadable.setdefault(from_client, f"a record cut off after {len(buffer)} bytes")
     return messages
+
+
+def _http_messages(
+    conversation: Conversation, from_client: bool, chunks: list[tuple[float, bytes]]
+) -> list[Message]:
+    """Each request (from the client) or response, head and body, at the time of the segment that
+    completed it; a body's length as its head says (Content-Length, chunked) or, for a response that
+    says neither, up to the close."""
+    data = b"".join(chunk for _, chunk in chunks)
+    completed = _completion_times(chunks)
+    messages: list[Message] = []
+    at = 0
+    while at < len(data):
+        read = _http_message(data, at, from_client)
+        if isinstance(read, str):
+            conversation.unreadable[from_client] = read
+            break
+        if read is None:
+            cut = f"an HTTP message cut off after {len(data) - at} bytes"
+            conversation.unreadable.setdefault(from_client, cut)
+            break
+        end, label = read
+        messages.append(Message(completed(end), from_client, label, data[at:end]))
+        at = end
+    return messages
+
+
+def _http_message(data: bytes, at: int, request: bool) -> tuple[int, str] | str | None:
+    """Where the HTTP message at `at` ends, and its label; why it is none (a string); None when the
+    capture holds only its start."""
+    head_end = data.find(b"\r\n\r\n", at, at + HTTP_MAX_HEAD)
+    if head_end < 0:
+        return None if len(data) - at < HTTP_MAX_HEAD else f"not HTTP: a head over {HTTP_MAX_HEAD} bytes"
+    head = data[at : head_end + 2]
+    line = (HTTP_REQUEST_LINE if request else HTTP_STATUS_LINE).match(head)
+    if line is None:
+        return f"not HTTP: {head[:40]!r}"
+    if request:
+        method, target = line.group(1).decode(), line.group(2).decode("ascii", "replace")
+        label = f"{method} {target[:HTTP_TARGET_SHOWN]}{'...' if len(target) > HTTP_TARGET_SHOWN else ''}"
+    else:
+        label = f"HTTP {line.group(1).decode()}{(line.group(2) or b'').decode('ascii', 'replace')}"
+    headers = dict(_http_header(raw) for raw in head[line.end() :].split(b"\r\n") if b":" in raw)
+    body = head_end + 4
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        end = _chunked_end(data, body)
+        return end if isinstance(end, str) or end is None else (end, label)
+    length = headers.get(b"content-length")
+    if length is not None:
+        if not HTTP_LENGTH.fullmatch(length):
+            return f"not HTTP: Content-Length {length[:20]!r}"
+        end = body + int(length)
+        return (end, label) if end <= len(data) else None
+    no_body = request or line.group(1)[:1] == b"1" or line.group(1) in (b"204", b"304")
+    return (body if no_body else len(data)), label
+
+
+def _http_header(raw: bytes) -> tuple[bytes, bytes]:
+    name, _, value = raw.partition(b":")
+    return name.strip().lower(), value.strip()
+
+
+def _chunked_end(data: bytes, at: int) -> int | str | None:
+    """Where a chunked body that starts at `at` ends (after its last chunk and trailers)."""
+    while True:
+        size_end = data.find(b"\r\n", at)
+        if size_end < 0:
+            return None
+        size = data[at:size_end].split(b";")[0].strip()
+        if not HTTP_CHUNK_SIZE.fullmatch(size):
+            return f"not HTTP: chunk size {size[:20]!r}"
+        length = int(size, 16)
+        if length == 0:  # the last chunk: then trailers, if any, and an empty line
+            trailers_end = data.find(b"\r\n\r\n", size_end)
+            return None if trailers_end < 0 else trailers_end + 4
+        at = size_end + 2 + length + 2
+        if at > len(data):
+            return None

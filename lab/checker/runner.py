@@ -38,6 +38,8 @@ key logs embedded, and the run's sequence diagram drawn from them as `sequence.s
 An attacker that cannot capture says why, and the run goes on.
 The keys of the run's lab-channel sessions, as the client and the server logged them, are written as
 `lab.keylog` (lab.channel.keylog).
+Every file of a run's evidence holds its secrets (the password, keys, what was on the wire): each is
+0600, in a folder the runner makes afresh (0700), and none is written through a link (lab.files).
 
 Then every role's evidence is taken through its control port (so it reaches the report wherever the
 roles run), written into the report, and the verdict computed from it. Identical
@@ -59,6 +61,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from lab import files
 from lab.capture import Frame
 from lab.capture.diagram import Places, sequence_diagram
 from lab.capture.pcapng import write_pcapng
@@ -193,9 +196,17 @@ class Runner:
             return contextlib.nullcontext()
         return self._networks.setdefault(tuple(sorted(lane.network.items())), asyncio.Lock())
 
+    def _evidence_folder(self, scenario: Scenario) -> Path:
+        """The run's evidence folder, made afresh (0700) inside the report's own evidence folder."""
+        evidence = self.out / "evidence"
+        files.own_folder(evidence)
+        destination = evidence / scenario.id
+        shutil.rmtree(destination, ignore_errors=True)
+        files.make_fresh_folder(destination)
+        return destination
+
     def _unplayable(self, scenario: Scenario) -> RunResult:
-        destination = self.out / "evidence" / scenario.id
-        destination.mkdir(parents=True, exist_ok=True)
+        destination = self._evidence_folder(scenario)
         verdict = Verdict("error", error=f"no lane left to run it ({'; '.join(self._lost)})")
         return RunResult(scenario, verdict, 0.0, str(destination.relative_to(self.out)))
 
@@ -225,19 +236,19 @@ class Runner:
         if taken.invalid and run.lab_error is None:  # nor evidence that does not say what it should
             run.lab_error = f"evidence does not validate: {'; '.join(map(str, taken.invalid[:3]))}"
         duration = (time.perf_counter() - started) * 1000
-        destination = self.out / "evidence" / scenario.id
-        shutil.rmtree(destination, ignore_errors=True)
+        destination = self._evidence_folder(scenario)
         _write_evidence(destination, taken.lines)
         if pre_lines:
+            files.make_fresh_folder(destination / "pre")
             _write_evidence(destination / "pre", pre_lines)
         keylogs = {role: log for role, log in (outcome or {}).get("keylogs", {}).items() if log}
         for role, keylog in keylogs.items():
-            (destination / f"{role}.keylog").write_text(keylog, encoding="utf-8")
+            files.write_private(destination / f"{role}.keylog", keylog)
         if frames is not None:
             tls_keylog = "".join(log if log.endswith("\n") else log + "\n" for log in keylogs.values())
             self._write_wire(destination, lane, frames, wire, tls_keylog)
         if lab_keylog:
-            (destination / "lab.keylog").write_text(lab_keylog, encoding="utf-8")
+            files.write_private(destination / "lab.keylog", lab_keylog)
         pre_events = {role: parse_lines(role, lines)[0] for role, lines in pre_lines.items()}
         try:
             verdict = (decide_visit if scenario.stack == REAL_TLS else decide)(run, self.truth)
@@ -266,7 +277,8 @@ class Runner:
     ) -> None:
         """The run's pcapng, and its sequence diagram drawn from it."""
         try:
-            write_pcapng(destination / "run.pcapng", frames, tls_keylog=tls_keylog)
+            with files.private_by_name(destination / "run.pcapng") as fresh:
+                write_pcapng(fresh, frames, tls_keylog=tls_keylog)
         except OSError as exc:  # a full disk: the run and its verdict stand, without their capture
             wire.note = f"the capture could not be written: {exc}"
             return
@@ -277,7 +289,7 @@ class Runner:
         except Exception as exc:  # a bug in the drawer: the run, its capture and its verdict stand
             wire.not_drawn = f"the diagram could not be drawn: {type(exc).__name__}: {exc}"
             return
-        (destination / "sequence.svg").write_text(svg, encoding="utf-8")
+        files.write_private(destination / "sequence.svg", svg)
         wire.drawn = True
 
     async def _fresh(self, lane: Lane, scenario: Scenario, wire: _Wire) -> None:
@@ -502,9 +514,7 @@ async def _take_all_evidence(lane: Lane) -> TakenEvidence:
 
 
 def _write_evidence(directory: Path, lines: dict[str, list[str]]) -> None:
-    """The lines as the roles wrote them, valid or not: what the verdict was computed from."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """The lines as the roles wrote them, valid or not: what the verdict was computed from. They hold
+    the customer's password (what the client sent, what the attacker read): private."""
     for role, role_lines in lines.items():
-        (directory / f"{role}.jsonl").write_text(
-            "".join(f"{line}\n" for line in role_lines), encoding="utf-8"
-        )
+        files.write_private(directory / f"{role}.jsonl", "".join(f"{line}\n" for line in role_lines))

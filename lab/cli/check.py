@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -31,17 +34,32 @@ from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import PROBE, Scenario
 from lab.checker.views import CELL_KINDS, VIEWS, views_here
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
-from lab.cli.options import attack_option, endpoint_option, protection_options, protections_from
+from lab.cli.options import attack_option, endpoint, endpoint_option, protection_options, protections_from
 from lab.containers import ComposeLab, ContainersError, in_compose
+from lab.files import UnsafeFolderError, write_private
 from lab.forward import forward as forward_connections
+from lab.mitm import live_view
 from lab.narrate import print_timeline
 from lab.report.model import build
 from lab.report.serve import report_server
-from lab.report.writers import CELL_GLYPH, FILES, SYMBOL, load_report, write_report
+from lab.report.writers import (
+    CELL_GLYPH,
+    FILES,
+    SYMBOL,
+    NotAReport,
+    load_report,
+    prepare_report_folder,
+    write_report,
+)
 from lab.stacks import ARP, LAB_CHANNEL, LINK_LAYER, NAMES, POSITIONINGS
-from lab.state import StateDir
+from lab.state import StateDir, StateError
 
-console = Console(highlight=False)
+LOG_WIDTH = 160
+"""The columns of the tables where the output is not a terminal (a container's log, a file), whose
+width rich cannot know and takes as 80, too narrow for them."""
+console = Console(highlight=False, width=None if sys.stdout.isatty() else LOG_WIDTH)
+PROGRESS_EVERY_S = 5.0
+"""How often the check says how far it is, where no progress bar can be drawn (a container's log)."""
 PROTECTION_SHORT = {
     **{p: protection.short for p, protection in BY_ID.items()},
     "revocation": "crl",
@@ -85,14 +103,34 @@ def make_backend(name: str, scratch: Path, *, namespaces: bool = False) -> tuple
     if name == "local":
         template = StateDir(scratch / "template").ensure()
         return LocalBackend(template, scratch, namespaces=namespaces), template
-    template = StateDir(Path(os.environ.get("MITMLAB_STATE_DIR", "/lab/state"))).require()
+    volume = os.environ.get("MITMLAB_STATE_DIR", "/lab/state")
+    if not volume:
+        raise StateError("MITMLAB_STATE_DIR is empty: set it to the compose lab's state volume")
+    template = StateDir(Path(volume)).require()
     return ComposeBackend(template.secret()), template
+
+
+def _live_view_url(state: StateDir) -> str:
+    """The compose lab's live view as the host reaches it (the `live` service), with the lab's token."""
+    live = os.environ.get("MITMLAB_LIVE_URL")
+    if not live:
+        return "(the live service: its URL with the token is in `docker compose logs attacker`)"
+    return f"{live.rstrip('/')}/?token={live_view.token(state.secret())}"
+
+
+def report_folder_option(ctx: click.Context, param: click.Parameter, value: str | None) -> Path | None:
+    """--out as a path (a click callback); an empty one, which would be the current directory, is a
+    usage error."""
+    if value == "":
+        raise click.BadParameter("an empty path would be the current directory: name the report's folder")
+    return None if value is None else Path(value)
 
 
 @click.command(
     epilog="""\b
 Exit codes: 0 the run completed (whatever the verdicts); 8 some scenarios ended in error (the
-report says which and why); 2 usage error; 7 the output directory or the roles could not be set up."""
+report says which and why); 2 usage error; 7 the output directory is refused (another user's, a link, or
+holding what no report leaves) or cannot be written, or the roles could not be set up."""
 )
 @click.option(
     "--view",
@@ -119,8 +157,10 @@ report says which and why); 2 usage error; 7 the output directory or the roles c
 )
 @click.option(
     "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Report directory. Default: reports/<timestamp>/.",
+    type=click.Path(file_okay=False),
+    callback=report_folder_option,
+    help="Report directory: a new one, an empty one of yours, or a previous report of yours (which is "
+    "replaced); made for you alone (0700). Default: reports/<timestamp>/.",
 )
 @click.option(
     "--jobs",
@@ -173,19 +213,24 @@ def check(
         raise click.UsageError("--static-arp is a defence against ARP positioning: add --positioning arp")
     views = chosen_views(view, backend, positioning)
     out = out or default_out()
-    writable(out)
+    writable(out)  # before any run: a folder the lab will not write into is refused at once
     if backend == "compose" and not in_compose():
-        _check_in_containers(views, attacks, out, jobs, flags, positioning, static_arp, no_capture)
+        _check_in_containers(views, attacks, out.absolute(), jobs, flags, positioning, static_arp, no_capture)
         return
-    if in_compose():
-        console.print(
-            f"The check runs; watch lane 1's flows in mitmweb's live view: "
-            f"{os.environ.get('MITMLAB_LIVE_URL', '(the live service)')}"
-        )
-    with tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch, reported_errors():
+    with (
+        refused_report_folder(out),
+        tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch,
+        reported_errors(),
+    ):
         lab_backend, template = make_backend(
             backend, Path(scratch), namespaces=backend == "local" and needs_lab_network(views, positioning)
         )
+        if in_compose():
+            console.print(
+                f"The check runs; watch lane 1's flows in mitmweb's live view, for your eyes only: "
+                f"{_live_view_url(template)}",
+                soft_wrap=True,
+            )
         result = with_progress(
             lambda on_result: run_check(
                 lab_backend,
@@ -203,13 +248,15 @@ def check(
             planned_runs(views, chosen, flags),
         )
     report = build(result)
-    write_report(report, out)
+    with refused_report_folder(out):
+        write_report(report, out)
     print_summary(report)
     if in_compose():
         _hand_over(out)
         console.print(
             f"\nReport written to {os.environ.get('MITMLAB_HOST_REPORTS', '/reports')}/{out.name}/ on the "
-            f"host, served at {os.environ.get('MITMLAB_REPORT_URL', '(the report service)')}"
+            f"host, served at {os.environ.get('MITMLAB_REPORT_URL', '(the report service)')}",
+            soft_wrap=True,  # a path and a URL, never cut in two
         )
     else:
         say_where(out)
@@ -243,22 +290,28 @@ def say_where(out: Path) -> None:
 
 
 def default_out() -> Path:
+    """reports/<timestamp> (in the compose lab /reports/<timestamp>-<lab>, or the host's choice):
+    locally, a name nothing has yet (<timestamp>-2, ... when two checks start in one second)."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     if in_compose():  # labs that share ./reports each find their own: <timestamp>-<compose project>
         return Path("/reports") / (
             os.environ.get("MITMLAB_RUN") or f"{stamp}-{os.environ.get('MITMLAB_LAB')}"
         )
-    return Path("reports") / stamp
+    names = itertools.chain([stamp], (f"{stamp}-{n}" for n in itertools.count(2)))
+    return next(Path("reports") / name for name in names if not os.path.lexists(Path("reports") / name))
 
 
 def _hand_over(out: Path) -> None:
-    """Give the report to whoever owns the folder it is in (the host user's ./reports), not to root."""
+    """Give the report to whoever owns the folder it is in (the host user's ./reports), not to root:
+    owners change, modes stay, and no link is followed."""
     owner = out.parent.stat()
     if os.geteuid() != 0 or owner.st_uid == 0:
         return
     with contextlib.suppress(OSError):  # a mount that maps users its own way keeps its owners
-        for path in [out, *out.rglob("*")]:
-            os.chown(path, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        os.chown(out, owner.st_uid, owner.st_gid, follow_symlinks=False)
+        for _, folders, names, folder in os.fwalk(out, follow_symlinks=False):
+            for name in [*folders, *names]:
+                os.chown(name, owner.st_uid, owner.st_gid, dir_fd=folder, follow_symlinks=False)
 
 
 def _check_in_containers(
@@ -292,7 +345,8 @@ def _check_in_containers(
         lab.preflight()
     except ContainersError as exc:
         fail(EXIT_SETUP, str(exc))
-    (out / "report.json").unlink(missing_ok=True)  # a report left in --out is not this run's
+    with refused_report_folder(out):
+        out.rmdir()  # prepared, empty: the checker's container makes it afresh, as its own
     try:
         with stderr.status("building the image and starting the lab (docker compose up) ..."):
             lab.up()
@@ -317,16 +371,28 @@ def _check_in_containers(
 
 
 def writable(out: Path) -> None:
+    """`out` made ready for the report before any run (`prepare_report_folder`: making it is the test
+    that it can be written); otherwise one sentence and exit 7."""
+    with refused_report_folder(out):
+        prepare_report_folder(out)
+
+
+@contextlib.contextmanager
+def refused_report_folder(out: Path) -> Iterator[None]:
+    """A report folder the lab will not or cannot write into: one sentence and exit 7."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
+        yield
+    except UnsafeFolderError as exc:
+        fail(EXIT_SETUP, str(exc))
     except OSError as exc:
         fail(EXIT_SETUP, f"cannot write the report to {out}: {exc.strerror or exc}")
 
 
 def with_progress(start: Any, planned: int) -> CheckResult:
+    """Run the check with a progress bar on a terminal; elsewhere (`docker compose up`'s log, a file),
+    a bar cannot be drawn: a plain line every few seconds instead."""
+    if not stderr.is_terminal:
+        return _with_progress_lines(start, planned)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
         task = progress.add_task("running scenarios", total=planned)
@@ -343,11 +409,30 @@ def with_progress(start: Any, planned: int) -> CheckResult:
     return outcome
 
 
+def _with_progress_lines(start: Any, planned: int) -> CheckResult:
+    began = said = time.monotonic()
+    done = 0
+
+    def on_result(result: RunResult) -> None:
+        nonlocal done, said
+        done += 1
+        now = time.monotonic()
+        if now - said >= PROGRESS_EVERY_S:
+            said = now
+            stderr.print(f"running scenarios: {done}/{max(planned, done)}, {now - began:.0f} s")
+
+    outcome: CheckResult = asyncio.run(start(on_result))
+    return outcome
+
+
 def print_summary(report: dict[str, Any]) -> None:
     s = report["summary"]
+    runs, duration, compromised, blocked, unaffected, error = (
+        _plain(s[key]) for key in ("runs", "duration_s", "compromised", "blocked", "unaffected", "error")
+    )
     console.print(
-        f"[bold]{s['runs']} runs in {s['duration_s']} s:[/] [red]{s['compromised']} compromised[/], "
-        f"[green]{s['blocked']} blocked[/], {s['unaffected']} unaffected, [yellow]{s['error']} errors[/]"
+        f"[bold]{runs} runs in {duration} s:[/] [red]{compromised} compromised[/], "
+        f"[green]{blocked} blocked[/], {unaffected} unaffected, [yellow]{error} errors[/]"
     )
     if report["headline"]:
         console.print(_headline_table(report))
@@ -356,18 +441,24 @@ def print_summary(report: dict[str, Any]) -> None:
     for name in report["views"]:
         lines = report["sections"][name].get("summary", [])
         if lines:
-            console.print(f"\n[bold]{name}[/]\n" + "\n".join(lines))
+            console.print(f"\n[bold]{_plain(name)}[/]\n" + "\n".join(_plain(line) for line in lines))
     captured = s.get("captured", 0)  # a report written before captures has neither
     if captured:
-        console.print(f"\n{captured} runs captured: evidence/<run>/run.pcapng (docs/wireshark.md)")
+        console.print(f"\n{_plain(captured)} runs captured: evidence/<run>/run.pcapng (docs/wireshark.md)")
     if s.get("capture_notes"):
-        console.print(f"[dim]{s['runs'] - captured} runs not captured: {'; '.join(s['capture_notes'])}[/]")
+        not_captured = _plain(s["runs"] - captured)
+        console.print(f"[dim]{not_captured} runs not captured: {_plain('; '.join(s['capture_notes']))}[/]")
     errors = [x for x in report["scenarios"] if x["verdict"] == "error"]
     for scenario in errors[:10]:
         console.print(
-            f"[yellow]error[/] {scenario['id']} ({scenario['attack']}, {scenario['profile']}): "
-            f"{scenario['error']}"
+            f"[yellow]error[/] {_plain(scenario['id'])} ({_plain(scenario['attack'])}, "
+            f"{_plain(scenario['profile'])}): {_plain(scenario['error'])}"
         )
+
+
+def _plain(value: object) -> str:
+    """A value of the report, shown as it is: report.json is a file anyone may have written."""
+    return escape(str(value))
 
 
 def _compact_table(title: str, first_column: str, caption: str | None = None) -> Table:
@@ -392,7 +483,8 @@ def _headline_table(report: dict[str, Any]) -> Table:
     for attack in report["stack_attacks"][LAB_CHANNEL]:
         cells = report["headline"][attack]
         table.add_row(
-            attack, *(f"[{CELL_STYLE[cells[p]]}]{CELL_GLYPH[cells[p]]}[/]" for p in report["protections"])
+            _plain(attack),
+            *(f"[{CELL_STYLE[cells[p]]}]{CELL_GLYPH[cells[p]]}[/]" for p in report["protections"]),
         )
     return table
 
@@ -403,19 +495,19 @@ def _clients_table(report: dict[str, Any]) -> Table:
     title = "real clients against real TLS (✗ compromised, ✓ blocked by, - unaffected, ! error)"
     table = _compact_table(title, "client")
     for attack in section["rows"]:
-        table.add_column(attack, justify="center")
+        table.add_column(_plain(attack), justify="center")
     cells = {(c["client"], c["attack"]): c for c in report["clients"]}
     for column in section["columns"]:
         row = []
         for attack in section["rows"]:
             cell = cells[(column["id"], attack)]
             by = (
-                f" {PROTECTION_SHORT.get(cell['protection'], cell['protection'])}"
+                f" {_plain(PROTECTION_SHORT.get(cell['protection'], cell['protection']))}"
                 if cell["protection"]
                 else ""
             )
             row.append(f"[{VERDICT_STYLE[cell['verdict']]}]{SYMBOL[cell['verdict']]}{by}[/]")
-        table.add_row("your program" if column["id"].startswith(PROBE) else column["id"], *row)
+        table.add_row("your program" if column["id"].startswith(PROBE) else _plain(column["id"]), *row)
     return table
 
 
@@ -441,7 +533,8 @@ def _clients_table(report: dict[str, Any]) -> Table:
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the run's frames as the attacker captured them (both legs: the client's to the attacker "
     "and the attacker's to the server) as pcapng to this file, for Wireshark and the lab's dissector "
-    "(docs/wireshark.md). Needs a raw socket: root locally; the compose lab's attacker has one.",
+    "(docs/wireshark.md); readable by you alone (0600: it holds the password and the TLS keys). Needs "
+    "a raw socket: root locally; the compose lab's attacker has one.",
 )
 def demo(
     attack: str | None,
@@ -501,7 +594,10 @@ async def _run_one(scenario: Scenario, scratch: Path, capture: Path | None = Non
     if capture is not None:
         if result.capture is None:
             fail(EXIT_SETUP, f"the run was not captured: {result.capture_note}")
-        shutil.copyfile(scratch / "out" / result.capture, capture)
+        try:
+            write_private(capture, (scratch / "out" / result.capture).read_bytes())
+        except OSError as exc:  # e.g. another user's link there, in a folder others can write
+            fail(EXIT_SETUP, f"cannot write the capture to {capture}: {exc.strerror or exc}")
     return result
 
 
@@ -516,7 +612,14 @@ def show(directory: Path) -> None:
     """Print a report's summary and headline table again."""
     if not (directory / "report.json").exists():
         fail(EXIT_SETUP, f"{directory} has no report.json: is it a `mitmlab check` output directory?")
-    print_summary(load_report(directory))
+    try:
+        print_summary(load_report(directory))
+    except NotAReport as exc:
+        fail(EXIT_SETUP, str(exc))
+    except (KeyError, TypeError) as exc:
+        fail(EXIT_SETUP, f"{directory / 'report.json'} lacks what a report holds ({exc})")
+    except OSError as exc:
+        fail(EXIT_SETUP, f"cannot read {directory / 'report.json'}: {exc.strerror or exc}")
 
 
 @report.command()
@@ -537,7 +640,10 @@ def show(directory: Path) -> None:
 )
 @click.option("--lab", help="With --newest: only the reports of this compose lab (<timestamp>-<lab>).")
 def serve(directory: Path, port: int, host: str, newest: bool, lab: str | None) -> None:
-    """Serve the HTML report on 127.0.0.1 (only this machine can reach it)."""
+    """Serve the HTML report on 127.0.0.1 (only this machine can reach it).
+
+    Only the report's own regular files are served: never through a symbolic link, and no folder
+    listings (both are a 404); `/`, with any query (`/?only=<run>`), is report.html."""
     if host not in ("127.0.0.1", "localhost", "::1") and not in_compose():
         fail(EXIT_SETUP, f"the report is served on loopback only, not on {host}")
     try:
@@ -545,7 +651,9 @@ def serve(directory: Path, port: int, host: str, newest: bool, lab: str | None) 
     except OSError as exc:
         fail(EXIT_SETUP, f"cannot listen on {host}:{port}: {exc.strerror}")
     page = "" if newest else "report.html"
-    console.print(f"http://{host}:{httpd.server_address[1]}/{page}  (Ctrl-C stops)")
+    # In the compose lab the host reaches the report on its own port, not the container's.
+    url = os.environ.get("MITMLAB_REPORT_URL") if in_compose() else None
+    console.print(f"{url or f'http://{host}:{httpd.server_address[1]}/'}{page}  (Ctrl-C stops)")
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # docker compose down: stop at once
     with contextlib.suppress(KeyboardInterrupt):
         httpd.serve_forever()
@@ -553,13 +661,10 @@ def serve(directory: Path, port: int, host: str, newest: bool, lab: str | None) 
 
 @click.command()
 @endpoint_option("--listen", "127.0.0.1:8081", "Where to accept connections.")
-@click.argument("target")
-def forward(listen: tuple[str, int], target: str) -> None:
+@click.argument("target", callback=endpoint)
+def forward(listen: tuple[str, int], target: tuple[str, int]) -> None:
     """Forward TCP connections to TARGET (HOST:PORT): the compose lab's live view of mitmweb."""
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise click.BadParameter(f"{target!r} is not HOST:PORT", param_hint="TARGET")
     try:
-        asyncio.run(forward_connections(listen, (host, int(port))))
+        asyncio.run(forward_connections(listen, target))
     except OSError as exc:
         fail(EXIT_SETUP, f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror}")

@@ -202,7 +202,7 @@ class SslStrip(PassTlsThrough):
             self.evidence.record_web(
                 flow,
                 events.Changed(
-                    what="the response, kept on plain HTTP",
+                    what="response, kept on plain HTTP",
                     before={"hsts": bool(stripped), "secure_cookie": cookies != insecure},
                     after={"hsts": False, "secure_cookie": False},
                 ),

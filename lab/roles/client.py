@@ -19,7 +19,7 @@ from lab.channel.protections import Protections
 from lab.clients.adapters import CLIENTS, Adapter, Probe
 from lab.clients.visit import make_visit
 from lab.control import ControlError, Handler, protections_from_request
-from lab.evidence import EvidenceLog, digest
+from lab.evidence import EvidenceLog, digest, now
 from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
 from lab.state import CLIENT_ACCOUNT, SERVER_NAME, StateDir
 
@@ -38,9 +38,17 @@ class ReplyUnreadable(Exception):
 
 @dataclass(frozen=True)
 class Command:
+    """One request of a session; one the bank's protocol cannot carry raises `BankProtocolError` here,
+    before anything is sent."""
+
     op: Literal["balance", "transfer"]
     to: str = ""
     amount: int = 0
+
+    def __post_init__(self) -> None:
+        if self.op not in ("balance", "transfer"):
+            raise protocol.BankProtocolError(f"unknown operation {self.op!r}")
+        self.request()
 
     def request(self) -> bytes:
         return protocol.transfer(self.to, self.amount) if self.op == "transfer" else protocol.balance()
@@ -123,10 +131,17 @@ async def _exchange(
     to: str | None = None,
     amount: int | None = None,
 ) -> None:
+    before = now()  # the record's moment: the attacker may act on it before `send` returns
     sent = await stream.send(request)
     evidence.record(
         events.ClientRecordSent(
-            seq=sent.seq, op=op, plaintext=digest(request), frame=digest(sent.frame), to=to, amount=amount
+            seq=sent.seq,
+            op=op,
+            plaintext=digest(request),
+            frame=digest(sent.frame),
+            to=to,
+            amount=amount,
+            ts=before,
         )
     )
     record = await stream.receive(timeouts.idle)
@@ -163,7 +178,7 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
             raise ControlError('a session needs "host" (string), "port" (integer) and "commands" (list)')
         try:
             parsed = [Command(**command) for command in commands]
-        except TypeError as exc:
+        except (TypeError, protocol.BankProtocolError) as exc:
             raise ControlError(f"bad command: {exc}") from None
         server_name = str(request.get("server_name", SERVER_NAME))
         try:
