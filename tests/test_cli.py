@@ -140,6 +140,8 @@ def test_check_with_one_view_and_one_attack(tmp_path: Path) -> None:
     assert report["views"] == ["ablation"] and report["attacks"] == ["eavesdrop"]
     assert report["headline"]["eavesdrop"]["encryption"] == "needed"
     assert "which protection stops which attack" in result.stdout
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == f"Open {out / 'report.html'} in a browser, or serve it: mitmlab report serve {out}"
 
 
 def test_check_refuses_what_it_cannot_do(tmp_path: Path) -> None:

@@ -284,8 +284,13 @@ def chosen_views(view: tuple[str, ...], backend: str, positioning: str) -> tuple
 
 
 def say_where(out: Path) -> None:
+    """Where the report is; the last line names the page to open."""
     console.print(
-        f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}"
+        f"\nReports: {', '.join(str(out / name) for name in FILES)}; evidence in {out / 'evidence'}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"Open {out / 'report.html'} in a browser, or serve it: mitmlab report serve {out}", soft_wrap=True
     )
 
 
