@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from lab.attacks import attacks_on
+from lab.cli.check import _clients_table
 from lab.clients.adapters import CLIENTS
 from lab.report.writers import FILES
 from lab.stacks import REAL_TLS
@@ -150,3 +152,18 @@ def test_the_table_is_in_every_report_format(checked: tuple[Path, dict[str, Any]
     markdown = (out / "report.md").read_text()
     assert "## Real clients against real TLS" in markdown and "| curl-careless-pinned |" in markdown
     assert "testcase" in (out / "junit.xml").read_text()
+
+
+def test_the_terminals_clients_table_fits_100_columns_with_every_name_whole(
+    checked: tuple[Path, dict[str, Any]],
+) -> None:
+    _, report = checked
+    terminal = Console(width=100, record=True, color_system=None)
+    terminal.print(_clients_table(report))
+    lines = terminal.export_text().splitlines()
+    assert "…" not in "\n".join(lines) and max(len(line) for line in lines) <= 100
+    words = {word for line in lines for word in line.split()}
+    assert {c["id"] for c in report["sections"]["clients"]["columns"]} <= words
+    header = " ".join(lines[2:4])  # each attack's name on one line, or split after its hyphen
+    for attack in report["sections"]["clients"]["rows"]:
+        assert all(part in header for part in attack.replace("-", "- ").split()), attack

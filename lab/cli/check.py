@@ -499,8 +499,9 @@ def _clients_table(report: dict[str, Any]) -> Table:
     section = report["sections"]["clients"]
     title = "real clients against real TLS (✗ compromised, ✓ blocked by, - unaffected, ! error)"
     table = _compact_table(title, "client")
+    table.padding = (0, 0)  # the columns stay apart by the box's own space: the table fits 100 columns
     for attack in section["rows"]:
-        table.add_column(_plain(attack), justify="center")
+        table.add_column(_plain(attack).replace("-", "-\n"), justify="center", no_wrap=True)
     cells = {(c["client"], c["attack"]): c for c in report["clients"]}
     for column in section["columns"]:
         row = []
