@@ -61,7 +61,7 @@ def _name_problem(name: str) -> str | None:
 
 def port_problem(port: str) -> str | None:
     """Why `port` is no TCP port (0 to 65535, in ASCII digits), or None."""
-    if port.isascii() and port.isdigit() and int(port) <= 65535:
+    if port.isascii() and port.isdigit() and len(port.lstrip("0")) <= 5 and int(port) <= 65535:
         return None
     return f"the port must be a number from 0 to 65535, not {shown(port)}"
 
