@@ -7,6 +7,8 @@ import datetime
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +80,13 @@ def need_tshark() -> None:
         if os.environ.get("MITMLAB_REQUIRE_NAMESPACES"):
             pytest.fail("tshark is not installed (./run-tests installs Debian's tshark as root)")
         pytest.skip("no tshark here")
+
+
+@pytest.fixture
+def open_scratch() -> Iterator[Path]:
+    """A folder under /tmp that every user may enter (0755), unlike pytest's tmp_path (root's alone):
+    for what another user must reach, or what only its own modes keep from others."""
+    scratch = Path(tempfile.mkdtemp(prefix="mitmlab-open-"))
+    scratch.chmod(0o755)
+    yield scratch
+    shutil.rmtree(scratch)

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -363,40 +362,31 @@ def _offline_base(
     )
 
 
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    """A folder under /tmp that nobody can enter (pytest's tmp_path is root's alone)."""
-    folder = Path(tempfile.mkdtemp(prefix="mitmlab-offline-base-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder)
-
-
-def test_offline_base_as_root_calls_no_sudo(scratch: Path) -> None:
+def test_offline_base_as_root_calls_no_sudo(open_scratch: Path) -> None:
     """In a root shell it runs as it is: a sudo on PATH is never called (here the engine is missing,
     so it stops there)."""
     if os.geteuid() != 0:
         pytest.skip("root only")
-    stand_ins = _stand_ins(scratch / "bin", sudo="echo sudo was called; exit 1", docker="exit 1")
+    stand_ins = _stand_ins(open_scratch / "bin", sudo="echo sudo was called; exit 1", docker="exit 1")
     result = _offline_base(stand_ins, as_nobody=False)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "the Docker engine is not running" in result.stderr
     assert "sudo" not in result.stdout + result.stderr
 
 
-def test_offline_base_as_another_user_runs_itself_again_with_sudo(scratch: Path) -> None:
+def test_offline_base_as_another_user_runs_itself_again_with_sudo(open_scratch: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("root only: it runs as nobody")
-    stand_ins = _stand_ins(scratch / "bin", sudo='echo "sudo $*"')
+    stand_ins = _stand_ins(open_scratch / "bin", sudo='echo "sudo $*"')
     result = _offline_base(stand_ins, "--force", as_nobody=True)
     assert result.returncode == 0, result.stderr
-    script = scratch / "scripts" / "offline-base"
+    script = open_scratch / "scripts" / "offline-base"
     assert result.stdout.splitlines() == [
         "== offline-base needs root (debootstrap, chroot): running it again with sudo",
         "sudo --preserve-env=PYTHON,DEBIAN_MIRROR,MITMLAB_BASE_IMAGE,MITMLAB_CLIENT_BASE_IMAGE -- "
         f"{script} --force",
     ]
-    without_sudo = _offline_base(_stand_ins(scratch / "plain"), as_nobody=True)
+    without_sudo = _offline_base(_stand_ins(open_scratch / "plain"), as_nobody=True)
     assert without_sudo.returncode == 3
     assert "there is no sudo: run it in a root shell" in without_sudo.stderr
 

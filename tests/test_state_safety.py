@@ -12,8 +12,6 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -160,15 +158,6 @@ def test_fresh_never_follows_a_symlink(state: StateDir, tmp_path: Path) -> None:
     assert fresh.returncode == 0, fresh.stderr
     assert snapshot(outside) == before
     assert not (state.root / "attacker").is_symlink() and not (state.root / "evidence" / "escape").exists()
-
-
-@pytest.fixture
-def open_scratch() -> Iterator[Path]:
-    """A folder under /tmp that every user may enter (0755): only the state's own modes keep others out."""
-    scratch = Path(tempfile.mkdtemp(prefix="mitmlab-modes-"))
-    scratch.chmod(0o755)
-    yield scratch
-    shutil.rmtree(scratch)
 
 
 def not_private(root: Path) -> list[str]:
