@@ -61,7 +61,8 @@ def _name_problem(name: str) -> str | None:
 
 def port_problem(port: str) -> str | None:
     """Why `port` is no TCP port (0 to 65535, in ASCII digits), or None."""
-    if port.isascii() and port.isdigit() and len(port.lstrip("0")) <= 5 and int(port) <= 65535:
+    digits = port.lstrip("0") or "0"  # int() refuses thousands of digits, leading zeros included
+    if port.isascii() and port.isdigit() and len(digits) <= 5 and int(digits) <= 65535:
         return None
     return f"the port must be a number from 0 to 65535, not {shown(port)}"
 
