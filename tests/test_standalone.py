@@ -35,6 +35,9 @@ WEAK: dict[str, Protections] = {
     "key-compromise": RECOMMENDED.without("forward_secrecy"),
 }
 ACTED = {"read", "changed", "injected"}
+LAST_WORD = {"session-replay": "replay_done", "eavesdrop": "captured"}
+"""The event an addon writes once it is done: eavesdrop's capture comes at the connection's end,
+and the checker judges it from that capture alone."""
 
 
 def switches(protections: Protections) -> list[str]:
@@ -73,8 +76,8 @@ def test_each_addon_runs_standalone_under_mitmdump(state: StateDir, tmp_path: Pa
 
 
 async def _wait_for_evidence(state: StateDir, attack_id: str, timeout: float = 15) -> None:
-    """Until the addon reports having acted (for session-replay: having finished its replay)."""
-    last = "replay_done" if attack_id == "session-replay" else None
+    """Until the addon reports having acted, and having finished where it says so (`LAST_WORD`)."""
+    last = LAST_WORD.get(attack_id)
     async with asyncio.timeout(timeout):
         while True:
             events = evidence_dicts(state, "attacker")
