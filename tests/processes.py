@@ -9,11 +9,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from lab.containers import free_port
 from lab.state import StateDir
 
-__all__ = ["background", "free_port", "mitmdump", "mitmlab", "wait_for_port"]
+__all__ = ["background", "free_port", "mitmdump", "mitmlab", "wait_for_port", "without_privilege"]
 
 
 def mitmlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -22,13 +23,39 @@ def mitmlab(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
     )
 
 
-def as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`mitmlab ARGS` as the unprivileged user nobody where the tests run as root (CI), else as is; in
-    `cwd`, which nobody can write."""
-    drop = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
-    cwd.chmod(0o777)
+NOBODY = 65534
+READ_ONLY = "dac_read_search"
+"""The one capability `without_privilege` keeps: reading and listing any file, nothing else."""
+
+
+def without_privilege(
+    *python_args: str, cwd: Path, user: Literal["root", "nobody"] = "root"
+) -> subprocess.CompletedProcess[str]:
+    """`python PYTHON_ARGS` (this venv's) in `cwd` without the privileges a role captures or makes
+    namespaces with, where the tests run as root (CI); as is elsewhere, which has none to drop.
+
+    Every capability goes but CAP_DAC_READ_SEARCH, from the bounding set too, so nothing it runs gets
+    one back: CAP_NET_RAW (a packet socket), CAP_NET_ADMIN and CAP_SYS_ADMIN (namespaces) with the
+    rest. CAP_DAC_READ_SEARCH stays because the process must read the checkout and its venv, which may
+    be in a folder no one else may enter (root's 0700 home, issue 21) or be another user's (sudo):
+    becoming nobody alone (as these tests once did) loses them. It lets the process read any file, and
+    nothing more: not write, capture, nor make a namespace.
+
+    `user="root"` keeps uid 0: a process that lacks the capability is refused although it is root.
+    `user="nobody"` is for what the lab refuses by uid rather than by capability (ARP positioning's
+    namespaces); `cwd` is then opened to everyone, for nobody to write in.
+    """
+    drop: list[str] = []
+    if os.geteuid() == 0:
+        if user == "nobody":
+            drop = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+            cwd.chmod(0o777)
+        else:
+            drop = ["setpriv"]
+        drop += [f"--inh-caps=-all,+{READ_ONLY}", f"--ambient-caps=+{READ_ONLY}"]
+        drop += [f"--bounding-set=-all,+{READ_ONLY}"]
     return subprocess.run(
-        [*drop, sys.executable, "-m", "lab", *args],
+        [*drop, sys.executable, *python_args],
         cwd=cwd,
         env={**os.environ, "HOME": str(cwd), "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
         capture_output=True,

@@ -25,6 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Final
 
+from lab import system
+
 MAX_BYTES: Final = 8 * 1024 * 1024
 """A run's capture keeps at most this much of its frames (a run of the lab is a few tens of KiB)."""
 ETH_P_ALL: Final = 0x0003
@@ -134,8 +136,11 @@ class RunCapture:
 
         try:
             program = compile_filter(self.bpf, linktype=LINKTYPE_ETHERNET)
-        except ImportError as exc:
-            raise CaptureError(f"cannot compile the capture filter: {exc} (it needs libpcap)") from None
+        except ImportError:
+            raise CaptureError(
+                f"libpcap, which compiles the capture's filter, is not installed here "
+                f"(Debian: {system.install_line(['libpcap'])})"
+            ) from None
         except Scapy_Exception as exc:
             raise CaptureError(f"the capture filter {self.bpf!r} does not compile: {exc}") from None
         try:

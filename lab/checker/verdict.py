@@ -32,6 +32,9 @@ Verdicts, in order of precedence:
   one, an `error` otherwise (the poisoning did not take).
 - `unaffected`: the session went through untouched and the attack found nothing to act on (for example
   `downgrade` when the client offers nothing stronger than the legacy suites).
+- `not-run-here`: nothing ran, because a program the run needs is not installed on this machine (a
+  real client: `lab.checker.visit_verdict`). It says nothing of the attack nor of the lab: counted
+  apart, with the line that installs what is missing (`lab.system`).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ from lab.bank import protocol
 from lab.channel.suites import ALL_SUITES, KeyExchange, Suite
 from lab.events import Event
 
-VERDICTS: Final = ("compromised", "blocked", "unaffected", "error")
+NOT_RUN_HERE: Final = "not-run-here"
+VERDICTS: Final = ("compromised", "blocked", "unaffected", "error", NOT_RUN_HERE)
 
 E = TypeVar("E", bound=Event)
 
@@ -77,6 +81,8 @@ class Verdict:
     """The role whose refusal blocked it; None when no role refused (the wire shows what did)."""
     message: str | None = None
     error: str | None = None
+    missing: tuple[str, ...] = ()
+    """`not-run-here`: the programs it needs that are not installed here."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -86,6 +92,7 @@ class Verdict:
             "refused_by_role": self.refused_by_role,
             "message": self.message,
             "error": self.error,
+            "missing": list(self.missing),
             "broken": [{"kind": b.kind, "detail": b.detail} for b in self.breakages],
         }
 

@@ -11,7 +11,8 @@ Breakages:
 - `transfer_forged`: the bank executed a transfer, which the client never asks for (the attacker's,
   with a stolen cookie).
 
-Verdicts: `error` when the lab failed, the client is not installed, the client failed without any
+Verdicts: `not-run-here` when a program the client needs is not installed on this machine (nothing
+ran: `lab.system` names the package); `error` when the lab failed, the client failed without any
 protection's words, or it refused a malformed certificate (a parse failure is no protection's doing,
 though OpenSSL may word it as a chain error); `compromised` on any breakage; `blocked` when the client's
 words (as its adapter read them, `lab.clients.adapters`) correspond to a protection; `unaffected` when
@@ -22,8 +23,8 @@ rule comes first, as on the lab channel (`lab.checker.verdict.not_on_the_path`).
 
 from __future__ import annotations
 
-from lab import events
-from lab.checker.verdict import Breakage, GroundTruth, RunEvidence, Verdict, not_on_the_path
+from lab import events, system
+from lab.checker.verdict import NOT_RUN_HERE, Breakage, GroundTruth, RunEvidence, Verdict, not_on_the_path
 from lab.evidence import digest
 
 
@@ -40,7 +41,8 @@ def decide_visit(run: RunEvidence, truth: GroundTruth) -> Verdict:
         return Verdict("error", breakages, error="the client recorded no visit")
     visited = visits[-1]
     if visited.missing:
-        return Verdict("error", error=f"not installed here: {', '.join(visited.missing)}")
+        missing = tuple(visited.missing)
+        return Verdict(NOT_RUN_HERE, message=not_installed(missing), missing=missing)
     if breakages:
         return Verdict("compromised", breakages, message=visited.words)
     if not run.attacked:
@@ -110,3 +112,9 @@ def find_visit_breakages(run: RunEvidence, truth: GroundTruth) -> list[Breakage]
             )
         )
     return breakages
+
+
+def not_installed(programs: tuple[str, ...]) -> str:
+    """Why a run did not run here, with what installs it."""
+    line = system.install_line(programs)
+    return f"not installed here: {', '.join(programs)}" + (f" (Debian: {line})" if line else "")

@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from lab import system
 from lab.attacks import ATTACK_IDS, attacks_on
 from lab.capture import capture_refused
 from lab.channel.protections import BY_ID, PROTECTION_IDS
@@ -32,6 +33,7 @@ from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, planned_runs, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import PROBE, Scenario
+from lab.checker.verdict import NOT_RUN_HERE
 from lab.checker.views import CELL_KINDS, VIEWS, views_here
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
 from lab.cli.options import attack_option, endpoint, endpoint_option, protection_options, protections_from
@@ -83,6 +85,7 @@ VERDICT_STYLE = {
     "blocked": "bold green",
     "unaffected": "dim",
     "error": "bold yellow",
+    NOT_RUN_HERE: "dim italic",
 }
 
 
@@ -128,9 +131,10 @@ def report_folder_option(ctx: click.Context, param: click.Parameter, value: str 
 
 @click.command(
     epilog="""\b
-Exit codes: 0 the run completed (whatever the verdicts); 8 some scenarios ended in error (the
-report says which and why); 2 usage error; 7 the output directory is refused (another user's, a link, or
-holding what no report leaves) or cannot be written, or the roles could not be set up."""
+Exit codes: 0 the run completed (whatever the verdicts, runs not run here included); 8 some
+scenarios ended in error (the report says which and why); 2 usage error; 7 the output directory is
+refused (another user's, a link, or holding what no report leaves) or cannot be written, or the roles
+could not be set up."""
 )
 @click.option(
     "--view",
@@ -185,6 +189,16 @@ holding what no report leaves) or cannot be written, or the roles could not be s
     help=f"With --positioning arp: every client applies static_arp ({LINK_LAYER['static_arp']}).",
 )
 @click.option(
+    "--no-install",
+    is_flag=True,
+    envvar="MITMLAB_NO_INSTALL",
+    help="Install nothing (also MITMLAB_NO_INSTALL=1). By default, run as root where apt-get exists, "
+    "the check first installs the Debian packages its views need and this machine lacks "
+    f"({', '.join(sorted(set(system.PACKAGES.values())))}), saying which and why, apt's output in a log "
+    "file. Where nothing is installed, the runs that need a missing program are `not run here`, "
+    "counted apart, with the line that installs it.",
+)
+@click.option(
     "--no-capture",
     is_flag=True,
     help="Write no pcapng of the runs. By default the attacker captures every run's connections where "
@@ -199,6 +213,7 @@ def check(
     jobs: int,
     positioning: str,
     static_arp: bool,
+    no_install: bool,
     no_capture: bool,
     **flags: bool,
 ) -> None:
@@ -217,6 +232,8 @@ def check(
     if backend == "compose" and not in_compose():
         _check_in_containers(views, attacks, out.absolute(), jobs, flags, positioning, static_arp, no_capture)
         return
+    if not no_install and not in_compose():
+        bring_programs(views, capture=not no_capture)
     with (
         refused_report_folder(out),
         tempfile.TemporaryDirectory(prefix="mitmlab-check-") as scratch,
@@ -262,6 +279,40 @@ def check(
         say_where(out)
     if result.errors:
         fail(EXIT_RUN_ERRORS, f"{len(result.errors)} run(s) ended in error; see the report.")
+
+
+def bring_programs(views: tuple[str, ...], *, capture: bool) -> None:
+    """As root with apt-get, install what the views (and, as root, the captures) need and this machine
+    lacks, saying so in one line; where that cannot be, or fails, the runs that need it say so."""
+    users: dict[str, list[str]] = {}
+    for name in views:
+        for program in VIEWS[name].programs:
+            users.setdefault(program, []).append(f"the {name} view")
+    if capture and os.geteuid() == 0:  # locally only root captures (docs/wireshark.md)
+        users.setdefault("libpcap", []).append("the captures")
+    missing = system.missing(users)
+    if not missing or system.why_not_installable() is not None:
+        return
+    packages = sorted({system.PACKAGES[p] for p in missing if p in system.PACKAGES})
+    if not packages:
+        return
+    log = system.install_log()
+    needed_by = list(dict.fromkeys(user for p in missing for user in users[p]))
+    stderr.print(
+        f"Installing {', '.join(packages)} with apt-get, once: {' and '.join(needed_by)} "
+        f"{'needs' if len(needed_by) == 1 else 'need'} "
+        f"{'it' if len(packages) == 1 else 'them'} (apt's output: {log}; --no-install skips this)",
+        soft_wrap=True,
+    )
+    try:
+        with stderr.status(f"apt-get install {' '.join(packages)} ..."):
+            system.install(packages=packages, log=log)
+    except system.InstallFailed as exc:
+        stderr.print(
+            f"[yellow]Not installed:[/] {escape(str(exc))}. The check goes on; the runs that need "
+            f"{', '.join(missing)} are not run here.",
+            soft_wrap=True,
+        )
 
 
 def needs_lab_network(views: tuple[str, ...], positioning: str) -> bool:
@@ -435,9 +486,11 @@ def print_summary(report: dict[str, Any]) -> None:
     runs, duration, compromised, blocked, unaffected, error = (
         _plain(s[key]) for key in ("runs", "duration_s", "compromised", "blocked", "unaffected", "error")
     )
+    not_run = s.get(NOT_RUN_HERE, 0)  # a report written before version 5 has none
     console.print(
         f"[bold]{runs} runs in {duration} s:[/] [red]{compromised} compromised[/], "
         f"[green]{blocked} blocked[/], {unaffected} unaffected, [yellow]{error} errors[/]"
+        + (f", [italic]{_plain(not_run)} not run here[/]" if not_run else "")
     )
     if report["headline"]:
         console.print(_headline_table(report))
@@ -453,6 +506,15 @@ def print_summary(report: dict[str, Any]) -> None:
     if s.get("capture_notes"):
         not_captured = _plain(s["runs"] - captured)
         console.print(f"[dim]{not_captured} runs not captured: {_plain('; '.join(s['capture_notes']))}[/]")
+    if not_run:
+        programs = s.get("not_installed") or []
+        install = s.get("install")
+        how = f" To run them: {_plain(install)} (as root), then check again." if install else ""
+        console.print(
+            f"\n{_plain(not_run)} runs not run here: {_plain(', '.join(programs))} "
+            f"{'is' if len(programs) == 1 else 'are'} not installed on this machine.{how}",
+            soft_wrap=True,
+        )
     errors = [x for x in report["scenarios"] if x["verdict"] == "error"]
     for scenario in errors[:10]:
         console.print(

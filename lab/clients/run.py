@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from lab import system
 from lab.clients.adapters import Adapter
 from lab.clients.job import Invocation, Ran, Reading, Target
 
@@ -30,13 +30,9 @@ class Visit:
     """The programs it needs that are not installed here (then nothing ran)."""
 
 
-def missing_programs(adapter: Adapter) -> tuple[str, ...]:
-    return tuple(program for program in adapter.programs if shutil.which(program) is None)
-
-
 async def visit(adapter: Adapter, target: Target, step_timeout: float = STEP_TIMEOUT) -> Visit:
     """Run `adapter`'s job against `target`."""
-    missing = missing_programs(adapter)
+    missing = system.missing(adapter.programs)
     if missing:
         return Visit(Reading(False, f"not installed: {', '.join(missing)}"), (), missing)
     target.workdir.mkdir(parents=True, exist_ok=True)

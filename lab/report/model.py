@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Final
 
+from lab import system
 from lab.attacks import ATTACKS, attacks_on
 from lab.channel.protections import PROTECTION_IDS, PROTECTIONS
 from lab.checker.check import CheckResult
@@ -21,7 +22,7 @@ from lab.narrate import told
 from lab.stacks import CLIENT_SETTINGS, LINK_LAYER, STACKS
 
 SCHEMA: Final = "mitm-lab/report"
-VERSION: Final = 4
+VERSION: Final = 5
 
 
 def build(check: CheckResult) -> dict[str, Any]:
@@ -29,6 +30,7 @@ def build(check: CheckResult) -> dict[str, Any]:
         _scenario(p, check.results[p.scenario.id]) for p in check.placements if p.scenario.id in check.results
     ]
     verdicts = Counter(check.results[sid].verdict.verdict for sid in check.results)
+    not_installed = sorted({p for result in check.results.values() for p in result.verdict.missing})
     return {
         "schema": SCHEMA,
         "version": VERSION,
@@ -46,6 +48,8 @@ def build(check: CheckResult) -> dict[str, Any]:
             "duration_s": round(check.duration_s, 2),
             "captured": sum(result.capture is not None for result in check.results.values()),
             "capture_notes": sorted({r.capture_note for r in check.results.values() if r.capture_note}),
+            "not_installed": not_installed,
+            "install": system.install_line(not_installed),
         },
         "headline": {a: {p: cell.value for p, cell in row.items()} for a, row in check.headline.items()},
         "headline_runs": {

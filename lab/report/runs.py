@@ -46,7 +46,8 @@ def said(run: dict[str, Any]) -> str:
         target = f"{target} (a real client)"
     where = " through ARP" if run["positioning"] == "arp" else ""
     why = _why(run)
-    return f"{attack} against {target}{where}: {run['verdict']}{': ' + why if why else ''}"
+    verdict = str(run["verdict"]).replace("-", " ")
+    return f"{attack} against {target}{where}: {verdict}{': ' + why if why else ''}"
 
 
 def _why(run: dict[str, Any]) -> str:

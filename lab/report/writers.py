@@ -14,13 +14,14 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup, escape
 
 from lab import files
+from lab.checker.verdict import NOT_RUN_HERE
 from lab.checker.views import CELL_KINDS
 from lab.report.runs import FILTERS, group_counts, groups_of, said
 
 FILES: Final = ("report.json", "report.md", "report.html", "junit.xml")
 EVIDENCE: Final = "evidence"
 """The folder of every run's evidence (its files hold secrets: 0600 in 0700 folders)."""
-SYMBOL: Final = {"compromised": "✗", "blocked": "✓", "unaffected": "-", "error": "!"}
+SYMBOL: Final = {"compromised": "✗", "blocked": "✓", "unaffected": "-", "error": "!", NOT_RUN_HERE: "∅"}
 CELL_TEXT: Final = {kind.value: kind.text for kind in CELL_KINDS}
 CELL_GLYPH: Final = {kind.value: kind.glyph for kind in CELL_KINDS}
 """The headline cells in words (HTML, Markdown) and in one character (the terminal)."""
@@ -145,7 +146,8 @@ def _svg(path: Path) -> str:
 
 
 def junit(report: dict[str, Any]) -> bytes:
-    """One test case per scenario placement: compromised is a failure, error an error, the rest pass."""
+    """One test case per scenario placement: compromised is a failure, error an error, not-run-here
+    skipped, the rest pass."""
     suites = ET.Element("testsuites", name="mitm-lab check", time=str(report["summary"]["duration_s"]))
     for view in report["views"]:
         placed = [s for s in report["scenarios"] if s["view"] == view]
@@ -156,6 +158,7 @@ def junit(report: dict[str, Any]) -> bytes:
             tests=str(len(placed)),
             failures=str(sum(s["verdict"] == "compromised" for s in placed)),
             errors=str(sum(s["verdict"] == "error" for s in placed)),
+            skipped=str(sum(s["verdict"] == NOT_RUN_HERE for s in placed)),
         )
         for s in placed:
             case = ET.SubElement(
@@ -173,6 +176,8 @@ def junit(report: dict[str, Any]) -> bytes:
                 ET.SubElement(case, "failure", message=detail, type="compromised").text = detail
             elif s["verdict"] == "error":
                 ET.SubElement(case, "error", message=str(s["error"]), type="lab-error").text = str(s["error"])
+            elif s["verdict"] == NOT_RUN_HERE:
+                ET.SubElement(case, "skipped", message=str(s["message"]))
             lines = [f"{t['ms']:8.1f} ms {t['role']:>8}  {t['text']}" for t in s["evidence"]["timeline"]]
             ET.SubElement(case, "system-out").text = "\n".join(lines)
     ET.indent(suites)

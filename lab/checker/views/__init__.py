@@ -89,6 +89,11 @@ class View(Protocol):
     needs_lab_network: ClassVar[bool]
     """Whether its runs need lanes whose roles are hosts of a lab network (ARP positioning)."""
 
+    @property
+    def programs(self) -> tuple[str, ...]:
+        """The system programs its runs start (`lab.system`: the check installs them where it can)."""
+        ...
+
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         """About how many runs it will ask for (a progress bar's total; it may ask for more)."""
         ...

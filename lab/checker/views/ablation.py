@@ -29,6 +29,7 @@ class Ablation:
 
     flags: ClassVar[Mapping[str, str]] = {}
     needs_lab_network: ClassVar[bool] = False
+    programs: ClassVar[tuple[str, ...]] = ()
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         return len(attacks) * (1 + len(REMOVED))

@@ -7,12 +7,12 @@ get through with nobody in the way shows as `error` in every cell of its column,
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from lab import events
+from lab import events, system
 from lab.checker.scenarios import PROBE, Placement, Scenario
+from lab.checker.verdict import NOT_RUN_HERE
 from lab.checker.views import ViewOutcome
 from lab.clients.adapters import CLIENTS
 from lab.stacks import REAL_TLS
@@ -35,6 +35,13 @@ class Clients:
     def __init__(self, victims: Sequence[str] = tuple(CLIENTS)) -> None:
         self.victims = tuple(victims)
         """The columns: client ids, or PROBE and a command (`mitmlab probe`)."""
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        """The system programs its clients run (`lab.system`); a probed program is the user's own."""
+        return tuple(
+            dict.fromkeys(p for v in self.victims if not v.startswith(PROBE) for p in CLIENTS[v].programs)
+        )
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         return (1 + len(attacks)) * len(self.victims)
@@ -63,7 +70,7 @@ def _column(victim: str) -> dict[str, Any]:
         command = victim.removeprefix(PROBE)
         return {"id": victim, "summary": f"your program: {command}", "installed": True}
     adapter = CLIENTS[victim]
-    installed = all(shutil.which(program) for program in adapter.programs)
+    installed = not system.missing(adapter.programs)
     return {"id": victim, "summary": adapter.summary, "installed": installed}
 
 
@@ -82,7 +89,7 @@ def _cell(attack: str, victim: str, run: RunResult, baseline: RunResult) -> dict
         "run": run.scenario.id,
         "why": verdict.error or "; ".join(b.detail for b in verdict.breakages) or verdict.message or "",
     }
-    if attack != NO_ATTACK and baseline.verdict.verdict != "unaffected":
+    if attack != NO_ATTACK and verdict.verdict != NOT_RUN_HERE and baseline.verdict.verdict != "unaffected":
         baseline_why = baseline.verdict.error or baseline.verdict.verdict
         cell.update(verdict="error", protection=None, why=f"without an attacker too: {baseline_why}")
     return cell

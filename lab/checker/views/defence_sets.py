@@ -233,6 +233,7 @@ class DefenceSets:
         "(2^n runs an attack; to check the search)"
     }
     needs_lab_network: ClassVar[bool] = False
+    programs: ClassVar[tuple[str, ...]] = ()
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         per_attack = 2 ** len(PROTECTION_IDS) if settings.get("exhaustive") else TYPICAL_RUNS

@@ -38,6 +38,7 @@ class Ladder:
 
     flags: ClassVar[Mapping[str, str]] = {}
     needs_lab_network: ClassVar[bool] = False
+    programs: ClassVar[tuple[str, ...]] = ()
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         return len(attacks) * len(LADDER)

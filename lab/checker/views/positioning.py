@@ -34,6 +34,7 @@ class Positioning:
     )
     flags: ClassVar[Mapping[str, str]] = {}
     needs_lab_network: ClassVar[bool] = True
+    programs: ClassVar[tuple[str, ...]] = ()
 
     def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
         return len(attacks) * len(PROFILES) * 2

@@ -1,0 +1,145 @@
+"""The system programs the views run, and the Debian packages they come in.
+
+`mitmlab check` brings what its views need before the first run: as root where apt-get exists it
+installs what is missing, once (README); elsewhere, or with `--no-install`, a run whose program is
+missing is `not-run-here`, and the check prints the install line instead. A package dpkg left half
+installed (an install that was cut off) counts as missing, so the next install finishes it.
+"""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Final
+
+PACKAGES: Final = {
+    "chromium": "chromium",
+    "certutil": "libnss3-tools",
+    "curl": "curl",
+    "openssl": "openssl",
+    "libpcap": "libpcap0.8",
+}
+"""Debian's package for each program (and library) a view uses: the clients view's real clients
+(Chromium trusts a CA through NSS's certutil), and libpcap, which compiles the captures' filters."""
+LIBRARIES: Final = frozenset({"libpcap"})
+"""Names in `PACKAGES` that are shared libraries, found as ctypes finds them (so does scapy)."""
+SYSTEM_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+"""apt-get and dpkg run with the system's PATH, whatever the caller's."""
+BROKEN_STATES: Final = frozenset({"half-installed", "unpacked", "half-configured"})
+"""dpkg's states of a package an install left unfinished."""
+INSTALL_TIMEOUT_S: Final = 1800.0
+LOCK_WAIT_S: Final = 300
+"""Seconds apt-get waits for another apt or dpkg to let go of its lock."""
+
+
+class InstallFailed(Exception):
+    """apt-get could not install the packages; `log` holds its output."""
+
+    def __init__(self, message: str, log: Path) -> None:
+        super().__init__(message)
+        self.log = log
+
+
+def missing(programs: Iterable[str]) -> tuple[str, ...]:
+    """Those of `programs` not usable here: not found, or their package half installed."""
+    wanted = tuple(dict.fromkeys(programs))
+    broken = _half_installed(PACKAGES[p] for p in wanted if p in PACKAGES)
+    return tuple(p for p in wanted if not _found(p) or PACKAGES.get(p) in broken)
+
+
+def install_line(programs: Iterable[str]) -> str | None:
+    """The command that installs `programs` on Debian; None when the lab knows no package for them."""
+    packages = sorted({PACKAGES[p] for p in programs if p in PACKAGES})
+    return f"apt-get install {' '.join(packages)}" if packages else None
+
+
+def why_not_installable() -> str | None:
+    """Why this process cannot install packages; None when it can (root, with apt-get)."""
+    if os.geteuid() != 0:
+        return "installing needs root"
+    if shutil.which("apt-get", path=SYSTEM_PATH) is None:
+        return "no apt-get here"
+    return None
+
+
+def install_log() -> Path:
+    """A new file, for this user alone, for apt's output."""
+    handle, name = tempfile.mkstemp(prefix="mitmlab-install-", suffix=".log")
+    os.close(handle)
+    return Path(name)
+
+
+def install(*, packages: list[str], log: Path) -> None:
+    """Install `packages` with apt-get, finishing first what dpkg left half done, apt's output in
+    `log`; raises InstallFailed when a step fails."""
+    env = {**os.environ, "PATH": SYSTEM_PATH, "DEBIAN_FRONTEND": "noninteractive"}
+    wait = f"-oDPkg::Lock::Timeout={LOCK_WAIT_S}"  # another apt at work: wait for it, then go on
+    steps = [
+        *([["dpkg", "--configure", "-a"]] if _interrupted(env) else []),
+        ["apt-get", wait, "update"],
+        ["apt-get", wait, "install", "-y", *packages],
+    ]
+    with log.open("w") as output:
+        for argv in steps:
+            output.write(f"$ {' '.join(argv)}\n")
+            output.flush()
+            try:
+                done = subprocess.run(
+                    argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env,
+                    timeout=INSTALL_TIMEOUT_S, check=False,
+                )  # fmt: skip
+            except subprocess.TimeoutExpired:
+                raise InstallFailed(
+                    f"{argv[0]} did not finish within {INSTALL_TIMEOUT_S:g} s (its output: {log})", log
+                ) from None
+            except OSError as exc:
+                raise InstallFailed(f"{argv[0]} could not start: {exc.strerror or exc}", log) from None
+            if done.returncode != 0:
+                raise InstallFailed(
+                    f"`{' '.join(argv)}` failed (exit {done.returncode}): {_last_error(log)} "
+                    f"(its output: {log})",
+                    log,
+                )
+
+
+def _found(program: str) -> bool:
+    if program in LIBRARIES:
+        return ctypes.util.find_library(program.removeprefix("lib")) is not None
+    return shutil.which(program) is not None
+
+
+def _half_installed(packages: Iterable[str]) -> set[str]:
+    """Those of `packages` dpkg holds in an unfinished state (none where dpkg is not)."""
+    names = sorted(set(packages))
+    query = shutil.which("dpkg-query", path=SYSTEM_PATH)
+    if not names or query is None:
+        return set()
+    listed = subprocess.run(
+        [query, "-W", "-f=${Package} ${db:Status-Status}\n", *names],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    states = (line.split() for line in listed.stdout.splitlines())
+    return {fields[0] for fields in states if len(fields) == 2 and fields[1] in BROKEN_STATES}
+
+
+def _interrupted(env: dict[str, str]) -> bool:
+    """Whether dpkg holds packages an install left unfinished (`dpkg --audit` lists them)."""
+    try:
+        audit = subprocess.run(
+            ["dpkg", "--audit"], capture_output=True, text=True, env=env, check=False, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False  # then apt-get says what is wrong
+    return bool(audit.stdout.strip())
+
+
+def _last_error(log: Path) -> str:
+    """apt's own words for what went wrong: its last `E:` line, else its last line."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("E:")]
+    return (errors or lines or ["no output"])[-1]
