@@ -139,7 +139,7 @@ def test_all_four_reports_and_the_raw_evidence(runs: tuple[Path, dict[str, Any],
     out, report, _ = runs
     for name in FILES:
         assert (out / name).stat().st_size > 0
-    assert report["schema"] == "mitm-lab/report" and report["version"] == 4
+    assert report["schema"] == "mitm-lab/report" and report["version"] == 5
     assert report["views"] == ["ladder", "ablation", "defence-sets"]
     assert report["summary"]["error"] == 0
     for scenario in report["scenarios"]:

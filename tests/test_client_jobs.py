@@ -4,6 +4,7 @@ program that hangs, floods, is missing or cannot start is bounded and reported. 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lab.clients.adapters import CLIENTS, Curl, Probe
-from lab.clients.job import Invocation, Ran, Target, TrustFiles
+from lab.clients.job import BALANCE_MARK, Invocation, Ran, Target, TrustFiles
 from lab.clients.run import OUTPUT_CAP, run_program, visit
 from lab.state import StateDir
 
@@ -122,3 +123,36 @@ def test_probe_fills_in_where_bank_lab_is(state: StateDir, tmp_path: Path) -> No
         "127.0.0.1",
     )
     assert invocation.env["MITMLAB_PASSWORD"] == "s3cret-pw"
+
+
+def test_chromium_with_hsts_waits_for_its_state_and_credits_hsts_only_for_bank_lab(
+    state: StateDir, tmp_path: Path
+) -> None:
+    """The start page asks hsts-ready.lab until Chromium has loaded its HSTS state: that redirect is in
+    the net log too, and must not be read as bank.lab's."""
+    job = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
+    invocation = next(job)
+    while invocation.argv[0] == "certutil":
+        invocation = job.send(ran(invocation, 0))
+    start = tmp_path / "start.html"
+    assert invocation.argv[-1] == start.absolute().as_uri()
+    page = invocation.files["start.html"].decode()
+    assert 'fetch("http://hsts-ready.lab/", {redirect: "manual"})' in page
+    assert 'location.replace("http://bank.lab:9080/#user=alice&password=' in page
+    known = json.loads(invocation.files["profile/Default/TransportSecurity"])
+    assert len(known["sts"]) == 2
+    redirect = '"HTTP/1.1 307 Internal Redirect","Location: https://{}/","Non-Authoritative-Reason: HSTS"'
+    for netlog, protection in [
+        (redirect.format("hsts-ready.lab"), None),
+        (redirect.format("hsts-ready.lab") + redirect.format("bank.lab:9080"), "hsts"),
+    ]:
+        again = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
+        step = next(again)
+        while step.argv[0] == "certutil":
+            step = again.send(ran(step, 0))
+        finished = Ran(
+            step, 0, f"<p id=balance>alice: 1000</p>{BALANCE_MARK}", "", 1.0, {"netlog.json": netlog}
+        )
+        with pytest.raises(StopIteration) as done:
+            again.send(finished)
+        assert done.value.value.protection == protection, netlog

@@ -145,7 +145,7 @@ def test_the_table_is_in_every_report_format(checked: tuple[Path, dict[str, Any]
     out, report = checked
     for name in FILES:
         assert (out / name).stat().st_size > 0
-    assert report["version"] == 4
+    assert report["version"] == 5
     assert {"client", "attack", "verdict", "protection", "words", "evidence"} <= set(report["clients"][0])
     html = (out / "report.html").read_text()
     assert 'id="clients-table"' in html and "ERR_CERT_COMMON_NAME_INVALID" in html

@@ -13,6 +13,7 @@ import pytest
 
 from lab.channel.protections import RECOMMENDED
 from lab.checker.backends.local import LocalBackend
+from lab.checker.check import run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import Scenario
 from lab.state import StateDir
@@ -99,3 +100,29 @@ def test_an_evidence_line_that_does_not_validate_makes_the_run_an_error_not_a_ve
     kept = (tmp_path / "out" / result.evidence_dir / "attacker.jsonl").read_text()
     assert '"valeu": "guessed"' in kept  # the bad line is in the report as it was written
     assert "session_opened" in (tmp_path / "out" / result.evidence_dir / "client.jsonl").read_text()
+
+
+def test_the_progress_total_is_the_runs_asked_for_and_ends_on_the_runs_that_ran(
+    state: StateDir, tmp_path: Path
+) -> None:
+    """The views overlap (ablation's baseline is defence-sets' recommended, ...) and a search asks as
+    it goes: the total told never overshoots, only grows, and ends where the runs do."""
+    told: list[int] = []
+    done: list[str] = []
+    backend = LocalBackend(state, tmp_path / "lanes")
+    result = asyncio.run(
+        run_check(
+            backend,
+            state,
+            ("ladder", "ablation", "defence-sets"),
+            ("replay",),
+            2,
+            tmp_path / "out",
+            lambda run: done.append(run.scenario.id),
+            on_planned=told.append,
+        )
+    )
+    assert told == sorted(told) and len(set(told)) == len(told)
+    assert told[-1] == len(result.results) == len(done) == len(set(done))
+    placed = sum(len(outcome.placements) for outcome in result.outcomes.values())
+    assert len(result.results) < placed  # the overlap the old estimate counted twice

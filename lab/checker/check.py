@@ -48,17 +48,6 @@ class CheckResult:
         return (self.finished - (self.lanes_ready or self.started)).total_seconds()
 
 
-def planned_runs(
-    views: tuple[str, ...],
-    attacks: tuple[str, ...],
-    settings: Mapping[str, bool] | None = None,
-    custom: Mapping[str, View] | None = None,
-) -> int:
-    """About how many runs the views ask for (some plan as they go): for the progress bar."""
-    known = {**VIEWS, **(custom or {})}
-    return sum(known[n].planned_runs(attacks_for(known[n], attacks), settings or {}) for n in views)
-
-
 async def run_check(
     backend: Backend,
     template: StateDir,
@@ -70,12 +59,14 @@ async def run_check(
     settings: Mapping[str, bool] | None = None,
     custom: Mapping[str, View] | None = None,
     *,
+    on_planned: Callable[[int], None] = lambda runs: None,
     positioning: str = NAMES,
     static_arp: bool = False,
     capture: bool = True,
 ) -> CheckResult:
     """`settings`: the value of each view flag (`View.flags`), off when absent; `custom`: views made
     for this check that stand in for those of the same name (`mitmlab probe`'s clients view);
+    `on_result`, `on_planned`: told of each result, and of the runs asked for so far (`Runner`);
     `positioning`, `static_arp`: how the attacker gets on the path in every scenario
     (ARP needs a backend whose lanes have a lab network: docs/arp.md); `capture`: a pcapng of every
     run where the attacker can take one (docs/wireshark.md)."""
@@ -94,6 +85,7 @@ async def run_check(
             ground_truth(template),
             out,
             on_result,
+            on_planned=on_planned,
             positioning=positioning,
             static_arp=static_arp,
             capture=capture,

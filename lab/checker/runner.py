@@ -126,19 +126,22 @@ class Runner:
         on_result: Callable[[RunResult], None] = lambda result: None,
         timeout: float = SCENARIO_TIMEOUT,
         *,
+        on_planned: Callable[[int], None] = lambda runs: None,
         positioning: str = NAMES,
         static_arp: bool = False,
         capture: bool = True,
     ) -> None:
         """`positioning`, `static_arp`: how the attacker gets on the path in every scenario
         the views ask for by name (docs/arp.md); the result's scenario says how it ran. `capture`:
-        a pcapng of every run, where the attacker can take one."""
+        a pcapng of every run, where the attacker can take one. `on_planned`: told how many runs the
+        views have asked for so far, each time that grows (a view that searches asks as it goes)."""
         self.backend = backend
         self.capture = capture
         self.positioning, self.static_arp = positioning, static_arp
         self.truth = truth
         self.out = out
         self.on_result = on_result
+        self.on_planned = on_planned
         self.timeout = timeout
         self._lanes: asyncio.Queue[Lane | None] = asyncio.Queue()
         """Lanes free to run a scenario; None once every lane is lost."""
@@ -166,6 +169,7 @@ class Runner:
             if self.positioning != NAMES and scenario.positioning == NAMES:
                 played = scenario.positioned(self.positioning, static_arp=self.static_arp)
             self._runs[scenario.id] = asyncio.create_task(self._on_a_lane(played))
+            self.on_planned(len(self._runs))
         return await self._runs[scenario.id]
 
     async def _on_a_lane(self, scenario: Scenario) -> RunResult:

@@ -30,7 +30,7 @@ from lab.channel.protections import BY_ID, PROTECTION_IDS
 from lab.checker.backends import Backend
 from lab.checker.backends.compose import ComposeBackend
 from lab.checker.backends.local import LocalBackend
-from lab.checker.check import CheckResult, planned_runs, run_check
+from lab.checker.check import CheckResult, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import PROBE, Scenario
 from lab.checker.verdict import NOT_RUN_HERE
@@ -249,7 +249,7 @@ def check(
                 soft_wrap=True,
             )
         result = with_progress(
-            lambda on_result: run_check(
+            lambda on_result, on_planned: run_check(
                 lab_backend,
                 template,
                 views,
@@ -258,11 +258,11 @@ def check(
                 out,
                 on_result,
                 flags,
+                on_planned=on_planned,
                 positioning=positioning,
                 static_arp=static_arp,
                 capture=not no_capture,
-            ),
-            planned_runs(views, chosen, flags),
+            )
         )
     report = build(result)
     with refused_report_folder(out):
@@ -444,30 +444,33 @@ def refused_report_folder(out: Path) -> Iterator[None]:
         fail(EXIT_SETUP, f"cannot write the report to {out}: {exc.strerror or exc}")
 
 
-def with_progress(start: Any, planned: int) -> CheckResult:
+def with_progress(start: Any) -> CheckResult:
     """Run the check with a progress bar on a terminal; elsewhere (`docker compose up`'s log, a file),
-    a bar cannot be drawn: a plain line every few seconds instead."""
+    a bar cannot be drawn: a plain line every few seconds instead. Its total is the runs the views
+    have asked for so far: it grows while a search decides its next runs, and ends on the runs that
+    ran."""
     if not stderr.is_terminal:
-        return _with_progress_lines(start, planned)
+        return _with_progress_lines(start)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as progress:
-        task = progress.add_task("running scenarios", total=planned)
+        task = progress.add_task("running scenarios", total=None)
         done = 0
 
         def on_result(result: RunResult) -> None:
             nonlocal done
             done += 1
-            total = progress.tasks[task].total or planned
-            progress.update(task, completed=done, total=max(total, done + 1))
+            progress.update(task, completed=done)
 
-        outcome: CheckResult = asyncio.run(start(on_result))
-        progress.update(task, total=done, completed=done)
+        def on_planned(runs: int) -> None:
+            progress.update(task, total=runs)
+
+        outcome: CheckResult = asyncio.run(start(on_result, on_planned))
     return outcome
 
 
-def _with_progress_lines(start: Any, planned: int) -> CheckResult:
+def _with_progress_lines(start: Any) -> CheckResult:
     began = said = time.monotonic()
-    done = 0
+    done = planned = 0
 
     def on_result(result: RunResult) -> None:
         nonlocal done, said
@@ -475,9 +478,13 @@ def _with_progress_lines(start: Any, planned: int) -> CheckResult:
         now = time.monotonic()
         if now - said >= PROGRESS_EVERY_S:
             said = now
-            stderr.print(f"running scenarios: {done}/{max(planned, done)}, {now - began:.0f} s")
+            stderr.print(f"running scenarios: {done}/{planned} asked for so far, {now - began:.0f} s")
 
-    outcome: CheckResult = asyncio.run(start(on_result))
+    def on_planned(runs: int) -> None:
+        nonlocal planned
+        planned = runs
+
+    outcome: CheckResult = asyncio.run(start(on_result, on_planned))
     return outcome
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from lab.attacks import attacks_on
-from lab.checker.check import planned_runs, run_check
+from lab.checker.check import run_check
 from lab.checker.scenarios import PROBE
 from lab.checker.views.clients import Clients
 from lab.cli.check import (
@@ -75,10 +75,17 @@ def probe(attacks: tuple[str, ...], out: Path | None, jobs: int, command: tuple[
     with tempfile.TemporaryDirectory(prefix="mitmlab-probe-") as scratch, reported_errors():
         backend, template = make_backend("local", Path(scratch))
         result = with_progress(
-            lambda on_result: run_check(
-                backend, template, ("clients",), chosen, jobs, out, on_result, custom={"clients": view}
-            ),
-            planned_runs(("clients",), chosen, custom={"clients": view}),
+            lambda on_result, on_planned: run_check(
+                backend,
+                template,
+                ("clients",),
+                chosen,
+                jobs,
+                out,
+                on_result,
+                custom={"clients": view},
+                on_planned=on_planned,
+            )
         )
     report = build(result)
     write_report(report, out)

@@ -10,7 +10,9 @@ it never goes on the wire before the form is submitted). What each prints is rea
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import json
 import sys
 import urllib.parse
@@ -185,7 +187,7 @@ CHROMIUM_WORDS: Final = (
     Words(r"ERR_CERT_DATE_INVALID", "validity"),
     Words(r"ERR_CERT_REVOKED", "revocation"),
     Words(
-        r"Non-Authoritative-Reason: HSTS",
+        r'"Location: https://bank\.lab[:/][^"]*"(,"[^"]*")*?,"Non-Authoritative-Reason: HSTS"',
         "hsts",
         when="completed",
         say="net log: HTTP/1.1 307 Internal Redirect to https://, Non-Authoritative-Reason: HSTS",
@@ -206,8 +208,24 @@ CHROMIUM_FLAGS: Final = (
 )
 """Headless, and nothing of Chromium's own fetches: with `MAP * ~NOTFOUND` below it dials no one but
 bank.lab (docs/tls.md)."""
-HSTS_HOST_KEY: Final = "MY+PbKcSY+IZhF2ddq9P2/+ktLcYQor9aVa2B1CYgzU="
-"""How Chromium's TransportSecurity file names bank.lab: base64(sha256(b"\\x04bank\\x03lab\\x00"))."""
+HSTS_READY_HOST: Final = "hsts-ready.lab"
+"""A name the HSTS profile's TransportSecurity file holds beside bank.lab, never dialled (`MAP * ~NOTFOUND`).
+Chromium reads that file in the background after it starts: a navigation made first goes out as plain
+HTTP, as if the profile knew nothing. The start page asks this name until Chromium answers with its
+internal HSTS redirect, the sign that the file is loaded, and only then goes to bank.lab, as a user
+types the address into a browser that is up."""
+HSTS_START_PAGE: Final = """<!DOCTYPE html><title>start</title><script>
+(async () => {
+  for (let tries = 0; tries < 500; tries++) {
+    try {
+      const answer = await fetch("http://%(ready)s/", {redirect: "manual"});
+      if (answer.type === "opaqueredirect") break;
+    } catch (notYet) {}
+    await new Promise((wake) => setTimeout(wake, 10));
+  }
+  location.replace(%(target)s);
+})();
+</script>"""
 
 
 @dataclass(frozen=True)
@@ -234,9 +252,12 @@ class Chromium:
                 why = f"the lab could not add a CA to Chromium's NSS store: {last_words(added)}"
                 return Reading(False, why)
         files = {}
-        if self.hsts_known:
-            files["profile/Default/TransportSecurity"] = _chromium_hsts(HSTS_HOST_KEY)
         typed = urllib.parse.urlencode({"user": target.user, "password": target.password})
+        visit = f"{target.url('http')}#{typed}"  # the user types bank.lab; the page fills in the rest
+        if self.hsts_known:
+            files["profile/Default/TransportSecurity"] = _chromium_hsts(target.name, HSTS_READY_HOST)
+            files["start.html"] = _start_page(visit)
+            visit = (target.workdir / "start.html").absolute().as_uri()
         argv = [
             "chromium",
             *CHROMIUM_FLAGS,
@@ -245,7 +266,8 @@ class Chromium:
             f"--timeout={CLIENT_TIMEOUT * 1000}",
             "--log-net-log=netlog.json",
             "--dump-dom",
-            f"{target.url('http')}#{typed}",  # the user types bank.lab; the page fills in the rest
+            *(["--virtual-time-budget=10000"] if self.hsts_known else []),  # dump after the start page
+            visit,
         ]
         ran = yield Invocation(tuple(argv), env={"HOME": "home"}, files=files, collect=("netlog.json",))
         done = BALANCE_MARK in ran.stdout
@@ -253,10 +275,26 @@ class Chromium:
         return read_words([ran], done, CHROMIUM_WORDS, why)
 
 
-def _chromium_hsts(host_key: str) -> bytes:
+def _chromium_hsts(*names: str) -> bytes:
+    """A TransportSecurity file that knows `names` as HSTS hosts for a year."""
     expiry = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=365)).timestamp()
-    entry = {"expiry": expiry, "host": host_key, "mode": "force-https", "sts_include_subdomains": False}
-    return json.dumps({"sts": [{**entry, "sts_observed": expiry - 365 * 86400}], "version": 2}).encode()
+    entries = [
+        {"expiry": expiry, "host": _hsts_key(name), "mode": "force-https", "sts_include_subdomains": False}
+        for name in names
+    ]
+    known = [{**entry, "sts_observed": expiry - 365 * 86400} for entry in entries]
+    return json.dumps({"sts": known, "version": 2}).encode()
+
+
+def _hsts_key(name: str) -> str:
+    """How Chromium's TransportSecurity file names a host: base64(sha256(the name in DNS wire form))."""
+    wire = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
+    return base64.b64encode(hashlib.sha256(wire).digest()).decode()
+
+
+def _start_page(visit: str) -> bytes:
+    target = json.dumps(visit).replace("</", "<\\/")
+    return (HSTS_START_PAGE % {"ready": HSTS_READY_HOST, "target": target}).encode()
 
 
 def _chromium_failure(ran: Ran) -> str:

@@ -94,10 +94,6 @@ class View(Protocol):
         """The system programs its runs start (`lab.system`: the check installs them where it can)."""
         ...
 
-    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
-        """About how many runs it will ask for (a progress bar's total; it may ask for more)."""
-        ...
-
     async def run(
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
     ) -> ViewOutcome:

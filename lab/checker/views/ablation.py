@@ -31,9 +31,6 @@ class Ablation:
     needs_lab_network: ClassVar[bool] = False
     programs: ClassVar[tuple[str, ...]] = ()
 
-    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
-        return len(attacks) * (1 + len(REMOVED))
-
     async def run(
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
     ) -> ViewOutcome:

@@ -43,9 +43,6 @@ class Clients:
             dict.fromkeys(p for v in self.victims if not v.startswith(PROBE) for p in CLIENTS[v].programs)
         )
 
-    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
-        return (1 + len(attacks)) * len(self.victims)
-
     async def run(
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
     ) -> ViewOutcome:

@@ -40,9 +40,6 @@ from lab.stacks import ARP, EVERY_PROTECTION, LAB_CHANNEL
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult
 
-TYPICAL_RUNS: Final = 20
-"""About how many runs an attack's search takes (13 for one alternative, about 35 for a pair)."""
-
 FLOOR_LEVELS: Final = 2
 """How many protections the floor search adds to `none` at most."""
 
@@ -234,10 +231,6 @@ class DefenceSets:
     }
     needs_lab_network: ClassVar[bool] = False
     programs: ClassVar[tuple[str, ...]] = ()
-
-    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
-        per_attack = 2 ** len(PROTECTION_IDS) if settings.get("exhaustive") else TYPICAL_RUNS
-        return per_attack * len(attacks)
 
     async def run(
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]

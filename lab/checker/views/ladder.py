@@ -40,9 +40,6 @@ class Ladder:
     needs_lab_network: ClassVar[bool] = False
     programs: ClassVar[tuple[str, ...]] = ()
 
-    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
-        return len(attacks) * len(LADDER)
-
     async def run(
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
     ) -> ViewOutcome:

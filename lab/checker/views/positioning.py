@@ -36,9 +36,6 @@ class Positioning:
     needs_lab_network: ClassVar[bool] = True
     programs: ClassVar[tuple[str, ...]] = ()
 
-    def planned_runs(self, attacks: tuple[str, ...], settings: Mapping[str, bool]) -> int:
-        return len(attacks) * len(PROFILES) * 2
-
     async def run(
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
     ) -> ViewOutcome:
