@@ -108,7 +108,7 @@ def test_positioning_and_defence_sets_show_both_ways_and_static_arp_in_the_matri
         assert (held["verdict"], held["blocked_by"], held["static_arp"]) == ("blocked", "static_arp", True)
         assert "`static_arp` alone stops it too" in found["line"]
     markdown = (out / "report.md").read_text()
-    assert "## Positioning: by names and through ARP poisoning" in markdown
+    assert "## positioning: by names and through ARP poisoning" in markdown
     assert "static_arp (through ARP)" in markdown and "| static_arp |" in markdown
 
 

@@ -156,3 +156,27 @@ def test_chromium_with_hsts_waits_for_its_state_and_credits_hsts_only_for_bank_l
         with pytest.raises(StopIteration) as done:
             again.send(finished)
         assert done.value.value.protection == protection, netlog
+
+
+def test_chromium_with_hsts_that_prints_no_page_at_all_runs_once_more(
+    state: StateDir, tmp_path: Path
+) -> None:
+    job = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
+    invocation = next(job)
+    while invocation.argv[0] == "certutil":
+        invocation = job.send(ran(invocation, 0))
+    again = job.send(
+        ran(invocation, 0, stdout="", stderr="[1:1:0:ERROR:bus.cc:405] Failed to connect to the bus")
+    )
+    assert again == invocation  # nothing read: the same run once more
+    with pytest.raises(StopIteration) as done:
+        job.send(ran(again, 0, stdout=""))
+    assert done.value.value.completed is False  # twice nothing: read as it is, never a third time
+    refused = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
+    step = next(refused)
+    while step.argv[0] == "certutil":
+        step = refused.send(ran(step, 0))
+    line = "[1:1:0:ERROR:headless_command_handler.cc:403] Page load failed: net::ERR_CERT_DATE_INVALID"
+    with pytest.raises(StopIteration) as said:
+        refused.send(ran(step, 0, stderr=line))  # Chromium said why: read at once
+    assert said.value.value.protection == "validity"

@@ -150,7 +150,7 @@ def test_the_table_is_in_every_report_format(checked: tuple[Path, dict[str, Any]
     html = (out / "report.html").read_text()
     assert 'id="clients-table"' in html and "ERR_CERT_COMMON_NAME_INVALID" in html
     markdown = (out / "report.md").read_text()
-    assert "## Real clients against real TLS" in markdown and "| curl-careless-pinned |" in markdown
+    assert "## clients: real clients against real TLS" in markdown and "| curl-careless-pinned |" in markdown
     assert "testcase" in (out / "junit.xml").read_text()
 
 

@@ -34,9 +34,14 @@ Start here:
   mitmlab check --view clients          real clients against real TLS
   mitmlab probe -- curl -sS --resolve {resolve} --cacert {cafile} {url}
                                         your own client against every TLS attack
-  mitmlab server & mitmlab client balance
-  mitmlab attacker --attack wrong-host & mitmlab client --connect 127.0.0.1:4434 balance
-  mitmlab client --no-hostname transfer 100 bob
+  mitmlab server &                      the bank on 127.0.0.1:4433; it says when it is listening
+  mitmlab client balance                then: alice logs in and reads her balance
+  mitmlab attacker --attack wrong-host &
+                                        then: mitmproxy in front of the bank, on 127.0.0.1:4434
+  mitmlab client --connect 127.0.0.1:4434 balance
+                                        then: refused by hostname (exit 3)
+  mitmlab client --connect 127.0.0.1:4434 --no-hostname transfer 100 bob
+                                        the same check off: the attacker reads the password
 """
 
 

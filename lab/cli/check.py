@@ -551,7 +551,7 @@ def _compact_table(title: str, first_column: str, caption: str | None = None) ->
 
 
 def _headline_table(report: dict[str, Any]) -> Table:
-    table = _compact_table("which protection stops which attack", "attack", HEADLINE_LEGEND)
+    table = _compact_table("headline: which protection stops which attack", "attack", HEADLINE_LEGEND)
     for protection in report["protections"]:
         table.add_column(PROTECTION_SHORT[protection], justify="center", no_wrap=True)
     for attack in report["stack_attacks"][LAB_CHANNEL]:
@@ -566,7 +566,7 @@ def _headline_table(report: dict[str, Any]) -> Table:
 def _clients_table(report: dict[str, Any]) -> Table:
     """The `clients` view turned on its side for a terminal: a row per client, a column per attack."""
     section = report["sections"]["clients"]
-    title = "real clients against real TLS (✗ compromised, ✓ blocked by, - unaffected, ! error)"
+    title = "clients (✗ compromised, ✓ blocked by, - unaffected, ! error, ∅ not run here)"
     table = _compact_table(title, "client")
     table.padding = (0, 0)  # the columns stay apart by the box's own space: the table fits 100 columns
     for attack in section["rows"]:
@@ -620,9 +620,14 @@ def demo(
 ) -> None:
     """Run one scenario and narrate it: who sent what, what the attacker did, who refused and why.
 
-    Without ATTACK: a clean session. The switches set the protections of both sides, e.g.
-    `mitmlab demo bit-flip --no-mac`; --server-without and --server-with then set the server apart,
-    e.g. `mitmlab demo key-compromise --no-forward-secrecy --server-with forward_secrecy`.
+    Without ATTACK: a clean session. The switches set the protections of both sides; --server-without
+    and --server-with then set the server apart.
+
+    \b
+    Examples:
+      mitmlab demo bit-flip --no-mac        no MAC: the attacker changes a transfer's recipient
+      mitmlab demo key-compromise --no-forward-secrecy --server-with forward_secrecy
+                                            forward secrecy on one side only: the stolen key decrypts it all
     """
     refused = capture_refused() if capture is not None and not in_compose() else None
     if refused:

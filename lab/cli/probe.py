@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import tempfile
@@ -39,12 +40,14 @@ Placeholders in COMMAND: {url} https://bank.lab:PORT/ · {http_url} http://bank.
 bank.lab · {address} the address bank.lab means here · {port} {http_port} the HTTPS and HTTP ports ·
 {cafile} the lab CA (PEM) · {resolve} bank.lab:PORT:ADDRESS, for curl's --resolve. The password is in
 $MITMLAB_PASSWORD, the user in $MITMLAB_USER. Exit code 0 means the program got what it came for.
+COMMAND runs in a folder of its own: an argument that names a file here is given by its full path.
 
 \b
 Examples:
   mitmlab probe -- curl -sS --resolve {resolve} --cacert {cafile} {url}
-  mitmlab probe -- python3 my_client.py {url} {address}
-  mitmlab probe --attack rogue-ca --attack revoked -- wget -q -O- {url}
+  mitmlab probe -- python3 my_client.py {url} {address} {cafile}
+  mitmlab probe --attack self-signed --attack wrong-host -- curl -sSk --resolve {resolve} {url}
+                                        curl -k: what the first one refuses gets through
 
 Exit codes: 0 every run completed; 8 some ended in error; 2 usage error; 7 set-up failed.""",
 )
@@ -68,6 +71,7 @@ def probe(attacks: tuple[str, ...], out: Path | None, jobs: int, command: tuple[
         known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
         named = ", ".join(shown(p) for p in sorted(unknown))
         raise click.UsageError(f"unknown placeholders [{named}] in COMMAND; they are {known}")
+    command = tuple(_full_path(part) for part in command)
     out = out or default_out()
     writable(out)
     view = Clients((PROBE + shlex.join(command),))
@@ -93,3 +97,9 @@ def probe(attacks: tuple[str, ...], out: Path | None, jobs: int, command: tuple[
     say_where(out)
     if result.errors:
         fail(EXIT_RUN_ERRORS, f"{len(result.errors)} run(s) ended in error; see the report.")
+
+
+def _full_path(part: str) -> str:
+    """`part` by its full path if it names a file or folder here: COMMAND runs elsewhere (each run in
+    a folder of its own), where `my_client.py` would name nothing."""
+    return str(Path(part).absolute()) if not os.path.isabs(part) and os.path.lexists(part) else part
