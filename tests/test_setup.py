@@ -67,6 +67,9 @@ def not_run_here_as_counted(out: Path, result: subprocess.CompletedProcess[str])
     assert summary["install"] == line
     assert f"{expected} not run here" in result.stdout
     assert result.stdout.count(line) == 1, result.stdout
+    for run in (s for s in report["scenarios"] if s["verdict"] == "not-run-here"):
+        assert run["evidence"]["capture"] is None
+        assert run["evidence"]["capture_note"] == "nothing ran here, so nothing was captured"
     by_client = {c["client"]: c["verdict"] for c in report["clients"] if c["attack"] == ATTACK}
     assert {c for c, v in by_client.items() if v == "not-run-here"} == set(NEEDING)
     assert by_client["python-urllib"] == "blocked"  # the lab's own Python still ran

@@ -70,7 +70,7 @@ from lab.channel.connection import key_fingerprint
 from lab.channel.protections import NONE, Protections
 from lab.checker.backends import Address, Backend, BackendError, Lane
 from lab.checker.scenarios import PROBE, Scenario
-from lab.checker.verdict import GroundTruth, RunEvidence, Verdict, decide
+from lab.checker.verdict import NOT_RUN_HERE, GroundTruth, RunEvidence, Verdict, decide
 from lab.checker.visit_verdict import decide_visit
 from lab.control import ControlError, request
 from lab.events import Event, EvidenceError
@@ -248,16 +248,18 @@ class Runner:
         keylogs = {role: log for role, log in (outcome or {}).get("keylogs", {}).items() if log}
         for role, keylog in keylogs.items():
             files.write_private(destination / f"{role}.keylog", keylog)
-        if frames is not None:
-            tls_keylog = "".join(log if log.endswith("\n") else log + "\n" for log in keylogs.values())
-            self._write_wire(destination, lane, frames, wire, tls_keylog)
-        if lab_keylog:
-            files.write_private(destination / "lab.keylog", lab_keylog)
         pre_events = {role: parse_lines(role, lines)[0] for role, lines in pre_lines.items()}
         try:
             verdict = (decide_visit if scenario.stack == REAL_TLS else decide)(run, self.truth)
         except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
             verdict = Verdict("error", error=f"the evidence could not be judged: {type(exc).__name__}: {exc}")
+        if verdict.verdict == NOT_RUN_HERE:
+            wire.note = "nothing ran here, so nothing was captured"
+        elif frames is not None:
+            tls_keylog = "".join(log if log.endswith("\n") else log + "\n" for log in keylogs.values())
+            self._write_wire(destination, lane, frames, wire, tls_keylog)
+        if lab_keylog:
+            files.write_private(destination / "lab.keylog", lab_keylog)
         relative = str(destination.relative_to(self.out))
         written = tuple(role for role, lines in taken.lines.items() if lines)
         return RunResult(
