@@ -29,6 +29,8 @@ from lab.evidence import parse_lines
 from lab.state import StateDir
 from tests.conftest import need_root
 
+pytestmark = [pytest.mark.loopback, pytest.mark.root]
+
 CLIENT, SERVER = Host("10.203.0.2", "02:00:00:00:00:02"), Host("10.203.0.3", "02:00:00:00:00:03")
 ATTACKER_MAC = "02:00:00:00:00:04"
 

@@ -8,9 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lab.cli.errors import EXIT_SETUP
 from tests.conftest import local_check, need_root
 from tests.processes import mitmlab, without_privilege
+
+pytestmark = [pytest.mark.system, pytest.mark.root]
 
 
 def arp_check(out: Path, *extra: str) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from lab.state import StateDir
 from tests.loopback import raw_exchange
 from tests.world import SESSION, bank_behind_attacker, evidence_dicts
 
+pytestmark = pytest.mark.loopback
+
 
 def attacker_events(state: StateDir) -> list[dict[str, Any]]:
     return evidence_dicts(state, "attacker")

@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.processes import mitmlab
+
+pytestmark = pytest.mark.system
 
 
 def test_bench_channel_reports_ratios_against_tls(tmp_path: Path) -> None:

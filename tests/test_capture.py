@@ -32,6 +32,8 @@ from tests.conftest import need_root, need_tshark
 from tests.processes import mitmlab, without_privilege
 from tests.world import SESSION, bank_behind_attacker
 
+pytestmark = pytest.mark.system
+
 
 def listener() -> tuple[socket.socket, int]:
     server = socket.socket()
@@ -51,6 +53,7 @@ def exchange(server: socket.socket, port: int, payload: bytes) -> None:
     accepted.close()
 
 
+@pytest.mark.root
 def test_loopback_frames_are_kept_once_and_written_as_pcapng(tmp_path: Path) -> None:
     need_root()
     server, port = listener()
@@ -67,6 +70,7 @@ def test_loopback_frames_are_kept_once_and_written_as_pcapng(tmp_path: Path) -> 
     assert [bytes(p) for p in rdpcap(str(path))] == datas
 
 
+@pytest.mark.root
 def test_a_capture_past_its_cap_keeps_what_fits_and_counts_the_rest() -> None:
     need_root()
     server, port = listener()
@@ -113,6 +117,7 @@ def decrypted_http(path: Path, *fields: str) -> list[str]:
     return decoded.stdout.splitlines()
 
 
+@pytest.mark.root
 def test_a_tls_session_decrypts_from_the_file_alone(state: StateDir, tmp_path: Path) -> None:
     """The client's key log embedded as a Decryption Secrets Block: tshark needs no other file."""
     need_root()
@@ -150,6 +155,7 @@ def test_a_tls_session_decrypts_from_the_file_alone(state: StateDir, tmp_path: P
     )
 
 
+@pytest.mark.root
 def test_the_attackers_capture_control(state: StateDir) -> None:
     """A bad request is refused, an interface that is not there says why, and on loopback (root) the
     frames of both legs of a session come back, once each; past a size cap, counted and not kept."""
@@ -246,6 +252,7 @@ sys.exit(done.returncode)
 """
 
 
+@pytest.mark.root
 def test_a_real_tls_run_shows_the_password_from_its_capture_alone(tmp_path: Path) -> None:
     """curl -k through self-signed: the run's pcapng holds mitmproxy's key log (both legs) and curl's."""
     need_root()

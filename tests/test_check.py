@@ -23,6 +23,8 @@ from lab.stacks import LAB_CHANNEL
 from tests.conftest import CHANNEL_VIEWS
 from tests.processes import mitmlab
 
+pytestmark = pytest.mark.system
+
 CHANNEL_ATTACKS = attacks_on(LAB_CHANNEL)
 
 # The brief's table: the protection that should stop each attack, and the step it acts at.

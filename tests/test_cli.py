@@ -17,6 +17,8 @@ from lab.state import StateDir
 from tests.processes import background, free_port, mitmlab
 from tests.world import evidence_dicts
 
+pytestmark = pytest.mark.loopback
+
 
 @pytest.fixture
 def server_port(state: StateDir, tmp_path: Path) -> Iterator[int]:

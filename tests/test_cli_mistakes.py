@@ -46,6 +46,8 @@ from lab.roles.attacker import AttackerError, AttackerRole
 from lab.state import StateDir
 from tests.processes import background, mitmlab
 
+pytestmark = pytest.mark.loopback
+
 T = TypeVar("T")
 DOCUMENTED = {
     0,

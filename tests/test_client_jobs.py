@@ -16,6 +16,8 @@ from lab.clients.job import BALANCE_MARK, Invocation, Ran, Target, TrustFiles
 from lab.clients.run import OUTPUT_CAP, run_program, visit
 from lab.state import StateDir
 
+pytestmark = pytest.mark.loopback
+
 
 def target(state: StateDir, workdir: Path) -> Target:
     trust = TrustFiles(state.ca_cert, state.attacker_cert("rogue-ca"), state.ca_crl, "sha256//AAAA")

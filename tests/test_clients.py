@@ -22,6 +22,8 @@ from lab.clients.adapters import CLIENTS
 from lab.report.writers import FILES
 from lab.stacks import REAL_TLS
 
+pytestmark = pytest.mark.system
+
 CARELESS = {"python-urllib-careless", "curl-careless", "chromium-careless"}
 """The careless user installed the rogue CA in these."""
 PINNED = {"curl-pinned", "curl-careless-pinned"}

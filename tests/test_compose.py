@@ -31,6 +31,8 @@ from lab.cli.check import PROTECTION_SHORT
 from lab.containers import COMPOSE_FILE, REPO, ComposeLab, ContainersError
 from tests.processes import free_port, mitmlab
 
+pytestmark = pytest.mark.containers
+
 QUICK = ("--view", "ablation", "--attack", "replay")
 
 

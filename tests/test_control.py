@@ -29,6 +29,8 @@ from lab.evidence import parse_lines
 from lab.roles.ready import wait_until_ready
 from lab.state import StateDir
 
+pytestmark = pytest.mark.loopback
+
 SECRET = "s3cret"
 
 

@@ -27,6 +27,8 @@ from lab.report.writers import write_report
 from lab.state import StateDir
 from tests.processes import mitmlab
 
+pytestmark = pytest.mark.system
+
 ATTACKS = ("reflection",)
 
 

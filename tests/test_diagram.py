@@ -32,6 +32,8 @@ from lab.containers import REPO
 from lab.mitm.wire import SessionView
 from tests.conftest import need_root
 
+pytestmark = pytest.mark.system
+
 SVG = "{http://www.w3.org/2000/svg}"
 ATTACKS = ("eavesdrop", "bit-flip", "replay", "reflection", "downgrade", "pubkey-swap")
 LIFELINES = {120: "client", 400: "attacker:client", 460: "attacker:server", 740: "server"}
@@ -85,6 +87,7 @@ def test_each_attacks_change_is_drawn_in_red_and_nothing_else(
                 assert {"ClientHello", "ServerHello"} <= set(labels), where
 
 
+@pytest.mark.root
 def test_the_report_inlines_every_runs_diagram(channel_check: tuple[Path, dict[str, Any]]) -> None:
     need_root()
     out, report = channel_check

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from lab.cli.protections import markdown_table
 from tests.processes import mitmlab
+
+pytestmark = pytest.mark.loopback
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

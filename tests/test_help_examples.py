@@ -37,6 +37,8 @@ from lab.cli.errors import EXIT_REFUSED
 from lab.stacks import REAL_TLS
 from tests.test_clients import expected
 
+pytestmark = pytest.mark.loopback
+
 REPO: Final = Path(__file__).resolve().parent.parent
 
 PARSED_ONLY: Final = {
@@ -377,6 +379,7 @@ def cells(folder: Path) -> dict[str, tuple[str, str | None]]:
     return {cell["attack"]: (cell["verdict"], cell["protection"]) for cell in data["clients"]}
 
 
+@pytest.mark.system  # the real clients: curl, and Python against every TLS attack
 def test_the_probe_examples(tmp_path: Path) -> None:
     """As tests/test_clients.py expects of curl, of Python's urllib (which my_client.py is: it verifies
     against the lab CA and checks no CRL) and of curl -k."""

@@ -51,6 +51,8 @@ from lab.state import StateDir
 from tests.loopback import running_server
 from tests.pair import Pair
 
+pytestmark = pytest.mark.loopback
+
 NOW = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 DAY = datetime.timedelta(days=1)
 YEARS = 3000 * DAY

@@ -14,9 +14,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from lab.containers import free_port
 from lab.control import ControlError, request
 from lab.state import StateDir
+
+pytestmark = pytest.mark.loopback
 
 
 def _status(port: int, secret: str) -> dict[str, object] | None:

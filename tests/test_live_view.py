@@ -25,6 +25,8 @@ from lab.mitm import live_view
 from lab.state import StateDir
 from tests.processes import free_port, mitmlab
 
+pytestmark = pytest.mark.loopback
+
 HOSTILE = r"""
 import json, sys, urllib.error, urllib.request
 base, payload, token = sys.argv[1:]

@@ -6,7 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.processes import mitmlab
+
+pytestmark = pytest.mark.system
 
 CARELESS = '''
 """A customer's script that turned certificate checks off, "just to make it work"."""

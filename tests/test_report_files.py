@@ -30,6 +30,8 @@ from lab.evidence import EvidenceLog
 from lab.report.writers import FILES, load_report, write_report
 from tests.processes import free_port, mitmlab
 
+pytestmark = pytest.mark.loopback
+
 NOBODY = 65534
 SECRET = "the-root-only-secret-7f3a"
 SMALL = ("--view", "ablation", "--attack", "replay", "--no-capture")
@@ -222,6 +224,7 @@ def test_a_roles_evidence_is_0600_in_a_0700_folder_and_never_through_a_link(
     assert target.read_text() == SECRET + "\n"
 
 
+@pytest.mark.root
 def test_hand_over_changes_owners_keeps_modes_and_follows_no_link(tmp_path: Path, target: Path) -> None:
     need_root()
     reports = tmp_path / "reports"

@@ -22,6 +22,8 @@ from lab.checker.views import CELL_KINDS
 from lab.report.runs import LAB_CLIENT
 from lab.report.writers import SYMBOL, write_report
 
+pytestmark = pytest.mark.system
+
 
 class Runs(HTMLParser):
     """The run list as the DOM holds it: each run's id, whether it is hidden, and its summary line."""

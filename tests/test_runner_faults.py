@@ -18,6 +18,8 @@ from lab.checker.runner import Runner, RunResult, ground_truth
 from lab.checker.scenarios import Scenario
 from lab.state import StateDir
 
+pytestmark = pytest.mark.loopback
+
 
 def test_a_killed_role_and_a_timeout_are_errors_and_the_rest_goes_on(state: StateDir, tmp_path: Path) -> None:
     async def scenario() -> list[tuple[str, str | None]]:

@@ -22,6 +22,8 @@ from lab.state import StateDir
 from tests.loopback import raw_exchange, running_server
 from tests.world import evidence_dicts
 
+pytestmark = pytest.mark.loopback
+
 SESSION = [Command("transfer", to="bob", amount=100), Command("balance")]
 
 

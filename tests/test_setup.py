@@ -18,6 +18,8 @@ from lab.attacks import attacks_on
 from lab.clients.adapters import CLIENTS
 from lab.stacks import REAL_TLS
 
+pytestmark = pytest.mark.system
+
 ATTACK = "self-signed"
 HIDDEN = sorted({p for adapter in CLIENTS.values() for p in adapter.programs})
 """Every program a real client runs: hidden from the check's PATH."""

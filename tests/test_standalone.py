@@ -21,6 +21,8 @@ from lab.state import StateDir
 from tests.processes import background, mitmdump
 from tests.world import SESSION, evidence_dicts
 
+pytestmark = pytest.mark.loopback
+
 WEAK: dict[str, Protections] = {
     "eavesdrop": RECOMMENDED.without("encryption"),
     "pubkey-swap": RECOMMENDED.without("ca_trust"),

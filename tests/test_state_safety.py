@@ -25,6 +25,8 @@ from lab.pki.pins import KnownHosts
 from lab.state import MARKER, StateDir, StateError
 from tests.processes import background, free_port, mitmlab
 
+pytestmark = pytest.mark.loopback
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 A_PIN = b"bank.lab SHA256:" + b"ab" * 32 + b"\n"

@@ -38,6 +38,8 @@ from lab.state import StateDir
 from tests.processes import free_port, mitmdump
 from tests.world import evidence_dicts
 
+pytestmark = pytest.mark.loopback
+
 
 def tls_options(state: StateDir) -> tuple[str, ...]:
     """What the attacker role sets, and the addons' docstrings give: the bank sees bank.lab, as the

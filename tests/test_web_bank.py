@@ -21,6 +21,8 @@ from lab.evidence import read_evidence
 from lab.roles.server import BankServer
 from lab.state import StateDir
 
+pytestmark = pytest.mark.loopback
+
 
 class Client:
     """http.client against bank.lab at 127.0.0.1."""

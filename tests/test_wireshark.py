@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
@@ -17,6 +18,8 @@ from lab.cli.errors import EXIT_SETUP
 from lab.containers import REPO
 from tests.conftest import need_root, need_tshark
 from tests.processes import mitmlab, without_privilege
+
+pytestmark = [pytest.mark.loopback, pytest.mark.root]
 
 DISSECTOR = REPO / "wireshark" / "mitmlab.lua"
 

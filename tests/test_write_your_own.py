@@ -16,6 +16,8 @@ from lab.roles.server import BankServer
 from lab.state import StateDir
 from tests.world import evidence_dicts
 
+pytestmark = pytest.mark.loopback
+
 EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "examples" / "amount_flip.py"
 
 
