@@ -9,6 +9,7 @@ installed (an install that was cut off) counts as missing, so the next install f
 from __future__ import annotations
 
 import ctypes.util
+import functools
 import os
 import shutil
 import subprocess
@@ -48,7 +49,7 @@ class InstallFailed(Exception):
 def missing(programs: Iterable[str]) -> tuple[str, ...]:
     """Those of `programs` not usable here: not found, or their package half installed."""
     wanted = tuple(dict.fromkeys(programs))
-    broken = _half_installed(PACKAGES[p] for p in wanted if p in PACKAGES)
+    broken = _half_installed(tuple(sorted({PACKAGES[p] for p in wanted if p in PACKAGES})))
     return tuple(p for p in wanted if not _found(p) or PACKAGES.get(p) in broken)
 
 
@@ -84,6 +85,13 @@ def install(*, packages: list[str], log: Path) -> None:
         ["apt-get", wait, "update"],
         ["apt-get", wait, "install", "-y", *packages],
     ]
+    try:
+        _run_steps(steps, env, log)
+    finally:
+        _half_installed.cache_clear()  # dpkg holds something else now, whatever happened
+
+
+def _run_steps(steps: list[list[str]], env: dict[str, str], log: Path) -> None:
     with log.open("w") as output:
         for argv in steps:
             output.write(f"$ {' '.join(argv)}\n")
@@ -113,18 +121,20 @@ def _found(program: str) -> bool:
     return shutil.which(program) is not None
 
 
-def _half_installed(packages: Iterable[str]) -> set[str]:
-    """Those of `packages` dpkg holds in an unfinished state (none where dpkg is not)."""
-    names = sorted(set(packages))
+@functools.cache
+def _half_installed(names: tuple[str, ...]) -> frozenset[str]:
+    """Those of `names` dpkg holds in an unfinished state (none where dpkg is not). Asked once per
+    process (a dpkg-query takes tens of milliseconds and a check visits hundreds of times); `install`
+    asks again."""
     query = shutil.which("dpkg-query", path=SYSTEM_PATH)
     if not names or query is None:
-        return set()
+        return frozenset()
     listed = subprocess.run(
         [query, "-W", "-f=${Package} ${db:Status-Status}\n", *names],
         capture_output=True, text=True, check=False, timeout=30,
     )  # fmt: skip
     states = (line.split() for line in listed.stdout.splitlines())
-    return {fields[0] for fields in states if len(fields) == 2 and fields[1] in BROKEN_STATES}
+    return frozenset(fields[0] for fields in states if len(fields) == 2 and fields[1] in BROKEN_STATES)
 
 
 def _interrupted(env: dict[str, str]) -> bool:
