@@ -26,14 +26,14 @@ FROM ${RUNTIME_BASE}
 # Every role's image has `ip` and `iptables` (ARP positioning: the client pins a neighbour, the attacker
 # redirects the server's ports to mitmproxy, docs/arp.md) and libpcap (scapy compiles the filter of the
 # attacker's capture of each run with it, docs/wireshark.md); the client's also carries the real clients
-# of the real-TLS stack (docs/tls.md). All from Debian's packages, unless the base has them already.
+# of the real-TLS stack (docs/tls.md), and libatomic1, which Playwright's driver (Node.js) needs. All from Debian's packages, unless the base has them already.
 ARG WITH_CLIENTS=0
 RUN packages=""; \
     (command -v ip && command -v iptables) >/dev/null || packages="iproute2 iptables"; \
     ldconfig -p | grep -q 'libpcap\.so' || packages="$packages libpcap0.8"; \
     if [ "$WITH_CLIENTS" = 1 ] && ! (command -v curl && command -v openssl && command -v chromium \
-        && command -v certutil) >/dev/null; then \
-      packages="$packages curl openssl chromium libnss3-tools ca-certificates"; \
+        && command -v certutil && ldconfig -p | grep -q 'libatomic\.so') >/dev/null; then \
+      packages="$packages curl openssl chromium libnss3-tools ca-certificates libatomic1"; \
     fi; \
     if [ -n "$packages" ]; then \
       apt-get update -qq \

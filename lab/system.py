@@ -24,10 +24,12 @@ PACKAGES: Final = {
     "curl": "curl",
     "openssl": "openssl",
     "libpcap": "libpcap0.8",
+    "libatomic": "libatomic1",
 }
 """Debian's package for each program (and library) a view uses: the clients view's real clients
-(Chromium trusts a CA through NSS's certutil), and libpcap, which compiles the captures' filters."""
-LIBRARIES: Final = frozenset({"libpcap"})
+(Chromium trusts a CA through NSS's certutil, and is driven by Playwright's driver, a Node.js that needs
+libatomic), and libpcap, which compiles the captures' filters."""
+LIBRARIES: Final = frozenset({"libpcap", "libatomic"})
 """Names in `PACKAGES` that are shared libraries, found as ctypes finds them (so does scapy)."""
 SYSTEM_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """apt-get and dpkg run with the system's PATH, whatever the caller's."""

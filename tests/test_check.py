@@ -17,7 +17,7 @@ import pytest
 
 from lab.attacks import attacks_on
 from lab.channel.protections import PROTECTION_IDS
-from lab.clients.adapters import CHROMIUM_FLAGS
+from lab.clients.browser import CHROMIUM_FLAGS
 from lab.report.writers import FILES
 from lab.stacks import LAB_CHANNEL
 from tests.conftest import CHANNEL_VIEWS

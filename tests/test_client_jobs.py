@@ -4,7 +4,6 @@ program that hangs, floods, is missing or cannot start is bounded and reported. 
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -12,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from lab.clients.adapters import CLIENTS, Curl, Probe
-from lab.clients.job import BALANCE_MARK, Invocation, Ran, Target, TrustFiles
+from lab.clients.browser import Browsers
+from lab.clients.job import BALANCE_MARK, Invocation, Navigation, Ran, Target, TrustFiles
 from lab.clients.run import OUTPUT_CAP, run_program, visit
 from lab.state import StateDir
 
@@ -24,13 +24,14 @@ def target(state: StateDir, workdir: Path) -> Target:
     return Target("127.0.0.1", 9443, 9080, "alice", "s3cret-pw", trust, workdir)
 
 
-def ran(invocation: Invocation, code: int | None, stdout: str = "", stderr: str = "") -> Ran:
+def ran(invocation: Invocation | Navigation, code: int | None, stdout: str = "", stderr: str = "") -> Ran:
     return Ran(invocation, code, stdout, stderr, 1.0)
 
 
 def test_curl_opens_the_page_then_posts_to_where_its_form_says(state: StateDir, tmp_path: Path) -> None:
     job = Curl("curl", "curl").job(target(state, tmp_path))
     first = next(job)
+    assert isinstance(first, Invocation)
     assert first.argv[-1] == "https://bank.lab:9443/"
     assert "--resolve" in first.argv and "bank.lab:9443:127.0.0.1" in first.argv
     assert b"s3cret-pw" in first.files["credentials"]  # in a file, never on the command line
@@ -70,18 +71,53 @@ def test_curl_words_are_read_as_the_protection_they_name(
     assert stderr in reading.words
 
 
-def test_chromium_page_load_failures_are_its_words(state: StateDir, tmp_path: Path) -> None:
+def test_chromium_is_a_navigation_whose_failure_is_in_its_words(state: StateDir, tmp_path: Path) -> None:
     job = CLIENTS["chromium"].job(target(state, tmp_path))
-    invocation = next(job)
-    while invocation.argv[0] == "certutil":  # the NSS store is made first
-        invocation = job.send(ran(invocation, 0))
-    assert "--host-resolver-rules=MAP bank.lab 127.0.0.1, MAP * ~NOTFOUND" in invocation.argv
-    assert invocation.argv[-1].startswith("http://bank.lab:9080/#user=alice&password=")
-    line = "[1:1:1202/0:ERROR:headless_command_handler.cc:403] Page load failed: net::ERR_CERT_DATE_INVALID"
+    navigation = next(job)
+    assert isinstance(navigation, Navigation)
+    assert navigation.resolver_rules == "--host-resolver-rules=MAP bank.lab 127.0.0.1, MAP * ~NOTFOUND"
+    assert navigation.url.startswith("http://bank.lab:9080/#user=alice&password=")
+    assert navigation.trusted == (state.ca_cert,) and navigation.hsts_known == ()
+    line = "net::ERR_CERT_DATE_INVALID at https://bank.lab:9443/"
     with pytest.raises(StopIteration) as done:
-        job.send(ran(invocation, 0, stderr=line))  # Chromium exits 0 whatever happened
-    assert done.value.value.protection == "validity"
-    assert "ERR_CERT_DATE_INVALID" in done.value.value.words
+        job.send(ran(navigation, 0, stdout="<html>chrome-error</html>", stderr=line))
+    assert done.value.value.protection == "validity" and done.value.value.words == line
+
+
+def test_careless_chromium_trusts_the_rogue_ca_and_hsts_chromium_knows_bank_lab(
+    state: StateDir, tmp_path: Path
+) -> None:
+    careless = next(CLIENTS["chromium-careless"].job(target(state, tmp_path)))
+    assert isinstance(careless, Navigation)
+    assert careless.trusted == (state.ca_cert, state.attacker_cert("rogue-ca"))
+    known = next(CLIENTS["chromium-hsts"].job(target(state, tmp_path)))
+    assert isinstance(known, Navigation) and known.hsts_known == ("bank.lab",)
+
+
+@pytest.mark.parametrize(
+    ("responses", "protection"),
+    [
+        (
+            "307 Internal Redirect http://bank.lab:9080/ to https://bank.lab:9080/, "
+            "Non-Authoritative-Reason: HSTS",
+            "hsts",
+        ),
+        (
+            "307 Internal Redirect http://other.lab/ to https://other.lab/, Non-Authoritative-Reason: HSTS",
+            None,
+        ),
+        ("302 Found http://bank.lab:9080/ to https://bank.lab:9443/", None),
+    ],
+)
+def test_chromium_is_credited_with_hsts_only_for_its_own_redirect_to_bank_lab(
+    state: StateDir, tmp_path: Path, responses: str, protection: str | None
+) -> None:
+    job = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
+    navigation = next(job)
+    page = f"<p {BALANCE_MARK}>alice: 1000</p>"
+    with pytest.raises(StopIteration) as done:
+        job.send(Ran(navigation, 0, page, "", 1.0, {"responses": f"200 OK http://x/\n{responses}"}))
+    assert done.value.value.completed and done.value.value.protection == protection
 
 
 def test_a_client_that_hangs_is_killed_with_its_children_in_bounded_time(tmp_path: Path) -> None:
@@ -109,7 +145,7 @@ def test_a_program_that_cannot_start_is_a_reading_not_a_crash(tmp_path: Path) ->
 
 def test_a_client_missing_from_the_machine_says_so(state: StateDir, tmp_path: Path) -> None:
     missing = Probe(("no-such-browser-here", "{url}"))
-    done = asyncio.run(visit(missing, target(state, tmp_path)))
+    done = asyncio.run(visit(missing, target(state, tmp_path), Browsers()))
     assert done.missing == ("no-such-browser-here",) and done.ran == ()
     assert done.reading.words == "not installed: no-such-browser-here"
 
@@ -117,6 +153,7 @@ def test_a_client_missing_from_the_machine_says_so(state: StateDir, tmp_path: Pa
 def test_probe_fills_in_where_bank_lab_is(state: StateDir, tmp_path: Path) -> None:
     job = Probe(("client", "{url}", "--ca={cafile}", "{resolve}", "{address}")).job(target(state, tmp_path))
     invocation = next(job)
+    assert isinstance(invocation, Invocation)
     assert invocation.argv == (
         "client",
         "https://bank.lab:9443/",
@@ -125,60 +162,3 @@ def test_probe_fills_in_where_bank_lab_is(state: StateDir, tmp_path: Path) -> No
         "127.0.0.1",
     )
     assert invocation.env["MITMLAB_PASSWORD"] == "s3cret-pw"
-
-
-def test_chromium_with_hsts_waits_for_its_state_and_credits_hsts_only_for_bank_lab(
-    state: StateDir, tmp_path: Path
-) -> None:
-    """The start page asks hsts-ready.lab until Chromium has loaded its HSTS state: that redirect is in
-    the net log too, and must not be read as bank.lab's."""
-    job = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
-    invocation = next(job)
-    while invocation.argv[0] == "certutil":
-        invocation = job.send(ran(invocation, 0))
-    start = tmp_path / "start.html"
-    assert invocation.argv[-1] == start.absolute().as_uri()
-    page = invocation.files["start.html"].decode()
-    assert 'fetch("http://hsts-ready.lab/", {redirect: "manual"})' in page
-    assert 'location.replace("http://bank.lab:9080/#user=alice&password=' in page
-    known = json.loads(invocation.files["profile/Default/TransportSecurity"])
-    assert len(known["sts"]) == 2
-    redirect = '"HTTP/1.1 307 Internal Redirect","Location: https://{}/","Non-Authoritative-Reason: HSTS"'
-    for netlog, protection in [
-        (redirect.format("hsts-ready.lab"), None),
-        (redirect.format("hsts-ready.lab") + redirect.format("bank.lab:9080"), "hsts"),
-    ]:
-        again = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
-        step = next(again)
-        while step.argv[0] == "certutil":
-            step = again.send(ran(step, 0))
-        finished = Ran(
-            step, 0, f"<p id=balance>alice: 1000</p>{BALANCE_MARK}", "", 1.0, {"netlog.json": netlog}
-        )
-        with pytest.raises(StopIteration) as done:
-            again.send(finished)
-        assert done.value.value.protection == protection, netlog
-
-
-def test_chromium_with_hsts_that_prints_no_page_at_all_runs_once_more(
-    state: StateDir, tmp_path: Path
-) -> None:
-    job = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
-    invocation = next(job)
-    while invocation.argv[0] == "certutil":
-        invocation = job.send(ran(invocation, 0))
-    again = job.send(
-        ran(invocation, 0, stdout="", stderr="[1:1:0:ERROR:bus.cc:405] Failed to connect to the bus")
-    )
-    assert again == invocation  # nothing read: the same run once more
-    with pytest.raises(StopIteration) as done:
-        job.send(ran(again, 0, stdout=""))
-    assert done.value.value.completed is False  # twice nothing: read as it is, never a third time
-    refused = CLIENTS["chromium-hsts"].job(target(state, tmp_path))
-    step = next(refused)
-    while step.argv[0] == "certutil":
-        step = refused.send(ran(step, 0))
-    line = "[1:1:0:ERROR:headless_command_handler.cc:403] Page load failed: net::ERR_CERT_DATE_INVALID"
-    with pytest.raises(StopIteration) as said:
-        refused.send(ran(step, 0, stderr=line))  # Chromium said why: read at once
-    assert said.value.value.protection == "validity"

@@ -21,8 +21,9 @@ from lab.stacks import REAL_TLS
 pytestmark = pytest.mark.system
 
 ATTACK = "self-signed"
-HIDDEN = sorted({p for adapter in CLIENTS.values() for p in adapter.programs})
-"""Every program a real client runs: hidden from the check's PATH."""
+HIDDEN = sorted({p for a in CLIENTS.values() for p in a.programs if p not in system.LIBRARIES})
+"""Every program a real client runs: hidden from the check's PATH (libraries are found by ldconfig's
+cache, and stay found)."""
 NEEDING = [name for name, adapter in CLIENTS.items() if adapter.programs]
 
 

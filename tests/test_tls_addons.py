@@ -29,6 +29,7 @@ from lab.bank.web import WebPorts
 from lab.checker.verdict import GroundTruth, RunEvidence
 from lab.checker.visit_verdict import decide_visit
 from lab.clients.adapters import CLIENTS
+from lab.clients.browser import Browsers
 from lab.clients.job import Target
 from lab.clients.run import visit
 from lab.clients.visit import make_visit, trust_files
@@ -179,7 +180,7 @@ def test_a_proxy_error_is_a_failure_in_the_clients_words_never_a_protection(
     with mitmdump(addon, state, confdir, dead, options=tls_options(state)) as [port]:
         password = state.client_password()
         target = Target("127.0.0.1", port, port, "alice", password, trust_files(state), tmp_path / "visit")
-        done = asyncio.run(visit(CLIENTS["curl-careless"], target))
+        done = asyncio.run(visit(CLIENTS["curl-careless"], target, Browsers()))
     assert not done.reading.completed and done.reading.protection is None
     assert done.reading.words and len(done.ran) == 1
 
@@ -231,7 +232,7 @@ def test_a_certificate_the_clients_cannot_parse_is_an_error_with_their_words_nev
     with mitmdump(addon, state, tmp_path / "mitmproxy", upstream, options=tls_options(state)) as [port]:
         for client in ("python-urllib", "curl", "openssl"):
             state.evidence_path("client").unlink(missing_ok=True)
-            done = asyncio.run(make_visit(state, CLIENTS[client], "127.0.0.1", port, port))
+            done = asyncio.run(make_visit(state, CLIENTS[client], "127.0.0.1", port, port, Browsers()))
             assert not done.visited.completed and done.visited.words, client
             run = RunEvidence(
                 {role: read_evidence(state.evidence_path(role), role) for role in ("client", "attacker")}

@@ -20,6 +20,7 @@ from lab.bank.web import WebPorts
 from lab.channel.protections import RECOMMENDED
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import endpoint_option, state_dir_option, web_ports_option
+from lab.clients.browser import Browsers
 from lab.control import ControlError, ControlServer, Handler, Refused
 from lab.events import ControlRefused
 from lab.evidence import evidence_lines
@@ -152,6 +153,7 @@ async def _serve(
     handlers: dict[str, Handler]
     server: BankServer | None = None
     attacker: AttackerRole | None = None
+    browsers: Browsers | None = None
     if name == "server":
         server = BankServer(state, RECOMMENDED)
         service_port = await server.start(*ports.listen)
@@ -177,7 +179,8 @@ async def _serve(
         transparent_port = attacker.transparent_port()
         handlers = attacker.control_handlers()
     else:
-        handlers = client_role.control_handlers(state)
+        browsers = Browsers()
+        handlers = client_role.control_handlers(state, browsers)
 
     async def shutdown(request: dict[str, Any]) -> dict[str, Any]:
         stop.set()
@@ -223,3 +226,5 @@ async def _serve(
             await server.stop()
         if attacker is not None:
             await attacker.stop()
+        if browsers is not None:
+            await browsers.close()

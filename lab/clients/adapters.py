@@ -10,10 +10,7 @@ it never goes on the wire before the form is submitted). What each prints is rea
 
 from __future__ import annotations
 
-import base64
 import datetime
-import hashlib
-import json
 import sys
 import urllib.parse
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ from lab.clients.job import (
     OPENSSL_VERIFY,
     Invocation,
     Job,
+    Navigation,
     Ran,
     Reading,
     Target,
@@ -182,52 +180,21 @@ class OpensslClient:
 # Chromium -------------------------------------------------------------------------------------------
 
 CHROMIUM_WORDS: Final = (
-    # `net::` as Chromium says it (its stderr, its warning page): the net log's table of constants
-    # names every error, these among them, bare.
+    # `net::` as Chromium says it (a failed navigation, its warning page): the net log's table of
+    # constants names every error, these among them, bare.
     Words(r"net::ERR_CERT_AUTHORITY_INVALID", "ca_trust"),
     Words(r"net::ERR_CERT_COMMON_NAME_INVALID", "hostname"),
     Words(r"net::ERR_CERT_DATE_INVALID", "validity"),
     Words(r"net::ERR_CERT_REVOKED", "revocation"),
+    # The redirect Chromium makes itself, before anything goes on the wire, for a host it knows.
     Words(
-        r'"Location: https://bank\.lab[:/][^"]*"(,"[^"]*")*?,"Non-Authoritative-Reason: HSTS"',
+        r"307 Internal Redirect http://bank\.lab\S* to https://bank\.lab\S*, Non-Authoritative-Reason: HSTS",
         "hsts",
         when="completed",
-        say="net log: HTTP/1.1 307 Internal Redirect to https://, Non-Authoritative-Reason: HSTS",
     ),
 )
-CHROMIUM_FLAGS: Final = (
-    "--headless",
-    "--no-sandbox",  # the lab runs it as whoever runs the lab, root in containers
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-extensions",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-pings",
-    "--disable-domain-reliability",
-    "--disable-dev-shm-usage",  # a container's /dev/shm is 64 MiB
-)
-"""Headless, and nothing of Chromium's own fetches: with `MAP * ~NOTFOUND` below it dials no one but
-bank.lab (docs/tls.md)."""
-HSTS_READY_HOST: Final = "hsts-ready.lab"
-"""A name the HSTS profile's TransportSecurity file holds beside bank.lab, never dialled (`MAP * ~NOTFOUND`).
-Chromium reads that file in the background after it starts: a navigation made first goes out as plain
-HTTP, as if the profile knew nothing. The start page asks this name until Chromium answers with its
-internal HSTS redirect, the sign that the file is loaded, and only then goes to bank.lab, as a user
-types the address into a browser that is up."""
-HSTS_START_PAGE: Final = """<!DOCTYPE html><title>start</title><script>
-(async () => {
-  for (let tries = 0; tries < 500; tries++) {
-    try {
-      const answer = await fetch("http://%(ready)s/", {redirect: "manual"});
-      if (answer.type === "opaqueredirect") break;
-    } catch (notYet) {}
-    await new Promise((wake) => setTimeout(wake, 10));
-  }
-  location.replace(%(target)s);
-})();
-</script>"""
+ARRIVED: Final = "#balance"
+"""The balance page's element (`BALANCE_MARK`): the customer got where they wanted."""
 
 
 @dataclass(frozen=True)
@@ -236,90 +203,30 @@ class Chromium:
     summary: str
     hsts_known: bool = False
     careless: bool = False
-    programs: tuple[str, ...] = ("chromium", "certutil")
+    programs: tuple[str, ...] = ("chromium", "certutil", "libatomic")
+    """libatomic: Playwright's driver, which drives Chromium (`lab.clients.browser`), needs it."""
 
     def job(self, target: Target) -> Job:
-        nssdb = "sql:home/.pki/nssdb"
-        made = yield Invocation(
-            ("certutil", "-N", "-d", nssdb, "--empty-password"), files={"home/.pki/nssdb/.keep": b""}
-        )
-        if made.exit_code != 0:
-            return Reading(False, f"the lab could not make Chromium's NSS store: {last_words(made)}")
-        cas = [("labca", target.trust.ca)] + ([("rogueca", target.trust.rogue_ca)] if self.careless else [])
-        for nickname, path in cas:
-            added = yield Invocation(
-                ("certutil", "-A", "-d", nssdb, "-t", "C,,", "-n", nickname, "-i", str(path))
-            )
-            if added.exit_code != 0:
-                why = f"the lab could not add a CA to Chromium's NSS store: {last_words(added)}"
-                return Reading(False, why)
-        files = {}
+        trusted = (target.trust.ca, target.trust.rogue_ca) if self.careless else (target.trust.ca,)
         typed = urllib.parse.urlencode({"user": target.user, "password": target.password})
-        visit = f"{target.url('http')}#{typed}"  # the user types bank.lab; the page fills in the rest
-        if self.hsts_known:
-            files["profile/Default/TransportSecurity"] = _chromium_hsts(target.name, HSTS_READY_HOST)
-            files["start.html"] = _start_page(visit)
-            visit = (target.workdir / "start.html").absolute().as_uri()
-        argv = [
-            "chromium",
-            *CHROMIUM_FLAGS,
-            "--user-data-dir=profile",
-            f"--host-resolver-rules=MAP {target.name} {target.address}, MAP * ~NOTFOUND",
-            f"--timeout={CLIENT_TIMEOUT * 1000}",
-            "--log-net-log=netlog.json",
-            "--dump-dom",
-            *(["--virtual-time-budget=10000"] if self.hsts_known else []),  # dump after the start page
-            visit,
-        ]
-        invocation = Invocation(tuple(argv), env={"HOME": "home"}, files=files, collect=("netlog.json",))
-        ran = yield invocation
-        if self.hsts_known and not ran.stdout.strip() and not _load_failed(ran):
-            # After the start page's second navigation, a loaded machine at times gets no page at
-            # all: nothing read, nothing said. Once more, the first run kept in the evidence.
-            ran = yield invocation
+        ran = yield Navigation(
+            url=f"{target.url('http')}#{typed}",  # the user types bank.lab; the page fills in the rest
+            resolve=(target.name, target.address),
+            trusted=trusted,
+            arrived=ARRIVED,
+            timeout=CLIENT_TIMEOUT,
+            hsts_known=(target.name,) if self.hsts_known else (),
+        )
         done = BALANCE_MARK in ran.stdout
-        why = "logged in" if done else _chromium_failure(ran)
-        return read_words([ran], done, CHROMIUM_WORDS, why)
-
-
-def _chromium_hsts(*names: str) -> bytes:
-    """A TransportSecurity file that knows `names` as HSTS hosts for a year."""
-    expiry = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=365)).timestamp()
-    entries = [
-        {"expiry": expiry, "host": _hsts_key(name), "mode": "force-https", "sts_include_subdomains": False}
-        for name in names
-    ]
-    known = [{**entry, "sts_observed": expiry - 365 * 86400} for entry in entries]
-    return json.dumps({"sts": known, "version": 2}).encode()
-
-
-def _hsts_key(name: str) -> str:
-    """How Chromium's TransportSecurity file names a host: base64(sha256(the name in DNS wire form))."""
-    wire = b"".join(bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0"
-    return base64.b64encode(hashlib.sha256(wire).digest()).decode()
-
-
-def _start_page(visit: str) -> bytes:
-    target = json.dumps(visit).replace("</", "<\\/")
-    return (HSTS_START_PAGE % {"ready": HSTS_READY_HOST, "target": target}).encode()
-
-
-def _load_failed(ran: Ran) -> str | None:
-    """Chromium's page-load line on stderr, if it said one."""
-    for line in ran.stderr.splitlines():
-        if "Page load failed" in line or "Page load timed out" in line:
-            return line.split("] ", 1)[-1].strip()
-    return None
+        return read_words([ran], done, CHROMIUM_WORDS, "logged in" if done else _chromium_failure(ran))
 
 
 def _chromium_failure(ran: Ran) -> str:
-    """Chromium exits 0 whatever happened: its words are the page-load line on stderr."""
-    said = _load_failed(ran)
+    """Chromium's words for the navigation that failed, or where it stopped."""
+    said = [line for line in ran.stderr.splitlines() if line.strip()]
     if said:
-        return said
-    if "<title>Privacy error</title>" in ran.stdout:
-        return "Chromium showed its certificate warning page"
-    return last_words(ran)
+        return said[0]
+    return f"Chromium stopped without the balance page (exit code {ran.exit_code})"
 
 
 # Bring your own -------------------------------------------------------------------------------------
@@ -405,7 +312,11 @@ CLIENTS: Final[dict[str, Adapter]] = {
         OpensslClient("openssl", "openssl s_client -verify_return_error"),
         OpensslClient("openssl-crl", "openssl s_client -verify_return_error -crl_check", crl=True),
         Chromium("chromium", "headless Chromium, a fresh profile, typing bank.lab"),
-        Chromium("chromium-hsts", "headless Chromium whose profile visited bank.lab before", hsts_known=True),
+        Chromium(
+            "chromium-hsts",
+            "headless Chromium that knows bank.lab as an HSTS host, as after an earlier visit",
+            hsts_known=True,
+        ),
         Chromium("chromium-careless", "headless Chromium, the rogue CA in its NSS store", careless=True),
     )
 }

@@ -1,9 +1,10 @@
 """What a victim is given, what it runs, and what the lab reads off it: sans-IO, as h11 is.
 
 A client's adapter (`lab.clients.adapters`) writes its visit to bank.lab as a generator, a `Job`: it
-yields each program invocation and is sent back what that program did (`Ran`), and finally returns
-its `Reading`. `lab.clients.run` does the processes; the adapters do no I/O at all, so what a client
-is asked to do and how its output is read can be tested on their own.
+yields each program invocation (or, for a browser, a navigation) and is sent back what it did (`Ran`),
+and finally returns its `Reading`. `lab.clients.run` does the processes and `lab.clients.browser` the
+browsers; the adapters do no I/O at all, so what a client is asked to do and how its output is read can
+be tested on their own.
 """
 
 from __future__ import annotations
@@ -67,12 +68,45 @@ class Invocation:
     files: dict[str, bytes] = field(default_factory=dict)
     """Written into the workdir first (a cookie jar, an HSTS cache, credentials), by relative path."""
     collect: tuple[str, ...] = ()
-    """Files of the workdir read back after it ran (a browser's net log)."""
+    """Files of the workdir read back after it ran."""
+
+
+@dataclass(frozen=True)
+class Navigation:
+    """A visit in a browser the lab drives over DevTools (`lab.clients.browser`): a fresh context of
+    the browser that trusts `trusted`, sent to `url`. Its `Ran` holds the page it ended on (stdout),
+    Chromium's words for each navigation that failed (stderr) and every response, internal redirects
+    included (collected as "responses"); exit code 0 when the visit ended, None when the time ran out,
+    1 when the browser ended in the middle (it crashed, or hung and the lab closed it), 127 when it
+    could not be made ready."""
+
+    url: str
+    resolve: tuple[str, str]
+    """The name and the address it means to this browser (`--host-resolver-rules`)."""
+    trusted: tuple[Path, ...]
+    """The CA certificates in the browser's NSS store."""
+    arrived: str
+    """A CSS selector: the page that holds it is where the client wanted to get."""
+    timeout: float
+    hsts_known: tuple[str, ...] = ()
+    """Names the context knows as HSTS hosts before it goes, as after an earlier visit."""
+
+    @property
+    def resolver_rules(self) -> str:
+        """Only `resolve` resolves: Chromium dials no one else (docs/tls.md)."""
+        name, address = self.resolve
+        return f"--host-resolver-rules=MAP {name} {address}, MAP * ~NOTFOUND"
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """How the evidence shows it: the browser, what it was told, where it went."""
+        known = tuple(f"--hsts-known={name}" for name in self.hsts_known)
+        return ("chromium (DevTools)", self.resolver_rules, *known, self.url)
 
 
 @dataclass(frozen=True)
 class Ran:
-    invocation: Invocation
+    invocation: Invocation | Navigation
     exit_code: int | None
     """None: it did not end by itself within its time and was killed."""
     stdout: str
@@ -101,7 +135,7 @@ class Reading:
     """The protection those words correspond to (`WORDS`), if any."""
 
 
-Job = Generator[Invocation, Ran, Reading]
+Job = Generator[Invocation | Navigation, Ran, Reading]
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Running a client's job: each invocation a process in the visit's own directory, bounded in time and
-ended (its whole process group: a browser leaves children behind), its output kept within a cap."""
+ended (its whole process group), its output kept within a cap; each navigation in one of the client
+role's browsers (`lab.clients.browser`)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from typing import Final
 
 from lab import system
 from lab.clients.adapters import Adapter
-from lab.clients.job import Invocation, Ran, Reading, Target
+from lab.clients.browser import Browsers
+from lab.clients.job import Invocation, Navigation, Ran, Reading, Target
 
 STEP_TIMEOUT: Final = 20.0
 """Seconds one program may run before it is killed (each client also has its own, shorter, limit)."""
+KEYLOG: Final = "keylog.txt"
+"""The visit's TLS key log (NSS format), in its directory: every client program's, and the browser's
+lines written during the visit."""
 OUTPUT_CAP: Final = 1 << 20
 """Bytes of stdout or stderr kept from one program: a client that floods gives no more."""
 
@@ -30,7 +35,9 @@ class Visit:
     """The programs it needs that are not installed here (then nothing ran)."""
 
 
-async def visit(adapter: Adapter, target: Target, step_timeout: float = STEP_TIMEOUT) -> Visit:
+async def visit(
+    adapter: Adapter, target: Target, browsers: Browsers, step_timeout: float = STEP_TIMEOUT
+) -> Visit:
     """Run `adapter`'s job against `target`."""
     missing = system.missing(adapter.programs)
     if missing:
@@ -39,11 +46,14 @@ async def visit(adapter: Adapter, target: Target, step_timeout: float = STEP_TIM
     job = adapter.job(target)
     ran: list[Ran] = []
     try:
-        invocation = next(job)
+        step = next(job)
         while True:
-            done = await run_program(invocation, target.workdir, step_timeout)
+            if isinstance(step, Navigation):
+                done = await browsers.navigate(step, target.workdir / KEYLOG)
+            else:
+                done = await run_program(step, target.workdir, step_timeout)
             ran.append(done)
-            invocation = job.send(done)
+            step = job.send(done)
     except StopIteration as finished:
         return Visit(finished.value, tuple(ran))
 
@@ -53,7 +63,7 @@ async def run_program(invocation: Invocation, workdir: Path, timeout: float) -> 
         path = workdir / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    env = {**os.environ, "SSLKEYLOGFILE": str(workdir / "keylog.txt"), **_in(workdir, invocation.env)}
+    env = {**os.environ, "SSLKEYLOGFILE": str(workdir / KEYLOG), **_in(workdir, invocation.env)}
     started = time.perf_counter()
     try:
         process = await asyncio.create_subprocess_exec(

@@ -15,8 +15,9 @@ from cryptography.hazmat.primitives import serialization
 
 from lab import events
 from lab.clients.adapters import Adapter
+from lab.clients.browser import Browsers
 from lab.clients.job import Target, TrustFiles
-from lab.clients.run import visit
+from lab.clients.run import KEYLOG, visit
 from lab.net import is_address
 from lab.state import CLIENT_ACCOUNT, StateDir
 
@@ -43,7 +44,9 @@ class VisitResult:
     """The client's TLS key log (NSS format), for the capture of this visit."""
 
 
-async def make_visit(state: StateDir, adapter: Adapter, address: str, https: int, http: int) -> VisitResult:
+async def make_visit(
+    state: StateDir, adapter: Adapter, address: str, https: int, http: int, browsers: Browsers
+) -> VisitResult:
     """Send `adapter` to bank.lab, which means `address` (its HTTPS and plain-HTTP ports) to it. A host
     name (the attacker's service, in the compose lab) is looked up first: curl's --resolve and
     Chromium's resolver rules take an address."""
@@ -54,7 +57,7 @@ async def make_visit(state: StateDir, adapter: Adapter, address: str, https: int
     shutil.rmtree(workdir, ignore_errors=True)
     password = state.client_password()
     target = Target(address, https, http, CLIENT_ACCOUNT, password, trust_files(state), workdir)
-    done = await visit(adapter, target)
+    done = await visit(adapter, target, browsers)
     log = state.evidence("client")
 
     def masked(text: str) -> str:
@@ -79,5 +82,5 @@ async def make_visit(state: StateDir, adapter: Adapter, address: str, https: int
         missing=list(done.missing),
     )
     log.record(visited)
-    keylog = workdir / "keylog.txt"
+    keylog = workdir / KEYLOG
     return VisitResult(visited, keylog.read_text(errors="replace") if keylog.exists() else "")

@@ -17,6 +17,7 @@ from lab.channel.errors import ChannelError
 from lab.channel.keylog import keylog_line
 from lab.channel.protections import Protections
 from lab.clients.adapters import CLIENTS, Adapter, Probe
+from lab.clients.browser import Browsers
 from lab.clients.visit import make_visit
 from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import EvidenceLog, digest, now
@@ -167,8 +168,9 @@ async def _exchange(
         raise BankRefused(f"{op}: {reply.get('error', 'refused')}")
 
 
-def control_handlers(state: StateDir) -> dict[str, Handler]:
-    """The client as the checker drives it: one `session` request, one bank session, one answer."""
+def control_handlers(state: StateDir, browsers: Browsers) -> dict[str, Handler]:
+    """The client as the checker drives it: one `session` request, one bank session, one answer; one
+    `visit`, one real client's visit (a browser's in one of `browsers`, which the caller closes)."""
 
     async def session(request: dict[str, Any]) -> dict[str, Any]:
         protections = protections_from_request(request)
@@ -218,7 +220,7 @@ def control_handlers(state: StateDir) -> dict[str, Handler]:
             if client is None:
                 raise ControlError(f"no client {request.get('client')!r}; clients are {', '.join(CLIENTS)}")
             adapter = client
-        done = await make_visit(state, adapter, address, https, http)
+        done = await make_visit(state, adapter, address, https, http, browsers)
         return {"visited": events.to_dict(done.visited), "keylog": done.keylog}
 
     victim = ArpVictim(lambda: state.evidence("client"))
