@@ -11,7 +11,7 @@ Finished MACs cover the ClientHello as the client sent it, so `transcript` notic
 from mitmproxy import tcp
 
 from lab import events
-from lab.channel.frames import Frame
+from lab.channel.frames import Frame, FrameType
 from lab.channel.messages import ClientHello, ServerHello
 from lab.channel.suites import KeyExchange
 from lab.mitm.attack import FrameAttack
@@ -24,7 +24,13 @@ class Downgrade(FrameAttack):
     def on_frame(self, flow: tcp.TCPFlow, from_client: bool, frame: Frame) -> list[bytes]:
         view = flow_wire(flow).view
         hello = view.client_hello
-        if from_client and hello is not None and frame.body[:1] == bytes([ClientHello.msg_type]):
+        handshake = frame.type == FrameType.HANDSHAKE  # a record's body may start with any byte
+        if (
+            from_client
+            and handshake
+            and hello is not None
+            and frame.body[:1] == bytes([ClientHello.msg_type])
+        ):
             legacy = tuple(
                 s for s in hello.suites if s.key_exchange is KeyExchange.RSA and not s.record.authenticates
             )
@@ -36,7 +42,7 @@ class Downgrade(FrameAttack):
                 flow, "offered suites", before=[s.name for s in hello.suites], after=[s.name for s in legacy]
             )
             return [Frame(frame.type, stripped.encode()).encode()]
-        if not from_client and frame.body[:1] == bytes([ServerHello.msg_type]) and view.suite is not None:
+        if not from_client and handshake and frame.body[:1] == bytes([ServerHello.msg_type]) and view.suite:
             self.evidence.record(flow, events.Negotiated(suite_chosen=view.suite.name))
         return [frame.encode()]
 

@@ -19,9 +19,11 @@ line served yields to the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -38,6 +40,8 @@ carrying out one of the owner's requests, so that connections held by someone wi
 lock the owner out. Over twice what asyncio accepts in one go (its listen backlog, 100), so that a burst
 of new connections does not close the owner's before its request is read (at 64, 2 of 181 were)."""
 IDLE_TIMEOUT = 10.0
+KEPT_AT_MOST = IDLE_TIMEOUT / 2
+"""A kept connection idle this long is not used again (`Connections`): its role closes it at IDLE_TIMEOUT."""
 """Seconds the port waits on a peer, for a whole request line or for it to take its answer. The owner's
 client sends its line as it connects; a peer that sends nothing, or half a line, is closed."""
 REFUSALS_ONE_BY_ONE = 5
@@ -234,15 +238,104 @@ async def request(
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(host, port, limit=MAX_ANSWER)
     try:
-        writer.write(json.dumps({"cmd": cmd, "secret": secret, **(params or {})}).encode() + b"\n")
-        async with asyncio.timeout(timeout):
-            await writer.drain()
-            try:
-                line = await reader.readline()
-            except (asyncio.LimitOverrunError, ValueError):
-                raise ControlError(f"the answer to {cmd!r} is over {MAX_ANSWER} bytes") from None
+        line = await _exchange(reader, writer, _request_line(cmd, params, secret), cmd, timeout)
     finally:
         writer.close()
+    return _answer(line, cmd)
+
+
+class Connections:
+    """`request`, on connections kept between requests: a control port answers any number of requests
+    on one connection. A connection is kept, once its answer is in, for the next request to the same
+    port (a request made while another is under way opens one more); `close` ends them all. A fresh
+    loopback connection for each of a run's requests cost the checker more than the requests did
+    (docs/benchmarks.md)."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, int], list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        """Connections whose answer is in, each with when it came (monotonic)."""
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def request(
+        self,
+        host: str,
+        port: int,
+        cmd: str,
+        params: dict[str, Any] | None = None,
+        *,
+        secret: str,
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        line = _request_line(cmd, params, secret)
+        answer = b""
+        kept = self._take_kept((host, port))
+        if kept is not None:
+            with contextlib.suppress(ConnectionError):
+                answer = await self._exchange_keeping((host, port), kept, line, cmd, timeout)
+        if not answer:  # none kept, or its role closed it unread (idle, or to make room): a new one
+            async with asyncio.timeout(timeout):
+                fresh = await asyncio.open_connection(host, port, limit=MAX_ANSWER)
+            self._open.add(fresh[1])
+            answer = await self._exchange_keeping((host, port), fresh, line, cmd, timeout)
+        return _answer(answer, cmd)
+
+    def close(self) -> None:
+        for writer in self._open:
+            writer.close()
+        self._open.clear()
+        self._kept.clear()
+
+    def _take_kept(self, port: tuple[str, int]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        kept = self._kept.get(port, [])
+        while kept:
+            since, reader, writer = kept.pop()
+            if time.monotonic() - since < KEPT_AT_MOST and not reader.at_eof():
+                return reader, writer
+            self._close(writer)
+        return None
+
+    async def _exchange_keeping(
+        self,
+        port: tuple[str, int],
+        connection: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        line: bytes,
+        cmd: str,
+        timeout: float,
+    ) -> bytes:
+        reader, writer = connection
+        answer = b""
+        try:
+            answer = await _exchange(reader, writer, line, cmd, timeout)
+        finally:
+            if answer.endswith(b"\n"):
+                self._kept.setdefault(port, []).append((time.monotonic(), reader, writer))
+            else:  # cut short (a timeout, the end, the role gone): an answer may come, to nobody
+                self._close(writer)
+        return answer
+
+    def _close(self, writer: asyncio.StreamWriter) -> None:
+        self._open.discard(writer)
+        writer.close()
+
+
+def _request_line(cmd: str, params: dict[str, Any] | None, secret: str) -> bytes:
+    return json.dumps({"cmd": cmd, "secret": secret, **(params or {})}).encode() + b"\n"
+
+
+async def _exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line: bytes, cmd: str, timeout: float
+) -> bytes:
+    """The answer line to the request `line` (empty if the role closed the connection first)."""
+    writer.write(line)
+    async with asyncio.timeout(timeout):
+        await writer.drain()
+        try:
+            return await reader.readline()
+        except (asyncio.LimitOverrunError, ValueError):
+            raise ControlError(f"the answer to {cmd!r} is over {MAX_ANSWER} bytes") from None
+
+
+def _answer(line: bytes, cmd: str) -> dict[str, Any]:
     try:
         answer = json.loads(line)
     except (UnicodeDecodeError, json.JSONDecodeError):

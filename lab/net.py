@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+from dataclasses import dataclass
 from typing import Final
 
 CHUNK: Final = 65536
@@ -27,3 +28,15 @@ def is_address(name: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class WebPorts:
+    """The HTTPS bank's two ports (`lab.bank.web`): here, where the command line and every role read
+    them without loading the bank's HTTP server."""
+
+    https: int
+    http: int
+
+    def __str__(self) -> str:
+        return f"{self.https},{self.http}"

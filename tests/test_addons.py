@@ -14,8 +14,12 @@ from mitmproxy.addons.script import load_script
 from mitmproxy.test import taddons, tflow
 
 from lab.attacks import ATTACK_IDS, attack, attacks_on
+from lab.channel.connection import ClientConfig, ClientConnection
+from lab.channel.frames import Frame, FrameType
+from lab.channel.messages import ClientHello
+from lab.channel.protections import RECOMMENDED
 from lab.stacks import LAB_CHANNEL
-from lab.state import StateDir
+from lab.state import SERVER_NAME, StateDir
 from tests.world import evidence_dicts
 
 CHANNEL_ATTACKS = attacks_on(LAB_CHANNEL)
@@ -85,6 +89,26 @@ def test_bit_flip_refuses_recipients_of_different_lengths(loaded: tuple[Any, tad
     addon, tctx = loaded
     with pytest.raises(exceptions.OptionsError, match="same length"):
         tctx.configure(addon, lab_bitflip_to="mallory")
+
+
+@pytest.mark.parametrize("loaded", ["downgrade"], indirect=True)
+def test_downgrade_strips_the_client_hello_and_never_a_record_that_starts_like_one(
+    loaded: tuple[Any, taddons.context], state: StateDir
+) -> None:
+    """A record's body is a random nonce and ciphertext: one in 256 starts with the ClientHello's
+    type byte, and must pass as it came (seen once in CI as a 41-byte record in a ladder check)."""
+    addon, _ = loaded
+    client = ClientConnection(ClientConfig(RECOMMENDED, SERVER_NAME, state.trust()))
+    client.start()
+    hello = client.data_to_send()
+    flow = tflow.ttcpflow(messages=[])
+    message(flow, True, hello)
+    addon.tcp_message(flow)
+    assert flow.messages[-1].content != hello  # the legacy suites alone
+    record = Frame(FrameType.APPLICATION, bytes([ClientHello.msg_type]) + bytes(40)).encode()
+    message(flow, True, record)
+    addon.tcp_message(flow)
+    assert flow.messages[-1].content == record
 
 
 def test_every_attack_of_the_brief_has_its_addon_file() -> None:

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from lab.bank.web import WebPorts
 from lab.channel.protections import RECOMMENDED
 from lab.clients.adapters import CLIENTS
 from lab.clients.browser import Browsers
 from lab.clients.job import Navigation, Target
 from lab.clients.run import visit
 from lab.clients.visit import trust_files
+from lab.net import WebPorts
 from lab.roles.server import BankServer
 from lab.state import CLIENT_ACCOUNT, SERVER_NAME, StateDir
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import shutil
 import socket
 import ssl
 import subprocess
@@ -25,7 +26,6 @@ from mitmproxy.test import taddons, tflow
 
 from lab import events
 from lab.attacks import attack
-from lab.bank.web import WebPorts
 from lab.checker.verdict import GroundTruth, RunEvidence
 from lab.checker.visit_verdict import decide_visit
 from lab.clients.adapters import CLIENTS
@@ -34,6 +34,7 @@ from lab.clients.job import Target
 from lab.clients.run import visit
 from lab.clients.visit import make_visit, trust_files
 from lab.evidence import read_evidence
+from lab.net import WebPorts
 from lab.pki.authority import new_rsa_key
 from lab.state import StateDir
 from tests.processes import free_port, mitmdump
@@ -48,10 +49,15 @@ def tls_options(state: StateDir) -> tuple[str, ...]:
     return ("keep_host_header=true", "http3=false", f"ssl_verify_upstream_trusted_ca={state.ca_cert}")
 
 
-@pytest.fixture
-def bank(state: StateDir, tmp_path: Path) -> Iterator[WebPorts]:
-    """The server role, as `mitmlab check` starts it: its ready file says where the HTTPS bank is."""
-    ready = tmp_path / "server.ready"
+@pytest.fixture(scope="module")
+def bank(state_template: StateDir, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebPorts]:
+    """The server role, as `mitmlab check` starts it: its ready file says where the HTTPS bank is. One
+    for the module: every test's state is a copy of the same template, so the bank's certificate
+    chains to the CA that each test's mitmdump checks it against."""
+    here = tmp_path_factory.mktemp("bank")
+    state = StateDir(here / "state")
+    shutil.copytree(state_template.root, state.root)
+    ready = here / "server.ready"
     process = subprocess.Popen(
         [
             sys.executable,
@@ -121,6 +127,7 @@ def test_each_tls_addon_presents_exactly_its_certificate_under_mitmdump(
     assert events and events[0]["event"] == "presenting"
 
 
+@pytest.mark.system  # a real client: curl
 def test_sslstrip_keeps_curl_on_plain_http_under_mitmdump(
     state: StateDir, tmp_path: Path, bank: WebPorts
 ) -> None:
@@ -172,6 +179,7 @@ def test_sslstrip_rewrites_a_response_as_mitmproxy_tests_its_addons(state: State
     assert [(e["secret"], e["value"], e["how"]) for e in read] == [("cookie", "abc", "in_the_clear")]
 
 
+@pytest.mark.system  # a real client: curl
 def test_a_proxy_error_is_a_failure_in_the_clients_words_never_a_protection(
     state: StateDir, tmp_path: Path
 ) -> None:
@@ -216,6 +224,7 @@ def write_malformed_leaf(state: StateDir, name: str) -> None:
     )
 
 
+@pytest.mark.system  # the real clients: Python's urllib, curl, openssl
 def test_a_certificate_the_clients_cannot_parse_is_an_error_with_their_words_never_a_protection(
     state: StateDir, tmp_path: Path, bank: WebPorts
 ) -> None:

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import pytest
 from cryptography import x509
 
-from lab.bank.web import HSTS, SESSION_COOKIE, WebPorts
+from lab.bank.web import HSTS, SESSION_COOKIE
 from lab.channel.protections import RECOMMENDED
 from lab.evidence import read_evidence
+from lab.net import WebPorts
 from lab.roles.server import BankServer
 from lab.state import StateDir
 

@@ -24,7 +24,6 @@ import html
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
 
 from aiohttp import web
@@ -33,7 +32,7 @@ from aiohttp.typedefs import Middleware
 from lab import events
 from lab.bank.ledger import BankError, Ledger
 from lab.evidence import EvidenceLog, digest
-from lab.net import pipe
+from lab.net import WebPorts, pipe
 from lab.state import SERVER_NAME, StateDir
 
 SESSION_COOKIE: Final = "session"
@@ -65,15 +64,6 @@ BALANCE_PAGE: Final = """<!doctype html>
 <p>Loaded over <span id="scheme">?</span></p>
 <script>document.getElementById("scheme").textContent = location.protocol;</script>
 """
-
-
-@dataclass(frozen=True)
-class WebPorts:
-    https: int
-    http: int
-
-    def __str__(self) -> str:
-        return f"{self.https},{self.http}"
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

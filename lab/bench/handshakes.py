@@ -14,9 +14,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-from lab.bank.web import WebPorts
 from lab.bench.measure import Result
 from lab.channel.protections import RECOMMENDED
+from lab.net import WebPorts
 from lab.roles.attacker import AttackerRole
 from lab.roles.server import BankServer
 from lab.state import SERVER_NAME, StateDir

@@ -1,12 +1,12 @@
 """The runner: plays scenarios on lanes of roles, through their control ports, and judges each run.
 
-One scenario on one lane:
+One scenario on one lane (the three roles' first steps at once, each role's in this order):
 
     all:      reset (fresh bank, no pins, no recordings, no evidence)
     server:   configure the scenario's protections
-    client:   a clean session straight to the server, if the scenario makes a key pin first
-              (its evidence is taken and kept apart, under pre/)
     attacker: the scenario's attack
+    client:   a clean session straight to the server, if the scenario makes a key pin first
+              (its evidence is taken and kept apart, under pre/; the attack comes after it)
     client:   log in, transfer 100 to bob, read the balance, dialling the attacker as bank.lab
     attacker, server: wait until idle (a session-replay happens after the client has gone)
 
@@ -32,7 +32,7 @@ attacker redirects the bank's HTTPS and plain-HTTP ports)
 
 and the TLS key logs of the client and of mitmproxy are kept beside the evidence.
 
-Right after the reset, the attacker starts capturing the lane's connections (and ARP, through ARP);
+Right after its reset, the attacker starts capturing the lane's connections (and ARP, through ARP);
 once the run is over, its frames are written as `run.pcapng` beside the evidence, with the run's TLS
 key logs embedded, and the run's sequence diagram drawn from them as `sequence.svg` (docs/wireshark.md).
 An attacker that cannot capture says why, and the run goes on.
@@ -42,7 +42,8 @@ Every file of a run's evidence holds its secrets (the password, keys, what was o
 0600, in a folder the runner makes afresh (0700), and none is written through a link (lab.files).
 
 Then every role's evidence is taken through its control port (so it reaches the report wherever the
-roles run), written into the report, and the verdict computed from it. Identical
+roles run) and the verdict computed from it; the lane goes on to its next scenario while a worker
+thread writes the run's files into the report, off the event loop that serves every lane. Identical
 scenarios (several views share some) run once. A run that times out, or whose roles die, is an
 `error` with the reason; the lane is restarted and the other scenarios go on.
 """
@@ -53,6 +54,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
+import dataclasses
 import shlex
 import shutil
 import time
@@ -72,7 +75,7 @@ from lab.checker.backends import Address, Backend, BackendError, Lane
 from lab.checker.scenarios import PROBE, Scenario
 from lab.checker.verdict import NOT_RUN_HERE, GroundTruth, RunEvidence, Verdict, decide
 from lab.checker.visit_verdict import decide_visit
-from lab.control import ControlError, request
+from lab.control import Connections, ControlError
 from lab.events import Event, EvidenceError
 from lab.evidence import parse_lines
 from lab.stacks import ARP, NAMES, REAL_TLS
@@ -176,12 +179,12 @@ class Runner:
         lane = await self._lanes.get()
         if lane is None:
             self._lanes.put_nowait(None)  # for the next scenario waiting
-            result = self._unplayable(scenario)
+            played = self._unplayable(scenario)
         else:
             try:
                 async with self._network_of(lane, scenario):
-                    result = await self._play(lane, scenario)
-                if result.verdict.error or await self.backend.dead_roles(lane):
+                    played = await self._play(lane, scenario)
+                if played.result.verdict.error or await self.backend.dead_roles(lane):
                     lane = await self.backend.restart(lane)
             except BackendError as exc:  # the lane did not come back: the others go on without it
                 self._lost.append(f"lane {lane.number}: {exc}")
@@ -190,6 +193,7 @@ class Runner:
             finally:
                 if lane is not None or self._live_lanes == 0:
                     self._lanes.put_nowait(lane)
+        result = await self._write(played)  # the lane plays its next scenario meanwhile
         self.on_result(result)
         return result
 
@@ -200,69 +204,69 @@ class Runner:
             return contextlib.nullcontext()
         return self._networks.setdefault(tuple(sorted(lane.network.items())), asyncio.Lock())
 
-    def _evidence_folder(self, scenario: Scenario) -> Path:
-        """The run's evidence folder, made afresh (0700) inside the report's own evidence folder."""
-        evidence = self.out / "evidence"
-        files.own_folder(evidence)
-        destination = evidence / scenario.id
-        shutil.rmtree(destination, ignore_errors=True)
-        files.make_fresh_folder(destination)
-        return destination
-
-    def _unplayable(self, scenario: Scenario) -> RunResult:
-        destination = self._evidence_folder(scenario)
+    def _unplayable(self, scenario: Scenario) -> _Played:
         verdict = Verdict("error", error=f"no lane left to run it ({'; '.join(self._lost)})")
-        return RunResult(scenario, verdict, 0.0, str(destination.relative_to(self.out)))
+        result = RunResult(scenario, verdict, 0.0, f"evidence/{scenario.id}")
+        return _Played(result, _RunFiles(scenario.id))
 
-    async def _play(self, lane: Lane, scenario: Scenario) -> RunResult:
+    async def _write(self, played: _Played) -> RunResult:
+        """The run's files written (`_write_run`) off the event loop, and the result that links them."""
+        wire = await asyncio.to_thread(_write_run, self.out, played.files)
+        relative = played.result.evidence_dir
+        return dataclasses.replace(
+            played.result,
+            capture=f"{relative}/run.pcapng" if wire.written else None,
+            capture_note=wire.note,
+            diagram=f"{relative}/sequence.svg" if wire.drawn else None,
+            no_diagram=wire.not_drawn,
+        )
+
+    async def _play(self, lane: Lane, scenario: Scenario) -> _Played:
+        """The run played, its evidence taken and judged; its files are left for `_write`."""
         started = time.perf_counter()
         run = RunEvidence(attacked=scenario.attack is not None)
         outcome: dict[str, Any] | None = None
         pre_lines: dict[str, list[str]] = {}
         wire = _Wire()
+        connections = Connections()
+        playing = _CONNECTIONS.set(connections)
         try:
-            async with asyncio.timeout(self.timeout):
-                outcome = await self._steps(lane, scenario, pre_lines, wire)
-                run.client_outcome = outcome["outcome"]
-        except TimeoutError:
-            run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
-        except (ControlError, OSError) as exc:
-            dead = await self.backend.dead_roles(lane, settle=1.0)
-            run.lab_error = f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
-        except Exception as exc:  # a bug in the runner: this run is an error, the others go on
-            run.lab_error = f"the runner failed: {type(exc).__name__}: {exc}"
-        frames, lab_keylog, taken = await asyncio.gather(  # a dead role took its evidence with it
-            _take_capture(lane, wire), _take_lab_keylogs(lane), _take_all_evidence(lane)
-        )
+            try:
+                async with asyncio.timeout(self.timeout):
+                    outcome = await self._steps(lane, scenario, pre_lines, wire)
+                    run.client_outcome = outcome["outcome"]
+            except TimeoutError:
+                run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
+            except (ControlError, OSError) as exc:
+                dead = await self.backend.dead_roles(lane, settle=1.0)
+                run.lab_error = (
+                    f"a role died: {'; '.join(dead)}" if dead else f"a role failed to answer: {exc}"
+                )
+            except Exception as exc:  # a bug in the runner: this run is an error, the others go on
+                run.lab_error = f"the runner failed: {type(exc).__name__}: {exc}"
+            frames, lab_keylog, taken = await asyncio.gather(  # a dead role took its evidence with it
+                _take_capture(lane, wire), _take_lab_keylogs(lane), _take_all_evidence(lane)
+            )
+        finally:
+            _CONNECTIONS.reset(playing)
+            connections.close()
         run.events = taken.events
         if taken.missing and run.lab_error is None:  # evidence that is not there must not look like "nothing"
             run.lab_error = f"evidence could not be taken: {'; '.join(taken.missing)}"
         if taken.invalid and run.lab_error is None:  # nor evidence that does not say what it should
             run.lab_error = f"evidence does not validate: {'; '.join(map(str, taken.invalid[:3]))}"
         duration = (time.perf_counter() - started) * 1000
-        destination = self._evidence_folder(scenario)
-        _write_evidence(destination, taken.lines)
-        if pre_lines:
-            files.make_fresh_folder(destination / "pre")
-            _write_evidence(destination / "pre", pre_lines)
         keylogs = {role: log for role, log in (outcome or {}).get("keylogs", {}).items() if log}
-        for role, keylog in keylogs.items():
-            files.write_private(destination / f"{role}.keylog", keylog)
         pre_events = {role: parse_lines(role, lines)[0] for role, lines in pre_lines.items()}
         try:
             verdict = (decide_visit if scenario.stack == REAL_TLS else decide)(run, self.truth)
         except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
             verdict = Verdict("error", error=f"the evidence could not be judged: {type(exc).__name__}: {exc}")
         if verdict.verdict == NOT_RUN_HERE:
-            wire.note = "nothing ran here, so nothing was captured"
-        elif frames is not None:
-            tls_keylog = "".join(log if log.endswith("\n") else log + "\n" for log in keylogs.values())
-            self._write_wire(destination, lane, frames, wire, tls_keylog)
-        if lab_keylog:
-            files.write_private(destination / "lab.keylog", lab_keylog)
-        relative = str(destination.relative_to(self.out))
+            wire.note, frames = "nothing ran here, so nothing was captured", None
+        relative = f"evidence/{scenario.id}"
         written = tuple(role for role, lines in taken.lines.items() if lines)
-        return RunResult(
+        result = RunResult(
             scenario,
             verdict,
             duration,
@@ -271,36 +275,34 @@ class Runner:
             pre_events,
             outcome,
             written,
-            capture=f"{relative}/run.pcapng" if wire.written else None,
-            capture_note=wire.note,
-            diagram=f"{relative}/sequence.svg" if wire.drawn else None,
-            no_diagram=wire.not_drawn,
             lab_keylog=f"{relative}/lab.keylog" if lab_keylog else None,
         )
-
-    def _write_wire(
-        self, destination: Path, lane: Lane, frames: list[Frame], wire: _Wire, tls_keylog: str
-    ) -> None:
-        """The run's pcapng, and its sequence diagram drawn from it."""
-        try:
-            with files.private_by_name(destination / "run.pcapng") as fresh:
-                write_pcapng(fresh, frames, tls_keylog=tls_keylog)
-        except OSError as exc:  # a full disk: the run and its verdict stand, without their capture
-            wire.note = f"the capture could not be written: {exc}"
-            return
-        wire.written = True
         places = Places(lane.attacker_ports, tuple(wire.direct), lane.network)
-        try:
-            svg = sequence_diagram(read_capture(frames), places)
-        except Exception as exc:  # a bug in the drawer: the run, its capture and its verdict stand
-            wire.not_drawn = f"the diagram could not be drawn: {type(exc).__name__}: {exc}"
-            return
-        files.write_private(destination / "sequence.svg", svg)
-        wire.drawn = True
+        return _Played(
+            result, _RunFiles(scenario.id, taken.lines, pre_lines, keylogs, lab_keylog, frames, places, wire)
+        )
 
-    async def _fresh(self, lane: Lane, scenario: Scenario, wire: _Wire) -> None:
-        """Every role reset, and the attacker capturing the lane's connections from here on."""
-        await asyncio.gather(*(_call(lane, role, "reset") for role in ROLES))
+    async def _fresh(
+        self, lane: Lane, scenario: Scenario, wire: _Wire, configure: dict[str, Any], *, attack: bool
+    ) -> None:
+        """Every role reset and made ready, the three at once, each role's own steps in order: the
+        server configured with `configure`; the attacker capturing the lane's connections from here on,
+        then running the scenario's attack if `attack` (a pin session must come first otherwise)."""
+
+        async def attacker() -> None:
+            await _call(lane, "attacker", "reset")
+            await self._capture(lane, scenario, wire)
+            if attack:
+                await _call(lane, "attacker", "attack", id=scenario.attack)
+
+        async def server() -> None:
+            await _call(lane, "server", "reset")
+            await _call(lane, "server", "configure", **configure)
+
+        await asyncio.gather(attacker(), server(), _call(lane, "client", "reset"))
+
+    async def _capture(self, lane: Lane, scenario: Scenario, wire: _Wire) -> None:
+        """The attacker capturing the lane's connections from now on, or why not in `wire`."""
         if not self.capture:
             wire.note = "capturing was turned off (--no-capture)"
             return
@@ -319,8 +321,8 @@ class Runner:
     ) -> dict[str, Any]:
         if scenario.stack == REAL_TLS:
             return await self._visit(lane, scenario, wire)
-        await self._fresh(lane, scenario, wire)
-        await _call(lane, "server", "configure", protections=scenario.server.as_dict())
+        configure = {"protections": scenario.server.as_dict()}
+        await self._fresh(lane, scenario, wire, configure, attack=not scenario.pin_first)
         if scenario.pin_first:
             began = time.time()  # the capture's clock: the diagram tells the client's own connection by it
             await self._session(lane, scenario.client, lane.server_service, PIN_SESSION)
@@ -331,7 +333,7 @@ class Runner:
                 why = "; ".join([*taken.missing, *map(str, taken.invalid)])
                 raise ControlError(f"the pin session's evidence could not be taken: {why}")
             pre_lines.update(taken.lines)
-        await _call(lane, "attacker", "attack", id=scenario.attack)
+            await _call(lane, "attacker", "attack", id=scenario.attack)
         if scenario.positioning == ARP:
             port = lane.server_service.port  # the lab channel's
             return await self._through_arp(
@@ -382,9 +384,8 @@ class Runner:
         web = lane.server_web if scenario.positioning == ARP else lane.attacker_web
         if web is None:
             raise ControlError("this lane's roles do not serve the HTTPS bank")
-        await self._fresh(lane, scenario, wire)
-        await _call(lane, "server", "configure", protections=NONE.as_dict(), public_https_port=web.https)
-        await _call(lane, "attacker", "attack", id=scenario.attack)
+        configure = {"protections": NONE.as_dict(), "public_https_port": web.https}
+        await self._fresh(lane, scenario, wire, configure, attack=True)
         assert scenario.victim is not None
         who = (
             {"command": shlex.split(scenario.victim.removeprefix(PROBE))}
@@ -431,8 +432,15 @@ class Runner:
 
 
 async def _call(lane: Lane, role: str, cmd: str, *, timeout: float = 60.0, **params: Any) -> dict[str, Any]:
+    """A control request to one of the lane's roles, on the run's kept connections."""
     address = lane.controls[role]
-    return await request(address.host, address.port, cmd, params, secret=lane.secret, timeout=timeout)
+    return await _CONNECTIONS.get().request(
+        address.host, address.port, cmd, params, secret=lane.secret, timeout=timeout
+    )
+
+
+_CONNECTIONS: Final = contextvars.ContextVar[Connections]("_CONNECTIONS")
+"""The connections of the run being played: `_play` sets them for its own task and those it starts."""
 
 
 @dataclass
@@ -447,6 +455,73 @@ class _Wire:
     written: bool = False
     drawn: bool = False
     not_drawn: str | None = None
+
+
+@dataclass(frozen=True)
+class _RunFiles:
+    """What a run leaves in its evidence folder, taken from its roles, to be written by `_write_run`."""
+
+    scenario_id: str
+    lines: dict[str, list[str]] = field(default_factory=dict)
+    pre_lines: dict[str, list[str]] = field(default_factory=dict)
+    """The pin session's evidence, written under pre/."""
+    keylogs: dict[str, str] = field(default_factory=dict)
+    """Each role's TLS key log (NSS format)."""
+    lab_keylog: str = ""
+    frames: list[Frame] | None = None
+    """The run's capture; None when there is none (`wire` says why)."""
+    places: Places | None = None
+    wire: _Wire = field(default_factory=lambda: _Wire())
+
+
+@dataclass(frozen=True)
+class _Played:
+    result: RunResult
+    """Its verdict, and no capture or diagram yet: `_write` links those once written."""
+    files: _RunFiles
+
+
+def _write_run(out: Path, run: _RunFiles) -> _Wire:
+    """The run's evidence folder, made afresh (0700) in the report's, with every file of the run; the
+    capture's state once written (whether the pcapng was written and the diagram drawn, or why not).
+    Run in a worker thread: the files' system calls, reading the capture back and drawing it took some
+    4 ms a run on the event loop that serves every lane (docs/benchmarks.md)."""
+    evidence = out / "evidence"
+    files.own_folder(evidence)
+    destination = evidence / run.scenario_id
+    shutil.rmtree(destination, ignore_errors=True)
+    files.make_fresh_folder(destination)
+    _write_evidence(destination, run.lines)
+    if run.pre_lines:
+        files.make_fresh_folder(destination / "pre")
+        _write_evidence(destination / "pre", run.pre_lines)
+    for role, keylog in run.keylogs.items():
+        files.write_private(destination / f"{role}.keylog", keylog)
+    wire = dataclasses.replace(run.wire)
+    if run.frames is not None and run.places is not None:
+        tls_keylog = "".join(log if log.endswith("\n") else log + "\n" for log in run.keylogs.values())
+        _write_wire(destination, run.frames, run.places, wire, tls_keylog)
+    if run.lab_keylog:
+        files.write_private(destination / "lab.keylog", run.lab_keylog)
+    return wire
+
+
+def _write_wire(destination: Path, frames: list[Frame], places: Places, wire: _Wire, tls_keylog: str) -> None:
+    """The run's pcapng, and its sequence diagram drawn from it."""
+    try:
+        with files.private_by_name(destination / "run.pcapng") as fresh:
+            write_pcapng(fresh, frames, tls_keylog=tls_keylog)
+    except OSError as exc:  # a full disk: the run and its verdict stand, without their capture
+        wire.note = f"the capture could not be written: {exc}"
+        return
+    wire.written = True
+    try:
+        svg = sequence_diagram(read_capture(frames), places)
+    except Exception as exc:  # a bug in the drawer: the run, its capture and its verdict stand
+        wire.not_drawn = f"the diagram could not be drawn: {type(exc).__name__}: {exc}"
+        return
+    files.write_private(destination / "sequence.svg", svg)
+    wire.drawn = True
 
 
 async def _take_capture(lane: Lane, wire: _Wire) -> list[Frame] | None:

@@ -10,7 +10,6 @@ import click
 from rich.console import Console
 
 from lab.attacks import ATTACK_IDS, ATTACKS
-from lab.bank.web import WebPorts
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import endpoint_option, file_to_write, state_dir_option, web_ports_option
 from lab.control import ControlServer
@@ -18,6 +17,7 @@ from lab.events import EvidenceError
 from lab.evidence import follow
 from lab.mitm.live_view import LiveViewError
 from lab.narrate import sentence, styled_line
+from lab.net import WebPorts
 from lab.roles.attacker import AttackerError, AttackerRole, CannotListen
 from lab.state import StateDir
 

@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
-from lab.bank.web import WebPorts
 from lab.channel.protections import PROFILES, PROTECTION_IDS, PROTECTIONS, Protections
+from lab.net import WebPorts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,7 +94,7 @@ def file_to_write(ctx: click.Context, param: click.Parameter, value: Path | None
 
 
 def web_ports_option(flag: str, default: str | None, help: str) -> Callable[[F], F]:
-    """An HTTPS,HTTP pair of ports (`lab.bank.web.WebPorts`); without a default, None when absent."""
+    """An HTTPS,HTTP pair of ports (`lab.net.WebPorts`); without a default, None when absent."""
 
     def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> WebPorts | None:
         if value is None:

@@ -12,24 +12,24 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from lab.bank.web import WebPorts
 from lab.channel.protections import RECOMMENDED
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import endpoint_option, state_dir_option, web_ports_option
-from lab.clients.browser import Browsers
 from lab.control import ControlError, ControlServer, Handler, Refused
 from lab.events import ControlRefused
 from lab.evidence import evidence_lines
-from lab.mitm.live_view import LiveViewError, require_loopback
-from lab.roles import client as client_role
-from lab.roles.attacker import AttackerRole, CannotListen
+from lab.net import WebPorts
 from lab.roles.lanes import LanePorts, Lanes, LanesFailed
-from lab.roles.server import BankServer
 from lab.state import StateDir
+
+if TYPE_CHECKING:  # each role's own modules are imported where that role starts: a role loads its own
+    from lab.clients.browser import Browsers
+    from lab.roles.attacker import AttackerRole
+    from lab.roles.server import BankServer
 
 
 @click.command()
@@ -107,6 +107,8 @@ def role(
         state = StateDir(state_dir).require()
         ports = LanePorts(control, listen, upstream, web_ports, upstream_web_ports, transparent)
         if web is not None and not web_exposed:
+            from lab.mitm.live_view import LiveViewError, require_loopback
+
             try:
                 require_loopback(web[0])
             except LiveViewError as exc:
@@ -122,7 +124,7 @@ def role(
             pass
         except LanesFailed as exc:
             fail(EXIT_CONNECTION, str(exc))
-        except (CannotListen, OSError) as exc:
+        except OSError as exc:
             fail(EXIT_CONNECTION, f"the {name} role cannot start: {exc}")
 
 
@@ -155,12 +157,16 @@ async def _serve(
     attacker: AttackerRole | None = None
     browsers: Browsers | None = None
     if name == "server":
+        from lab.roles.server import BankServer
+
         server = BankServer(state, RECOMMENDED)
         service_port = await server.start(*ports.listen)
         web_ports = await server.start_web(ports.listen[0], ports.web.https, ports.web.http)
         serving = asyncio.create_task(server.serve_forever())
         handlers = server.control_handlers()
     elif name == "attacker":
+        from lab.roles.attacker import AttackerRole, CannotListen
+
         attacker = AttackerRole(
             state,
             ports.listen,
@@ -171,7 +177,10 @@ async def _serve(
             web=web,
             web_exposed=web_exposed,
         )
-        service_port = await attacker.start()
+        try:
+            service_port = await attacker.start()
+        except CannotListen as exc:
+            fail(EXIT_CONNECTION, f"the attacker role cannot start: {exc}")
         if (view := attacker.live_view_url()) is not None:
             # stdout: the owner's terminal, or the container's log, which only Docker's users read
             print(f"mitmweb's live view, for the lab's owner only: {view}", flush=True)
@@ -179,6 +188,9 @@ async def _serve(
         transparent_port = attacker.transparent_port()
         handlers = attacker.control_handlers()
     else:
+        from lab.clients.browser import Browsers
+        from lab.roles import client as client_role
+
         browsers = Browsers()
         handlers = client_role.control_handlers(state, browsers)
 

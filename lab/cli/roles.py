@@ -11,7 +11,6 @@ import click
 from rich.console import Console
 
 from lab.bank import protocol
-from lab.bank.web import WebPorts
 from lab.cli.errors import EXIT_CODES_HELP, EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
 from lab.cli.options import (
     endpoint_option,
@@ -23,6 +22,7 @@ from lab.cli.options import (
     state_dir_option,
     web_ports_option,
 )
+from lab.net import WebPorts
 from lab.roles.client import Command, SessionResult, run_session
 from lab.roles.server import run_server
 from lab.state import SERVER_NAME, StateDir

@@ -25,10 +25,10 @@ from lab import events
 from lab.arp.attacker import ArpPositioning
 from lab.arp.poison import PositioningError
 from lab.attacks import attack
-from lab.bank.web import WebPorts
 from lab.capture import ETHERTYPE_ARP, MAX_BYTES, CaptureError, RunCapture
 from lab.control import ControlError
 from lab.mitm import addon_file, live_view
+from lab.net import WebPorts
 from lab.state import StateDir, take_text
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from lab.bank.web import WebPorts
+from lab.net import WebPorts
 from lab.roles.ready import NotReady, wait_until_ready
 from lab.state import StateDir
 

@@ -15,13 +15,14 @@ from typing import Any, Final
 from lab import events
 from lab.bank.ledger import Ledger
 from lab.bank.service import BankSession
-from lab.bank.web import BankWeb, WebPorts
+from lab.bank.web import BankWeb
 from lab.channel.connection import RecentClientHellos, ServerConfig, ServerConnection
 from lab.channel.errors import ChannelError
 from lab.channel.keylog import keylog_line
 from lab.channel.protections import Protections
 from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import digest
+from lab.net import WebPorts
 from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
 from lab.state import StateDir
 

@@ -15,9 +15,9 @@ import time
 from collections.abc import Mapping
 from typing import Final
 
-from lab.bank.web import WebPorts
 from lab.checker.backends import Address, BackendError, Lane, WebService
 from lab.control import ControlError, NoAnswer, request
+from lab.net import WebPorts
 from lab.state import ROLES
 
 CONTROL_PORT: Final = 7000
