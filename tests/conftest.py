@@ -1,5 +1,5 @@
 """Shared fixtures: a lab state directory (made once per test run, copied per test), and the local checks
-that several modules read (each made once per test run: a check takes a minute)."""
+that several modules read (each made once per test run: a check takes seconds to minutes)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,6 +64,31 @@ def clients_check(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     out = tmp_path_factory.mktemp("clients-check")
     # A client missing here is `not-run-here`, exit 0 (test_setup); test_clients fails without them.
     return out, local_check(out, "--view", "clients", "--jobs", "3")
+
+
+@pytest.fixture(scope="session")
+def small_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real check, small: the ablation of replay, captured where the attacker can (as root). Its
+    report folder, which test_report_files and test_cli read (a check takes seconds: made once)."""
+    out = tmp_path_factory.mktemp("small-check") / "report"
+    result = mitmlab("check", "--view", "ablation", "--attack", "replay", "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def check_over_a_report(
+    small_check: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`mitmlab check --view ablation --attack eavesdrop`, one job, into a copy of `small_check`'s
+    folder: the report folder and the process (test_cli reads what it printed and wrote,
+    test_report_files that the previous report's runs are gone)."""
+    out = tmp_path_factory.mktemp("check-over-a-report") / "report"
+    shutil.copytree(small_check, out)
+    args = ("--view", "ablation", "--attack", "eavesdrop", "--no-capture", "--jobs", "1")
+    result = mitmlab("check", *args, "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, result
 
 
 def need_root() -> None:

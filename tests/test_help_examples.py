@@ -328,6 +328,16 @@ def wait_until_listening(line: str, process: subprocess.Popen[str], log: Path, t
     pytest.fail(f"`{line}` is not listening on {host}:{port} after {timeout} s: {log.read_text()}")
 
 
+def wait_until_said(words: str, process: subprocess.Popen[str], log: Path, timeout: float = 30) -> None:
+    """Until the role's `log` says `words`: the attacker tells what its attack did as it reads its own
+    evidence file, a moment after the session it attacked may have ended."""
+    deadline = time.monotonic() + timeout
+    while words not in " ".join(log.read_text().split()):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the role never said {words!r}: {log.read_text()}")
+        time.sleep(0.05)
+
+
 def test_the_roles_run_in_the_order_the_help_gives_them(tmp_path: Path) -> None:
     lines = [e.line for e in EXAMPLES if e.where == "mitmlab" and e.line.split()[1] in ROLE_COMMANDS]
     assert tuple(lines) == ROLES
@@ -353,7 +363,7 @@ def test_the_roles_run_in_the_order_the_help_gives_them(tmp_path: Path) -> None:
         assert "REFUSED by hostname" in said(result) and "not for bank.lab" in said(result)
         result = run(accepted, tmp_path)
         assert result.returncode == 0 and "transfer #1 done: 100 to bob" in said(result), said(result)
-    assert "READS the password" in " ".join(attacker_log.read_text().split())
+        wait_until_said("READS the password", process, attacker_log)
     assert [port for port in ports if taken(port)] == [], "a role outlived its test"
 
 

@@ -73,15 +73,6 @@ def unchanged(path: Path) -> bool:
     return path.read_text() == SECRET + "\n" and path.stat().st_uid == os.geteuid()
 
 
-@pytest.fixture(scope="module")
-def small_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real check, small: the ablation of replay (captured where the attacker can: as root)."""
-    out = tmp_path_factory.mktemp("small-check") / "report"
-    result = mitmlab("check", "--view", "ablation", "--attack", "replay", "--out", str(out), timeout=300)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
-
-
 def one_line_refusal(result: subprocess.CompletedProcess[str]) -> str:
     assert result.returncode == 7, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
@@ -167,13 +158,10 @@ def test_out_whose_report_html_is_a_folder_is_refused_before_any_run(tmp_path: P
     assert [p.name for p in out.iterdir()] == ["report.html"]
 
 
-def test_a_previous_report_of_yours_is_replaced(small_check: Path, tmp_path: Path) -> None:
-    previous = tmp_path / "previous"
-    shutil.copytree(small_check, previous)
-    result = mitmlab(
-        "check", "--view", "ablation", "--attack", "eavesdrop", "--no-capture", "--out", str(previous)
-    )
-    assert result.returncode == 0, result.stderr
+def test_a_previous_report_of_yours_is_replaced(
+    check_over_a_report: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    previous, _ = check_over_a_report  # small_check's report, then eavesdrop's check into its folder
     runs = {p.name.split("-")[0] for p in (previous / "evidence").iterdir()}
     assert runs == {"eavesdrop"}  # the previous report's runs are gone
     assert json.loads((previous / "report.json").read_text())["attacks"] == ["eavesdrop"]

@@ -56,6 +56,8 @@ def test_each_addon_runs_standalone_under_mitmdump(state: StateDir, tmp_path: Pa
             "server",
             "--listen",
             "127.0.0.1:0",
+            "--web-ports",
+            "0,0",
             "--state-dir",
             str(state.root),
             *switches(protections),

@@ -227,10 +227,14 @@ def test_init_makes_an_older_state_private(state: StateDir, tmp_path: Path) -> N
 
 @pytest.mark.parametrize("target", HOSTILE_TARGETS)
 def test_a_garbage_state_file_is_one_line_naming_it(state: StateDir, target: str) -> None:
+    """Through the CLI in this process, as the real one runs it (click's standalone mode): the real
+    process meets a damaged state in test_a_state_missing_its_crl_is_refused_and_the_ledger_kept."""
     (state.root / target).write_bytes(b"\xff garbage\n" if target == "control.secret" else b"garbage\n")
     ledger = state.ledger_path.read_bytes()
-    result = mitmlab("client", "--connect", "127.0.0.1:1", "--state-dir", str(state.root), "balance")
-    assert result.returncode == 7 and "Traceback" not in result.stderr, result.stderr
+    args = ["client", "--connect", "127.0.0.1:1", "--state-dir", str(state.root), "balance"]
+    result = CliRunner().invoke(cli, args)
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 7, result.output
+    assert "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) == 1
     assert f"{state.root / target} does not hold" in result.stderr and "mitmlab init --fresh" in result.stderr
     assert state.ledger_path.read_bytes() == ledger
