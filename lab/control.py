@@ -232,16 +232,13 @@ async def request(
     secret: str,
     timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """Send one control request and return the answer; raises ControlError for an error answer."""
-    # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow an outer cancellation (the
-    # runner's scenario timeout) when the inner call completes at the same moment.
-    async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_connection(host, port, limit=MAX_ANSWER)
+    """Send one control request, on a connection of its own, and return the answer; raises
+    ControlError for an error answer."""
+    connections = Connections()
     try:
-        line = await _exchange(reader, writer, _request_line(cmd, params, secret), cmd, timeout)
+        return await connections.request(host, port, cmd, params, secret=secret, timeout=timeout)
     finally:
-        writer.close()
-    return _answer(line, cmd)
+        connections.close()
 
 
 class Connections:
@@ -273,6 +270,8 @@ class Connections:
             with contextlib.suppress(ConnectionError):
                 answer = await self._exchange_keeping((host, port), kept, line, cmd, timeout)
         if not answer:  # none kept, or its role closed it unread (idle, or to make room): a new one
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow an outer cancellation
+            # (the runner's scenario timeout) when the inner call completes at the same moment.
             async with asyncio.timeout(timeout):
                 fresh = await asyncio.open_connection(host, port, limit=MAX_ANSWER)
             self._open.add(fresh[1])
