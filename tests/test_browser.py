@@ -6,6 +6,7 @@ its processes outlives `close`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import pytest
 
 from lab.channel.protections import RECOMMENDED
 from lab.clients.adapters import CLIENTS
-from lab.clients.browser import Browsers
+from lab.clients.browser import HANG_MARGIN, Browsers
 from lab.clients.job import Navigation, Target
 from lab.clients.run import visit
 from lab.clients.visit import trust_files
@@ -34,7 +35,10 @@ def need_chromium() -> None:
 
 
 def with_bank(
-    state: StateDir, test: Callable[[WebPorts, Browsers], Coroutine[Any, Any, None]], root: Path
+    state: StateDir,
+    test: Callable[[WebPorts, Browsers], Coroutine[Any, Any, None]],
+    root: Path,
+    hang_margin: float = HANG_MARGIN,
 ) -> None:
     """`test` with the server role's HTTPS bank on loopback and the client role's browsers, closed after."""
 
@@ -42,7 +46,7 @@ def with_bank(
         server = BankServer(state, RECOMMENDED)
         await server.start("127.0.0.1", 0)
         ports = await server.start_web("127.0.0.1")
-        browsers = Browsers(root)
+        browsers = Browsers(root, hang_margin)
         try:
             await test(ports, browsers)
         finally:
@@ -138,6 +142,36 @@ def test_a_browser_killed_mid_visit_is_that_visits_error_and_the_next_visit_gets
         assert after.reading.completed, after.reading.words
 
     with_bank(state, test, tmp_path)
+    assert browser_processes(tmp_path) == {}
+
+
+def test_a_browser_that_hangs_mid_visit_is_closed_that_visits_error_and_the_next_visit_gets_a_new_one(
+    state: StateDir, tmp_path: Path
+) -> None:
+    """Chromium stopped (SIGSTOP) in the middle of a visit answers nothing: past the visit's time and
+    the hang margin the lab gives up on it, ends it (none of its processes is left, stopped or not)
+    and starts another for the next visit."""
+
+    async def test(ports: WebPorts, browsers: Browsers) -> None:
+        target = bank_target(state, ports, tmp_path / "visit")
+        assert (await visit(CLIENTS["chromium"], target, browsers)).reading.completed
+        hung = browser_processes(tmp_path)
+        never = Navigation(target.url("https"), (SERVER_NAME, "127.0.0.1"), (state.ca_cert,), "#never", 2)
+        visiting = asyncio.ensure_future(browsers.navigate(never, tmp_path / "keylog.txt"))
+        await asyncio.sleep(0.5)
+        for pid in hung:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped = await asyncio.wait_for(visiting, 30)
+        assert stopped.exit_code == 1
+        said = stopped.stderr
+        assert said.startswith("Chromium stopped answering; the lab closed it after "), said
+        assert set(browser_processes(tmp_path)).isdisjoint(hung)
+        after = await visit(CLIENTS["chromium"], target, browsers)
+        assert after.reading.completed, after.reading.words
+        assert browsers.running == 1
+
+    with_bank(state, test, tmp_path, hang_margin=1.0)
     assert browser_processes(tmp_path) == {}
 
 

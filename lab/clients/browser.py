@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -125,13 +126,14 @@ class _Seen:
 class Browsers:
     """The client role's browsers, started on first use: `navigate` runs one `Navigation`."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, hang_margin: float = HANG_MARGIN) -> None:
         self._playwright: Playwright | None = None
         self._running: dict[str, _Running] = {}
         self._root = root
         """Where the browsers' directory goes (None: the system's temporary directory)."""
         self._home: Path | None = None
         """Each browser's HOME and key log, made with the first browser, removed on close."""
+        self._hang_margin = hang_margin
         self._lock = asyncio.Lock()
 
     @property
@@ -152,13 +154,13 @@ class Browsers:
             page_text = ""
             try:
                 visiting = _visit(running, navigation, seen)
-                page_text, ended = await asyncio.wait_for(visiting, navigation.timeout + HANG_MARGIN)
+                page_text, ended = await asyncio.wait_for(visiting, navigation.timeout + self._hang_margin)
                 exit_code = 0 if ended else None
             except TimeoutError:
                 seen.failures.append(
                     f"Chromium stopped answering; the lab closed it after {_ms(started) / 1000:.0f} s"
                 )
-                await self._drop(running.key)
+                await self._drop(running.key, hung=True)
             except Error as exc:
                 if running.browser.is_connected():
                     seen.failures.append(_first_line(exc))
@@ -225,9 +227,13 @@ class Browsers:
         self._running[key] = _Running(key, browser, keylog)
         return self._running[key]
 
-    async def _drop(self, key: str) -> None:
+    async def _drop(self, key: str, hung: bool = False) -> None:
+        """Close the browser; a hung one is killed first, every process of it, since it would answer
+        no request to close (and Playwright's driver ends it only when the role ends)."""
         running = self._running.pop(key, None)
         if running is not None:
+            if hung and self._home is not None:
+                _kill_processes_of(self._home / key)
             await running.discard_spares()
             with contextlib.suppress(Error, TimeoutError):
                 await asyncio.wait_for(running.browser.close(), CLOSE_TIMEOUT)
@@ -336,6 +342,16 @@ def _key(navigation: Navigation) -> str:
     for path in navigation.trusted:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _kill_processes_of(home: Path) -> None:
+    """SIGKILL every process whose HOME is `home`: a browser's are the only ones (`_browser`)."""
+    mark = b"\0HOME=" + bytes(home) + b"\0"
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if mark in b"\0" + (entry / "environ").read_bytes() + b"\0":
+                    os.kill(int(entry.name), signal.SIGKILL)
 
 
 def _hand_over_keylog(running: _Running, keylog: Path) -> None:
