@@ -32,8 +32,9 @@ RUN packages=""; \
     (command -v ip && command -v iptables) >/dev/null || packages="iproute2 iptables"; \
     ldconfig -p | grep -q 'libpcap\.so' || packages="$packages libpcap0.8"; \
     if [ "$WITH_CLIENTS" = 1 ] && ! (command -v curl && command -v openssl && command -v chromium \
-        && command -v certutil && ldconfig -p | grep -q 'libatomic\.so') >/dev/null; then \
-      packages="$packages curl openssl chromium libnss3-tools ca-certificates libatomic1"; \
+        && command -v chromium-headless-shell && command -v certutil && ldconfig -p | grep -q 'libatomic\.so') \
+        >/dev/null; then \
+      packages="$packages curl openssl chromium chromium-headless-shell libnss3-tools ca-certificates libatomic1"; \
     fi; \
     if [ -n "$packages" ]; then \
       apt-get update -qq \

@@ -20,6 +20,7 @@ from typing import Final
 
 PACKAGES: Final = {
     "chromium": "chromium",
+    "chromium-headless-shell": "chromium-headless-shell",
     "certutil": "libnss3-tools",
     "curl": "curl",
     "openssl": "openssl",

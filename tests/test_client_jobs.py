@@ -78,6 +78,7 @@ def test_chromium_is_a_navigation_whose_failure_is_in_its_words(state: StateDir,
     assert navigation.resolver_rules == "--host-resolver-rules=MAP bank.lab 127.0.0.1, MAP * ~NOTFOUND"
     assert navigation.url.startswith("http://bank.lab:9080/#user=alice&password=")
     assert navigation.trusted == (state.ca_cert,) and navigation.hsts_known == ()
+    assert navigation.program == "chromium-headless-shell"
     line = "net::ERR_CERT_DATE_INVALID at https://bank.lab:9443/"
     with pytest.raises(StopIteration) as done:
         job.send(ran(navigation, 0, stdout="<html>chrome-error</html>", stderr=line))
@@ -92,6 +93,7 @@ def test_careless_chromium_trusts_the_rogue_ca_and_hsts_chromium_knows_bank_lab(
     assert careless.trusted == (state.ca_cert, state.attacker_cert("rogue-ca"))
     known = next(CLIENTS["chromium-hsts"].job(target(state, tmp_path)))
     assert isinstance(known, Navigation) and known.hsts_known == ("bank.lab",)
+    assert known.program == "chromium"  # the net-internals page that teaches it is the whole browser's
 
 
 @pytest.mark.parametrize(

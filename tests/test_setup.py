@@ -66,7 +66,7 @@ def not_run_here_as_counted(out: Path, result: subprocess.CompletedProcess[str])
     assert summary["not-run-here"] == expected
     assert summary["error"] == 0
     assert summary["not_installed"] == HIDDEN
-    line = "apt-get install chromium curl libnss3-tools openssl"
+    line = "apt-get install chromium chromium-headless-shell curl libnss3-tools openssl"
     assert summary["install"] == line
     assert f"{expected} not run here" in result.stdout
     assert result.stdout.count(line) == 1, result.stdout
@@ -100,10 +100,14 @@ def test_as_root_with_apt_the_check_installs_what_it_lacks_first(tmp_path: Path)
         pytest.skip(f"cannot install here: {system.why_not_installable()}")
     result = hidden_check(tmp_path / "report")
     [said] = [line for line in result.stderr.splitlines() if line.startswith("Installing")]
-    assert "chromium, curl, libnss3-tools, openssl with apt-get, once: the clients view needs" in said
+    packages = "chromium, chromium-headless-shell, curl, libnss3-tools, openssl"
+    assert f"{packages} with apt-get, once: the clients view needs" in said
     log = Path(said.split("apt's output: ")[1].split(";")[0])
     written = log.read_text()
-    assert "$ apt-get -oDPkg::Lock::Timeout=300 install -y chromium curl libnss3-tools openssl" in written
+    assert (
+        "$ apt-get -oDPkg::Lock::Timeout=300 install -y chromium chromium-headless-shell curl libnss3-tools "
+        "openssl" in written
+    )
     assert "Not installed" not in result.stderr, result.stderr
     not_run_here_as_counted(tmp_path / "report", result)
     log.unlink()

@@ -26,7 +26,7 @@ from lab.bench.proxy import ProxyBench
 from lab.checker.views import View, views_here, views_on
 from lab.cli.errors import EXIT_SETUP, fail
 from lab.cli.options import attack_option, file_to_write
-from lab.clients.adapters import CLIENTS
+from lab.clients.adapters import CLIENTS, Chromium
 from lab.containers import ComposeLab, ContainersError, free_port
 from lab.stacks import LAB_CHANNEL
 from lab.state import StateDir
@@ -328,8 +328,8 @@ def clients_command(
     chosen = clients or tuple(CLIENTS)
     alone: dict[str, tuple[str, str | None]] = {}
     for label, victims in (
-        ("Chromium", [c for c in chosen if CLIENTS[c].programs[:1] == ("chromium",)]),
-        ("the other clients", [c for c in chosen if CLIENTS[c].programs[:1] != ("chromium",)]),
+        ("Chromium", [c for c in chosen if isinstance(CLIENTS[c], Chromium)]),
+        ("the other clients", [c for c in chosen if not isinstance(CLIENTS[c], Chromium)]),
     ):
         if not victims:
             continue

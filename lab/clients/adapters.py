@@ -203,14 +203,25 @@ class Chromium:
     summary: str
     hsts_known: bool = False
     careless: bool = False
-    programs: tuple[str, ...] = ("chromium", "certutil", "libatomic")
-    """libatomic: Playwright's driver, which drives Chromium (`lab.clients.browser`), needs it."""
+
+    @property
+    def program(self) -> str:
+        """Chromium's headless shell (its engine and network stack without the browser around them,
+        a quarter of the CPU a visit: docs/benchmarks.md), except where the context must learn an
+        HSTS host: only the whole browser has the net-internals page that teaches it."""
+        return "chromium" if self.hsts_known else "chromium-headless-shell"
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        """libatomic: Playwright's driver, which drives Chromium (`lab.clients.browser`), needs it."""
+        return (self.program, "certutil", "libatomic")
 
     def job(self, target: Target) -> Job:
         trusted = (target.trust.ca, target.trust.rogue_ca) if self.careless else (target.trust.ca,)
         typed = urllib.parse.urlencode({"user": target.user, "password": target.password})
         ran = yield Navigation(
             url=f"{target.url('http')}#{typed}",  # the user types bank.lab; the page fills in the rest
+            program=self.program,
             resolve=(target.name, target.address),
             trusted=trusted,
             arrived=ARRIVED,
@@ -311,13 +322,17 @@ CLIENTS: Final[dict[str, Adapter]] = {
         Curl("curl-hsts-known", "curl --hsts with a cache that knows bank.lab, typing http://", hsts="known"),
         OpensslClient("openssl", "openssl s_client -verify_return_error"),
         OpensslClient("openssl-crl", "openssl s_client -verify_return_error -crl_check", crl=True),
-        Chromium("chromium", "headless Chromium, a fresh profile, typing bank.lab"),
+        Chromium("chromium", "headless Chromium (its headless shell), a fresh profile, typing bank.lab"),
         Chromium(
             "chromium-hsts",
-            "headless Chromium that knows bank.lab as an HSTS host, as after an earlier visit",
+            "headless Chromium, the whole browser, knowing bank.lab as an HSTS host, as after a visit",
             hsts_known=True,
         ),
-        Chromium("chromium-careless", "headless Chromium, the rogue CA in its NSS store", careless=True),
+        Chromium(
+            "chromium-careless",
+            "headless Chromium (its headless shell), the rogue CA in its NSS store",
+            careless=True,
+        ),
     )
 }
 """The `clients` view's columns, in order."""

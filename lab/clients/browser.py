@@ -1,5 +1,6 @@
-"""Chromium driven over the DevTools protocol (Playwright), one browser for each trust store a lane's
-client role is asked for, and a fresh browser context for every visit.
+"""Chromium driven over the DevTools protocol (Playwright), one browser for each program (the headless
+shell or the whole browser) and trust store a lane's client role is asked for, and a fresh browser
+context for every visit.
 
 Starting Chromium takes about a second; a context takes a tenth of that and shares no cookie, HSTS
 entry or certificate decision with any other. What Chromium trusts lives in its NSS store, under its
@@ -56,6 +57,9 @@ CHROMIUM_FLAGS: Final = (
 )
 """Headless, and nothing of Chromium's own fetches: with `MAP * ~NOTFOUND` it dials no one but bank.lab
 (docs/tls.md)."""
+BINARIES: Final = {"chromium-headless-shell": Path("/usr/lib/chromium/chromium-headless-shell")}
+"""Where Debian keeps a program whose command is a wrapper that runs it as a child rather than in its
+place: Playwright would end the wrapper and leave the browser running."""
 HSTS_PAGE: Final = "chrome://net-internals/#hsts"
 """Chromium's own page for its HSTS state: its "Add HSTS domain" form is how a context comes to know
 bank.lab as a browser that visited it before does, without a visit the attacker could see."""
@@ -213,7 +217,7 @@ class Browsers:
         keylog = home / "keylog.txt"
         try:
             browser = await self._playwright.chromium.launch(
-                executable_path=shutil.which("chromium") or "chromium",
+                executable_path=_executable(navigation.program),
                 args=[*CHROMIUM_FLAGS, navigation.resolver_rules],
                 env={
                     "HOME": str(home),
@@ -337,11 +341,18 @@ async def _nss_store(home: Path, trusted: tuple[Path, ...]) -> None:
 
 
 def _key(navigation: Navigation) -> str:
-    """One browser per trust store (the CAs' contents, not their paths) and resolver rules."""
-    digest = hashlib.sha256(navigation.resolver_rules.encode())
+    """One browser per program, trust store (the CAs' contents, not their paths) and resolver rules."""
+    digest = hashlib.sha256(f"{navigation.program}\n{navigation.resolver_rules}".encode())
     for path in navigation.trusted:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _executable(program: str) -> str:
+    binary = BINARIES.get(program)
+    if binary is not None and binary.exists():
+        return str(binary)
+    return shutil.which(program) or program
 
 
 def _kill_processes_of(home: Path) -> None:

@@ -74,13 +74,15 @@ class Invocation:
 @dataclass(frozen=True)
 class Navigation:
     """A visit in a browser the lab drives over DevTools (`lab.clients.browser`): a fresh context of
-    the browser that trusts `trusted`, sent to `url`. Its `Ran` holds the page it ended on (stdout),
-    Chromium's words for each navigation that failed (stderr) and every response, internal redirects
-    included (collected as "responses"); exit code 0 when the visit ended, None when the time ran out,
-    1 when the browser ended in the middle (it crashed, or hung and the lab closed it), 127 when it
-    could not be made ready."""
+    the browser (`program`) that trusts `trusted`, sent to `url`. Its `Ran` holds the page it ended
+    on (stdout), Chromium's words for each navigation that failed (stderr) and every response,
+    internal redirects included (collected as "responses"); exit code 0 when the visit ended, None
+    when the time ran out, 1 when the browser ended in the middle (it crashed, or hung and the lab
+    closed it), 127 when it could not be made ready."""
 
     url: str
+    program: str
+    """The Chromium program: Debian's `chromium-headless-shell` or the whole browser, `chromium`."""
     resolve: tuple[str, str]
     """The name and the address it means to this browser (`--host-resolver-rules`)."""
     trusted: tuple[Path, ...]
@@ -101,7 +103,7 @@ class Navigation:
     def argv(self) -> tuple[str, ...]:
         """How the evidence shows it: the browser, what it was told, where it went."""
         known = tuple(f"--hsts-known={name}" for name in self.hsts_known)
-        return ("chromium (DevTools)", self.resolver_rules, *known, self.url)
+        return (f"{self.program} (DevTools)", self.resolver_rules, *known, self.url)
 
 
 @dataclass(frozen=True)
