@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -154,18 +155,72 @@ def through_arp(report: dict[str, Any], named: dict[str, Any]) -> list[dict[str,
     return poisoned
 
 
+class Attached:
+    """`docker compose up --no-color` in the foreground, as the README gives it, its output in a file:
+    one lab that the tests below share (the whole check in it takes minutes)."""
+
+    def __init__(self, lab: Lab, log: Path) -> None:
+        self.lab, self.log = lab, log
+        with log.open("w") as output:
+            self.process = subprocess.Popen(
+                ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", lab.compose.project, "up", "--no-color"],
+                env=lab.compose.environment(),
+                cwd=REPO,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        self.up_until_ctrl_c: bool | None = None
+        """Whether `up` was still running, the lab with it, when Ctrl-C came (None: it has not)."""
+        self.checker_exit: int | None = None
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> str:
+        """Ctrl-C, as a user stops it: once (a second would kill the containers), then `up` stops the
+        lab and exits. The whole log, every line in the file by then."""
+        if self.up_until_ctrl_c is None:
+            self.up_until_ctrl_c = self.process.poll() is None
+            if self.up_until_ctrl_c:
+                self.process.send_signal(signal.SIGINT)
+        self.process.wait(timeout=120)
+        return self.text()
+
+
+@pytest.fixture(scope="module")
+def attached(image: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Attached]:
+    """The lab up the README's way, the lab's images not built yet (`up` builds them), its check
+    (every view) finished. The first test below needs it running; the next two send Ctrl-C (the first
+    of them to run does) and read what followed. It is taken down after the module, even on a failure."""
+    lab = Lab("mitmlab-test-full", tmp_path_factory.mktemp("full") / "reports")
+    lab.down()  # what an interrupted run may have left, its images too
+    running = Attached(lab, lab.reports.parent / "up.log")
+    try:
+        deadline = time.monotonic() + 900
+        while not lab.compose.compose("ps", "--all", "--quiet", "checker").stdout.strip():
+            assert running.process.poll() is None and time.monotonic() < deadline, running.text()[-3000:]
+            time.sleep(1)  # building the lab's images, then starting the roles
+        running.checker_exit = lab.finished(timeout=900)
+        lab.served()  # the report service has started and said where it serves
+        yield running
+    finally:
+        try:
+            running.stop()
+        except subprocess.TimeoutExpired:
+            running.process.kill()
+            running.process.wait()
+        lab.down()
+
+
 def test_docker_compose_up_gives_the_verdicts_of_local_and_serves_the_report(
-    labs: list[Lab],
-    tmp_path: Path,
+    attached: Attached,
     channel_check: tuple[Path, dict[str, Any]],
     clients_check: tuple[Path, dict[str, Any]],
 ) -> None:
     """The whole check in the containers against the same views checked locally (this session's local
     checks of the lab channel's views and of the clients view: together, every view)."""
-    lab = Lab("mitmlab-test-full", tmp_path / "reports")
-    labs.append(lab)
-    lab.up()
-    assert lab.finished() == 0, lab.compose.logs("checker")[-3000:]
+    lab = attached.lab
+    assert attached.checker_exit == 0, lab.compose.logs("checker")[-3000:]
     in_containers = lab.report()
     assert in_containers["backend"] == "compose"
     assert in_containers["summary"]["error"] == 0
@@ -221,87 +276,20 @@ def test_docker_compose_up_gives_the_verdicts_of_local_and_serves_the_report(
     assert {service for service, ips in published.items() if ips} == {"report", "live"}
     assert all(ip == "127.0.0.1" for ips in published.values() for ip in ips)
     network = subprocess.run(
-        ["docker", "network", "inspect", "mitmlab-test-full_lab"], capture_output=True, text=True, check=True
+        ["docker", "network", "inspect", f"{lab.compose.project}_lab"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert json.loads(network.stdout)[0]["Internal"] is True
 
-    # SIGTERM stops every role: none of them waits for the kill that follows 10 s later.
-    lab.compose.compose("stop", "--timeout", "10")
-    killed = {
-        c["Config"]["Labels"]["com.docker.compose.service"]: c["State"]["ExitCode"]
-        for c in lab.containers()
-        if c["State"]["ExitCode"] == 137
-    }
-    assert killed == {}
 
-
-def test_two_labs_on_one_host_do_not_collide(labs: list[Lab], tmp_path: Path) -> None:
-    shared = tmp_path / "reports"  # the same ./reports for both, as two classes in one checkout
-    first = Lab("mitmlab-test-one", shared, "--view ablation --attack replay")
-    second = Lab("mitmlab-test-two", shared, "--view ablation --attack bit-flip")
-    labs += [first, second]
-    first.up()
-    second.up()
-    assert first.finished() == 0 and second.finished() == 0
-    assert first.report()["attacks"] == ["replay"]
-    assert second.report()["attacks"] == ["bit-flip"]
-    # Each lab serves its own report, on its own port.
-    assert json.loads(first.served("report.json"))["attacks"] == ["replay"]
-    assert json.loads(second.served("report.json"))["attacks"] == ["bit-flip"]
-
-
-def test_two_labs_build_and_keep_their_own_images(labs: list[Lab], tmp_path: Path) -> None:
-    """Each project's images are tagged with its name: building the second leaves the first's in place."""
-    first = Lab("mitmlab-test-images-a", tmp_path / "reports")
-    second = Lab("mitmlab-test-images-b", tmp_path / "reports")
-    labs += [first, second]
-    for lab in (first, second):
-        built = lab.compose.compose("build", "--quiet", timeout=1200)
-        assert built.returncode == 0, built.stderr[-3000:]
-        created = lab.compose.compose("create")  # its containers, without starting them
-        assert created.returncode == 0, created.stderr[-3000:]
-    for lab in (first, second):
-        listed = lab.compose.compose("images", "--format", "json")
-        used = {(i["Repository"], i["Tag"]) for i in json.loads(listed.stdout)}
-        project = lab.compose.project
-        assert used == {("mitm-lab", project), ("mitm-lab-client", project)}
-        for image in used:
-            assert (
-                subprocess.run(
-                    ["docker", "image", "inspect", ":".join(image)], capture_output=True
-                ).returncode
-                == 0
-            )
-
-
-def test_docker_compose_up_logs_progress_and_the_hosts_url_and_pulls_nothing(
-    labs: list[Lab], tmp_path: Path
-) -> None:
-    """`docker compose up` as the README gives it (attached; the lab's images not built yet): the
-    checker's log says how far the check is every few seconds, its lines are not wrapped at 80
-    columns, the report's URL has the host's port, and nothing is pulled from a registry."""
-    lab = Lab("mitmlab-test-log", tmp_path / "reports", "--view ablation --view defence-sets")
-    labs.append(lab)
-    log = tmp_path / "up.log"
-    with log.open("w") as output:
-        up = subprocess.Popen(
-            ["docker", "compose", "-f", str(COMPOSE_FILE), "-p", lab.compose.project, "up", "--no-color"],
-            env=lab.compose.environment(),
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 900
-            while not lab.compose.compose("ps", "--all", "--quiet", "checker").stdout.strip():
-                assert up.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(1)  # building the lab's images, then starting the roles
-            assert lab.finished(timeout=900) == 0, log.read_text()[-3000:]
-            lab.served()  # the report service has started and said where it serves
-        finally:
-            up.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
-            up.wait(timeout=120)
-    text = log.read_text()
+def test_docker_compose_up_logs_progress_and_the_hosts_url_and_pulls_nothing(attached: Attached) -> None:
+    """`docker compose up`'s log, read once Ctrl-C has ended it: the checker's log says how far the
+    check is every few seconds, its lines are not wrapped at 80 columns, the report's URL has the
+    host's port, and nothing is pulled from a registry (the lab's images were built, on the base)."""
+    text = attached.stop()
+    lab = attached.lab
     for pulled in ("Pulling", "pull access denied", "registry-1.docker.io", "Error response from daemon"):
         assert pulled not in text, text[-3000:]
     progress = [
@@ -312,7 +300,7 @@ def test_docker_compose_up_logs_progress_and_the_hosts_url_and_pulls_nothing(
     ]
     assert progress, text[-3000:]
     # A line every 5 s, as runs finish: the last may come just as the last run does; the total is what
-    # the views asked for by then, never more than ran.
+    # the views asked for by then (the ARP runs too), never more than ran.
     runs = lab.report()["summary"]["runs"]
     assert progress == sorted(progress) and all(done <= asked <= runs for done, asked, _ in progress)
     url = f"http://127.0.0.1:{lab.report_port}/"
@@ -325,6 +313,46 @@ def test_docker_compose_up_logs_progress_and_the_hosts_url_and_pulls_nothing(
         line.split("| ", 1)[1] for line in text.splitlines() if re.match(r"checker-1 +\| +attack ", line)
     ]
     assert len(header.rstrip()) > 80 and header.split()[-len(shorts) :] == shorts, header
+
+
+def test_ctrl_c_stops_every_role_and_none_waits_for_the_kill(attached: Attached) -> None:
+    """The lab stays up, serving, until Ctrl-C; then `up` stops it, SIGTERM to every role, and every
+    one stops at once: none waits for the kill that follows 10 s later (exit 137)."""
+    attached.stop()
+    assert attached.up_until_ctrl_c, attached.text()[-3000:]
+    containers = attached.lab.containers()
+    # 10 s: Docker's own wait, which `up` uses (a stop_grace_period in the compose file would change it).
+    assert all(c["Config"].get("StopTimeout") is None for c in containers)
+    states = {c["Name"]: (c["State"]["Running"], c["State"]["ExitCode"]) for c in containers}
+    assert not any(running for running, _ in states.values()), states
+    killed = {name for name, (_, code) in states.items() if code == 137}
+    assert killed == set(), states
+
+
+def test_two_labs_on_one_host_do_not_collide(labs: list[Lab], tmp_path: Path) -> None:
+    """Two labs up at once, with the same ./reports (as two classes in one checkout): each builds and
+    keeps its own images, tagged with its name (building one leaves the other's in place), and writes
+    and serves its own report, on its own port."""
+    shared = tmp_path / "reports"
+    first = Lab("mitmlab-test-one", shared, "--view ablation --attack replay")
+    second = Lab("mitmlab-test-two", shared, "--view ablation --attack bit-flip")
+    labs += [first, second]
+    with ThreadPoolExecutor() as both:  # built, started and checking at the same time
+        list(both.map(Lab.up, (first, second)))
+    for lab in (first, second):
+        listed = lab.compose.compose("images", "--format", "json")
+        used = {(i["Repository"], i["Tag"]) for i in json.loads(listed.stdout)}
+        project = lab.compose.project
+        assert used == {("mitm-lab", project), ("mitm-lab-client", project)}
+        for image in used:
+            inspected = subprocess.run(["docker", "image", "inspect", ":".join(image)], capture_output=True)
+            assert inspected.returncode == 0, image
+    assert first.finished() == 0 and second.finished() == 0
+    assert first.report()["attacks"] == ["replay"]
+    assert second.report()["attacks"] == ["bit-flip"]
+    # Each lab serves its own report, on its own port.
+    assert json.loads(first.served("report.json"))["attacks"] == ["replay"]
+    assert json.loads(second.served("report.json"))["attacks"] == ["bit-flip"]
 
 
 def test_offline_base_refuses_what_it_does_not_know() -> None:
