@@ -46,10 +46,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from lab.bank.ledger import Ledger
+from lab.channel.pins import KnownHosts, parse_pins
+from lab.channel.verify import LabTrust
 from lab.evidence import EvidenceLog
 from lab.pki.authority import CertificateAuthority, Leaf, new_rsa_key, self_signed
-from lab.pki.pins import KnownHosts, parse_pins
-from lab.pki.verify import LabTrust
 
 YEAR: Final = datetime.timedelta(days=365)
 SERVER_NAME: Final = "bank.lab"

@@ -31,8 +31,8 @@ from lab.channel.messages import ClientHello
 from lab.channel.protections import NONE, RECOMMENDED, Protections
 from lab.channel.records import RecordLayer
 from lab.channel.suites import RecordFeatures, RecordProtection, offered_suites
+from lab.channel.verify import LabTrust
 from lab.pki.authority import Leaf
-from lab.pki.verify import LabTrust
 from lab.state import SERVER_NAME, StateDir
 from tests.pair import HandshakeNeverCompleted, make_pair
 

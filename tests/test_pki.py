@@ -20,10 +20,10 @@ from lab.channel.errors import (
     NoNameToVerifyChainFor,
     PinnedKeyChanged,
 )
+from lab.channel.pins import KnownHosts
 from lab.channel.protections import NONE, RECOMMENDED, Protections
+from lab.channel.verify import LabTrust, check_chain, check_hostname, check_validity
 from lab.pki.authority import CertificateAuthority, Leaf, new_rsa_key
-from lab.pki.pins import KnownHosts
-from lab.pki.verify import LabTrust, check_chain, check_hostname, check_validity
 from lab.state import ATTACKER_CERTIFICATES, StateDir, load_certificates
 
 NOW = datetime.datetime.now(datetime.UTC)

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from lab.bank.ledger import Ledger
+from lab.channel.pins import KnownHosts
 from lab.cli import cli
-from lab.pki.pins import KnownHosts
 from lab.state import MARKER, StateDir, StateError
 from tests.processes import background, free_port, mitmlab
 

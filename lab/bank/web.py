@@ -24,6 +24,7 @@ import html
 import secrets
 import ssl
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Final
 
 from aiohttp import web
@@ -33,7 +34,6 @@ from lab import events
 from lab.bank.ledger import BankError, Ledger
 from lab.evidence import EvidenceLog, digest
 from lab.net import WebPorts, pipe
-from lab.state import SERVER_NAME, StateDir
 
 SESSION_COOKIE: Final = "session"
 HSTS: Final = "max-age=31536000"
@@ -71,10 +71,24 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 class BankWeb:
     """The bank's HTTP API. `ledger` is asked for the ledger on every request: the server role opens
-    a fresh one on `reset`."""
+    a fresh one on `reset`. The server role, which owns the state directory, names the files: the
+    certificate and key served over TLS (PEM) and the CA's CRL published on the front door, each read
+    when used; `server_name` is where the front door redirects a request that names no host."""
 
-    def __init__(self, state: StateDir, ledger: Callable[[], Ledger], evidence: EvidenceLog) -> None:
-        self.state = state
+    def __init__(
+        self,
+        ledger: Callable[[], Ledger],
+        evidence: EvidenceLog,
+        *,
+        server_name: str,
+        certificate: Path,
+        key: Path,
+        crl: Path,
+    ) -> None:
+        self.server_name = server_name
+        self.certificate = certificate
+        self.key = key
+        self.crl = crl
         self.ledger = ledger
         self.evidence = evidence
         self.public_https_port: int | None = None
@@ -200,11 +214,13 @@ class BankWeb:
         return web.json_response({"transfer": transfer.id, "balance": self.ledger().balance(user)})
 
     async def _crl(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.state.ca_crl.read_bytes(), content_type="application/pkix-crl")
+        return web.Response(body=self.crl.read_bytes(), content_type="application/pkix-crl")
 
     async def _to_https(self, request: web.Request) -> web.Response:
         port = self.public_https_port or (self.ports.https if self.ports else 443)
-        raise web.HTTPPermanentRedirect(f"https://{request.url.host or SERVER_NAME}:{port}{request.path_qs}")
+        raise web.HTTPPermanentRedirect(
+            f"https://{request.url.host or self.server_name}:{port}{request.path_qs}"
+        )
 
     # Listening --------------------------------------------------------------------------------------
 
@@ -229,7 +245,7 @@ class BankWeb:
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.state.server_cert, self.state.server_key)
+        context.load_cert_chain(self.certificate, self.key)
         return context
 
     async def _serve(

@@ -24,7 +24,7 @@ from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import digest
 from lab.net import WebPorts
 from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
-from lab.state import StateDir
+from lab.state import SERVER_NAME, StateDir
 
 
 class BankServer:
@@ -37,7 +37,14 @@ class BankServer:
         self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key, hellos=self.hellos)
         self.ledger = Ledger(state.ledger_path)
         self.evidence = state.evidence("server")
-        self.web = BankWeb(state, lambda: self.ledger, self.evidence)
+        self.web = BankWeb(
+            lambda: self.ledger,
+            self.evidence,
+            server_name=SERVER_NAME,
+            certificate=state.server_cert,
+            key=state.server_key,
+            crl=state.ca_crl,
+        )
         self.timeouts = timeouts
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()

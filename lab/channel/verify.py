@@ -41,8 +41,8 @@ from lab.channel.errors import (
     NoNameToVerifyChainFor,
     RemoteProtocolError,
 )
+from lab.channel.pins import KnownHosts
 from lab.channel.protections import Protections
-from lab.pki.pins import KnownHosts
 
 STEP = "server_certificate"
 MAX_DEPTH = 8
