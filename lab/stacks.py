@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from lab.channel.protections import PROTECTION_IDS
+from lab.channel.protections import BY_ID, PROTECTION_IDS
+from lab.protection import CLIENT_SETTING, Protection
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,26 @@ LAB_CHANNEL: Final = "lab-channel"
 REAL_TLS: Final = "real-tls"
 
 CLIENT_SETTINGS: Final = {
-    "revocation": "the client checks the server's certificate against the CA's revocation list (a CRL)",
-    "hsts": "the client knows bank.lab is HTTPS only (HSTS, remembered or preloaded) and never sends it "
-    "plain HTTP",
+    p.id: p
+    for p in (
+        Protection(
+            "revocation",
+            "crl",
+            CLIENT_SETTING,
+            "the server's certificate checked against the CA's revocation list",
+            "the client checks the server's certificate against the CA's revocation list (a CRL)",
+            "001 §5.2.3 c",
+        ),
+        Protection(
+            "hsts",
+            "hsts",
+            CLIENT_SETTING,
+            "bank.lab known as HTTPS only",
+            "the client knows bank.lab is HTTPS only (HSTS, remembered or preloaded) and never sends it "
+            "plain HTTP",
+            "",
+        ),
+    )
 }
 """The protections of real TLS that the lab channel has no switch for: real clients' own settings."""
 
@@ -58,8 +76,15 @@ POSITIONINGS: Final = {
 """How the attacker got on the path: each run says which."""
 
 LINK_LAYER: Final = {
-    "static_arp": "the client holds a permanent ARP entry for the server, which no ARP reply moves (as "
-    "hardened hosts and a switch's dynamic ARP inspection give)",
+    "static_arp": Protection(
+        "static_arp",
+        "sarp",
+        CLIENT_SETTING,
+        "a permanent ARP entry for the server",
+        "the client holds a permanent ARP entry for the server, which no ARP reply moves (as hardened "
+        "hosts and a switch's dynamic ARP inspection give)",
+        "004 TCP三次握手建立连接",
+    ),
 }
 """The protections against ARP positioning: the client's own settings, as on a hardened host."""
 
@@ -68,3 +93,5 @@ EVERY_PROTECTION: Final = (
     *LINK_LAYER,
 )
 """Every protection id of every stack, and of the link layer: what evidence may name."""
+PROTECTIONS_BY_ID: Final = {**BY_ID, **CLIENT_SETTINGS, **LINK_LAYER}
+"""Every protection of every stack and of the link layer, by id."""

@@ -11,30 +11,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-
-@dataclasses.dataclass(frozen=True)
-class Protection:
-    """One protection of the brief: the one definition the CLI switches, report columns and docs use."""
-
-    id: str
-    short: str
-    """A header narrow enough for an 80-column terminal table."""
-    whose: str
-    """Whose setting it is (docs/protocol.md: "Which protections are shared settings")."""
-    when_on: str
-    """What it does, in one line."""
-    doc: str
-    """What it does when on, and what turning it off allows, with its seed."""
-    seed: str
-
-    @property
-    def flag(self) -> str:
-        return self.id.replace("_", "-")
-
-
-CLIENT_CHECK: Final = "a client check"
-EACH_SIDE: Final = "each side's own"
-BOTH_AGREE: Final = "both sides must agree"
+from lab.protection import BOTH_AGREE, CLIENT_CHECK, EACH_SIDE, Protection
 
 PROTECTIONS: Final = (
     Protection(

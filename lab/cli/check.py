@@ -26,7 +26,7 @@ from rich.table import Table
 from lab import system
 from lab.attacks import ATTACK_IDS, attacks_on
 from lab.capture import capture_refused
-from lab.channel.protections import BY_ID, PROTECTION_IDS
+from lab.channel.protections import PROTECTION_IDS
 from lab.checker.backends import Backend
 from lab.checker.backends.compose import ComposeBackend
 from lab.checker.backends.local import LocalBackend
@@ -53,7 +53,7 @@ from lab.report.writers import (
     prepare_report_folder,
     write_report,
 )
-from lab.stacks import ARP, LAB_CHANNEL, LINK_LAYER, NAMES, POSITIONINGS
+from lab.stacks import ARP, LAB_CHANNEL, LINK_LAYER, NAMES, POSITIONINGS, PROTECTIONS_BY_ID
 from lab.state import StateDir, StateError
 
 LOG_WIDTH = 160
@@ -62,12 +62,7 @@ width rich cannot know and takes as 80, too narrow for them."""
 console = Console(highlight=False, width=None if sys.stdout.isatty() else LOG_WIDTH)
 PROGRESS_EVERY_S = 5.0
 """How often the check says how far it is, where no progress bar can be drawn (a container's log)."""
-PROTECTION_SHORT = {
-    **{p: protection.short for p, protection in BY_ID.items()},
-    "revocation": "crl",
-    "hsts": "hsts",
-    "static_arp": "sarp",
-}
+PROTECTION_SHORT = {p: protection.short for p, protection in PROTECTIONS_BY_ID.items()}
 CHANNEL_ATTACKS = attacks_on(LAB_CHANNEL)
 EXIT_RUN_ERRORS = 8
 CELL_STYLE = {
@@ -186,7 +181,7 @@ could not be set up."""
 @click.option(
     "--static-arp",
     is_flag=True,
-    help=f"With --positioning arp: every client applies static_arp ({LINK_LAYER['static_arp']}).",
+    help=f"With --positioning arp: every client applies static_arp ({LINK_LAYER['static_arp'].doc}).",
 )
 @click.option(
     "--no-install",

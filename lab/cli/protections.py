@@ -7,7 +7,8 @@ from rich.console import Console
 from rich.table import Table
 
 from lab.channel.errors import Refusal
-from lab.channel.protections import PROTECTIONS, Protection
+from lab.channel.protections import PROTECTIONS
+from lab.protection import Protection
 
 MARKDOWN_BEGIN = "<!-- mitmlab protections --markdown: begin -->"
 MARKDOWN_END = "<!-- mitmlab protections --markdown: end -->"

@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from lab import system
 from lab.attacks import ATTACKS, attacks_on
-from lab.channel.protections import PROTECTION_IDS, PROTECTIONS
+from lab.channel.protections import PROTECTION_IDS
 from lab.checker.check import CheckResult
 from lab.checker.detection import detection
 from lab.checker.runner import RunResult
@@ -19,7 +19,7 @@ from lab.checker.verdict import VERDICTS
 from lab.events import SCHEMA_VERSION as EVIDENCE_SCHEMA
 from lab.events import Event, to_dict
 from lab.narrate import told
-from lab.stacks import CLIENT_SETTINGS, LINK_LAYER, STACKS
+from lab.stacks import PROTECTIONS_BY_ID, STACKS
 
 SCHEMA: Final = "mitm-lab/report"
 VERSION: Final = 5
@@ -66,7 +66,7 @@ def build(check: CheckResult) -> dict[str, Any]:
             for a in check.attacks
         },
         "stacks": {stack.id: stack.summary for stack in STACKS.values()},
-        "protection_info": {**{p.id: p.doc for p in PROTECTIONS}, **CLIENT_SETTINGS, **LINK_LAYER},
+        "protection_info": {p.id: p.doc for p in PROTECTIONS_BY_ID.values()},
         "scenarios": scenarios,
     }
 
