@@ -57,9 +57,6 @@ CHROMIUM_FLAGS: Final = (
 )
 """Headless, and nothing of Chromium's own fetches: with `MAP * ~NOTFOUND` it dials no one but bank.lab
 (docs/tls.md)."""
-BINARIES: Final = {"chromium-headless-shell": Path("/usr/lib/chromium/chromium-headless-shell")}
-"""Where Debian keeps a program whose command is a wrapper that runs it as a child rather than in its
-place: Playwright would end the wrapper and leave the browser running."""
 HSTS_PAGE: Final = "chrome://net-internals/#hsts"
 """Chromium's own page for its HSTS state: its "Add HSTS domain" form is how a context comes to know
 bank.lab as a browser that visited it before does, without a visit the attacker could see."""
@@ -217,7 +214,7 @@ class Browsers:
         keylog = home / "keylog.txt"
         try:
             browser = await self._playwright.chromium.launch(
-                executable_path=_executable(navigation.program),
+                executable_path=shutil.which(navigation.program) or navigation.program,
                 args=[*CHROMIUM_FLAGS, navigation.resolver_rules],
                 env={
                     "HOME": str(home),
@@ -251,14 +248,23 @@ async def _visit(running: _Running, navigation: Navigation, seen: _Seen) -> tupl
         page.on("response", seen.response)
         ended = await _go(page, navigation, seen)
         try:
-            return await page.content(), ended
+            text = await page.content()
         except Error:
             if not seen.failed.is_set():
                 raise
-            return "", ended  # Chromium is putting up its error page: the failure's words tell
-    finally:
-        with contextlib.suppress(Error, TimeoutError):  # a hung browser is the caller's to close
-            await asyncio.wait_for(context.close(), CLOSE_TIMEOUT)
+            text = ""  # Chromium is putting up its error page: the failure's words tell
+    except Exception:
+        await _close(context)
+        raise
+    # Not reached when the visit is cancelled (out of time): the caller kills the browser, and the
+    # context with it, without waiting on a browser that may not answer.
+    await _close(context)
+    return text, ended
+
+
+async def _close(context: BrowserContext) -> None:
+    with contextlib.suppress(Error, TimeoutError):
+        await asyncio.wait_for(context.close(), CLOSE_TIMEOUT)
 
 
 async def _fresh(browser: Browser, hsts_known: tuple[str, ...]) -> tuple[BrowserContext, Page]:
@@ -348,21 +354,23 @@ def _key(navigation: Navigation) -> str:
     return digest.hexdigest()[:16]
 
 
-def _executable(program: str) -> str:
-    binary = BINARIES.get(program)
-    if binary is not None and binary.exists():
-        return str(binary)
-    return shutil.which(program) or program
-
-
 def _kill_processes_of(home: Path) -> None:
-    """SIGKILL every process whose HOME is `home`: a browser's are the only ones (`_browser`)."""
+    """SIGKILL a browser, all of it: the processes whose HOME is `home` (the browser's main process, and
+    its crash handler in a session of its own; `_browser` gives each browser a HOME of its own), each
+    with its process group, where it leads one: Playwright starts the browser as a group's leader, and
+    its zygotes, renderers and GPU process, whose environment no longer shows HOME, are in that group."""
     mark = b"\0HOME=" + bytes(home) + b"\0"
+    ours = os.getpgrp()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
+            pid = int(entry.name)
             with contextlib.suppress(OSError):
                 if mark in b"\0" + (entry / "environ").read_bytes() + b"\0":
-                    os.kill(int(entry.name), signal.SIGKILL)
+                    group = os.getpgid(pid)
+                    if group == pid and group != ours:
+                        os.killpg(group, signal.SIGKILL)
+                    else:
+                        os.kill(pid, signal.SIGKILL)
 
 
 def _hand_over_keylog(running: _Running, keylog: Path) -> None:
