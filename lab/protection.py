@@ -32,4 +32,5 @@ CLIENT_CHECK: Final = "a client check"
 EACH_SIDE: Final = "each side's own"
 BOTH_AGREE: Final = "both sides must agree"
 CLIENT_SETTING: Final = "the client's own setting"
-"""A real client's or host's, which the lab sets per client configuration rather than as a switch."""
+"""A real client's or host's: how the client is configured (curl's --crlfile, a static ARP entry), not
+a switch of the lab channel's."""

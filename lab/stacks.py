@@ -8,6 +8,7 @@ apply to cannot be made (`Scenario` refuses it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -76,22 +77,35 @@ POSITIONINGS: Final = {
 """How the attacker got on the path: each run says which."""
 
 LINK_LAYER: Final = {
-    "static_arp": Protection(
-        "static_arp",
-        "sarp",
-        CLIENT_SETTING,
-        "a permanent ARP entry for the server",
-        "the client holds a permanent ARP entry for the server, which no ARP reply moves (as hardened "
-        "hosts and a switch's dynamic ARP inspection give)",
-        "004 TCP三次握手建立连接",
-    ),
+    p.id: p
+    for p in (
+        Protection(
+            "static_arp",
+            "sarp",
+            CLIENT_SETTING,
+            "a permanent ARP entry for the server",
+            "the client holds a permanent ARP entry for the server, which no ARP reply moves (as hardened "
+            "hosts and a switch's dynamic ARP inspection give)",
+            "004 TCP三次握手建立连接",
+        ),
+    )
 }
 """The protections against ARP positioning: the client's own settings, as on a hardened host."""
 
-EVERY_PROTECTION: Final = (
-    *dict.fromkeys(p for stack in STACKS.values() for p in stack.protections),
-    *LINK_LAYER,
-)
+
+def _one_each(*groups: Mapping[str, Protection]) -> dict[str, Protection]:
+    merged: dict[str, Protection] = {}
+    for group in groups:
+        for pid, protection in group.items():
+            if pid in merged:
+                raise ValueError(f"the protection {pid!r} is defined twice")
+            merged[pid] = protection
+    return merged
+
+
+PROTECTIONS_BY_ID: Final = _one_each(BY_ID, CLIENT_SETTINGS, LINK_LAYER)
+"""Every protection of every stack and of the link layer, by id, each defined once."""
+EVERY_PROTECTION: Final = tuple(PROTECTIONS_BY_ID)
 """Every protection id of every stack, and of the link layer: what evidence may name."""
-PROTECTIONS_BY_ID: Final = {**BY_ID, **CLIENT_SETTINGS, **LINK_LAYER}
-"""Every protection of every stack and of the link layer, by id."""
+if not {p for stack in STACKS.values() for p in stack.protections} <= set(EVERY_PROTECTION):
+    raise ValueError("a stack names a protection that is not defined")  # one concept, checked once

@@ -168,6 +168,7 @@ class Attached:
                 cwd=REPO,
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in pytest's terminal is not a second one to `up`
             )
         self.up_until_ctrl_c: bool | None = None
         """Whether `up` was still running, the lab with it, when Ctrl-C came (None: it has not)."""
@@ -209,7 +210,8 @@ def attached(image: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         except subprocess.TimeoutExpired:
             running.process.kill()
             running.process.wait()
-        lab.down()
+        finally:
+            lab.down()
 
 
 def test_docker_compose_up_gives_the_verdicts_of_local_and_serves_the_report(

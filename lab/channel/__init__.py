@@ -1,6 +1,7 @@
 """The lab channel: the seeds' HTTPS-style handshake and record layer, with every protection a switch.
 
-Sans-IO: bytes in, events and bytes out; no socket or asyncio import anywhere in this package.
+Sans-IO: bytes in, events and bytes out; no socket or asyncio import anywhere in this package. The
+one file it reads and writes is the client's known_hosts (`pins`), as OpenSSH's client does its own.
 """
 
 from lab.channel.connection import (
