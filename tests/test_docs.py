@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,6 @@ def test_mitmlab_protections_lists_each_with_the_error_it_refuses_with() -> None
     result = mitmlab("protections")
     assert result.returncode == 0, result.stderr
     assert "sequence_numbers" in result.stdout and "RecordOutOfSequence" in result.stdout
+    settings = result.stdout.split("The real clients' own settings")[1]
+    for protection, column in (("revocation", "crl"), ("hsts", "hsts"), ("static_arp", "sarp")):
+        assert re.search(rf"{protection} +. {column} ", settings), settings

@@ -9,6 +9,7 @@ from rich.table import Table
 from lab.channel.errors import Refusal
 from lab.channel.protections import PROTECTIONS
 from lab.protection import Protection
+from lab.stacks import CLIENT_SETTINGS, LINK_LAYER
 
 MARKDOWN_BEGIN = "<!-- mitmlab protections --markdown: begin -->"
 MARKDOWN_END = "<!-- mitmlab protections --markdown: end -->"
@@ -39,12 +40,16 @@ def markdown_table() -> str:
 def protections(markdown: bool) -> None:
     """List the protections: what each does, the typed error it refuses with, whose setting it is.
 
-    Every one is a switch: --ID / --no-ID (dashes for underscores) on demo, client and server.
+    The lab channel's are switches: --ID / --no-ID (dashes for underscores) on demo, client and
+    server. Then the real clients' own settings, which the report's columns also show (crl, hsts,
+    sarp): the clients view sets them per client configuration (docs/tls.md), --static-arp sets
+    static_arp (docs/arp.md).
     """
     if markdown:
         click.echo(markdown_table(), nl=False)
         return
-    table = Table()
+    console = Console(highlight=False)
+    table = Table(title="The lab channel's switches")
     table.add_column("protection", no_wrap=True)
     table.add_column("when on")
     table.add_column("refuses with", no_wrap=True)
@@ -52,4 +57,14 @@ def protections(markdown: bool) -> None:
     table.add_column("seed")
     for p in PROTECTIONS:
         table.add_row(p.id, p.when_on, ", ".join(refusals(p)), p.whose, p.seed)
-    Console(highlight=False).print(table)
+    console.print(table)
+    settings = Table(title="The real clients' own settings")
+    settings.add_column("protection", no_wrap=True)
+    settings.add_column("column", no_wrap=True)
+    settings.add_column("when on")
+    settings.add_column("where")
+    settings.add_column("seed")
+    for where, group in (("real TLS", CLIENT_SETTINGS), ("the link layer (ARP)", LINK_LAYER)):
+        for p in group.values():
+            settings.add_row(p.id, p.short, p.when_on, where, p.seed)
+    console.print(settings)
