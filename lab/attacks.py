@@ -1,14 +1,12 @@
-"""The attack catalog: each attack of the brief and the mitmproxy addon file that carries it out."""
+"""The attack catalog: each attack of the brief and the mitmproxy addon file that carries it out. Which
+stacks an attack applies to, each stack says (`lab.stacks`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-
-from lab.stacks import LAB_CHANNEL, REAL_TLS
 
 ADDONS_DIR: Final = Path(os.environ.get("MITMLAB_ADDONS", Path(__file__).resolve().parent.parent / "addons"))
 
@@ -19,8 +17,6 @@ class Attack:
     summary: str
     evidence: str
     """What, in the evidence, shows that it worked."""
-    stacks: tuple[str, ...] = (LAB_CHANNEL,)
-    """The stacks (`lab.stacks`) it applies to."""
 
     @property
     def addon(self) -> Path:
@@ -34,7 +30,6 @@ ATTACKS: Final = {
             "eavesdrop",
             "reads the traffic passively",
             "a secret appears in the attacker's capture",
-            (LAB_CHANNEL, REAL_TLS),
         ),
         Attack(
             "pubkey-swap",
@@ -45,19 +40,16 @@ ATTACKS: Final = {
             "self-signed",
             "presents a self-signed certificate for the right name",
             "the client logged in through the attacker, which read the password",
-            (LAB_CHANNEL, REAL_TLS),
         ),
         Attack(
             "wrong-host",
             "presents a genuine CA-signed certificate issued to attacker.lab",
             "the client logged in through the attacker, which read the password",
-            (LAB_CHANNEL, REAL_TLS),
         ),
         Attack(
             "expired-cert",
             "presents the server's old, expired certificate, whose key leaked",
             "the client logged in through the attacker, which read the password",
-            (LAB_CHANNEL, REAL_TLS),
         ),
         Attack(
             "bit-flip",
@@ -93,35 +85,25 @@ ATTACKS: Final = {
             "untrusted-root",
             "intercepts TLS with a certificate from mitmproxy's own CA, which nobody trusts",
             "the client completed its request through the attacker, which read the password",
-            (REAL_TLS,),
         ),
         Attack(
             "rogue-ca",
             "intercepts TLS with a certificate from the attacker's CA, which a careless user installed",
             "the client completed its request through the attacker, which read the password",
-            (REAL_TLS,),
         ),
         Attack(
             "revoked",
             "intercepts TLS with the bank's previous certificate, in date, revoked after its key leaked",
             "the client completed its request through the attacker, which read the password",
-            (REAL_TLS,),
         ),
         Attack(
             "sslstrip",
             "keeps the client on plain HTTP: rewrites links and redirects, strips HSTS and Secure",
             "the password or the session cookie read on plain HTTP, and the cookie used",
-            (REAL_TLS,),
         ),
     )
 }
 ATTACK_IDS: Final = tuple(ATTACKS)
-
-
-def attacks_on(stack: str, chosen: Iterable[str] | None = None) -> tuple[str, ...]:
-    """The attacks that apply to `stack`, in catalog order; of `chosen` only, if given."""
-    among = set(ATTACKS) if chosen is None else set(chosen)
-    return tuple(a.id for a in ATTACKS.values() if stack in a.stacks and a.id in among)
 
 
 class UnknownAttackError(ValueError):

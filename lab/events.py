@@ -17,8 +17,6 @@ from typing import Any, Final, Literal, Union
 
 import msgspec
 
-from lab.stacks import EVERY_PROTECTION
-
 SCHEMA_VERSION: Final = 6
 """Bumped whenever an event is added, removed or changes its fields (docs/evidence.md)."""
 
@@ -544,9 +542,6 @@ def decode(role: str, line: bytes, number: int = 0) -> Event:
         raise EvidenceError(role, number, f"not JSON: {exc}") from None
     if event.role != role:
         raise EvidenceError(role, number, f"a {event.role!r} event in the {role}'s evidence")
-    protection = getattr(event, "protection", None)
-    if protection is not None and protection not in EVERY_PROTECTION:
-        raise EvidenceError(role, number, f"{protection!r} is no protection id")
     try:
         datetime.datetime.fromisoformat(event.ts)
     except ValueError:

@@ -11,7 +11,7 @@ import datetime
 import hashlib
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 import msgspec
@@ -91,24 +91,25 @@ def evidence_lines(path: Path) -> list[str]:
     return [line for line in lines[:-1] if line]  # after the last newline: nothing, or a torn line
 
 
-def parse_lines(role: str, lines: list[str]) -> tuple[list[Event], list[EvidenceError]]:
-    """Every line checked against `role`'s schema: the events, and an error for each line that is not one."""
+def parse_lines(
+    role: str, lines: list[str], protections: Collection[str]
+) -> tuple[list[Event], list[EvidenceError]]:
+    """Every line checked against `role`'s schema, and any protection it names against `protections`
+    (the stacks' ids, which the checker knows): the events, and an error for each line that is not one."""
     parsed: list[Event] = []
     bad: list[EvidenceError] = []
     for number, line in enumerate(lines, start=1):
         try:
-            parsed.append(decode(role, line.encode(), number))
+            event = decode(role, line.encode(), number)
         except EvidenceError as error:
             bad.append(error)
+            continue
+        protection = getattr(event, "protection", None)
+        if protection is not None and protection not in protections:
+            bad.append(EvidenceError(role, number, f"{protection!r} is no protection id"))
+        else:
+            parsed.append(event)
     return parsed, bad
-
-
-def read_evidence(path: Path, role: str) -> list[Event]:
-    """A role's evidence file, every line valid; raises the `EvidenceError` of the first that is not."""
-    parsed, bad = parse_lines(role, evidence_lines(path))
-    if bad:
-        raise bad[0]
-    return parsed
 
 
 async def follow(path: Path, role: str, poll: float = 0.2) -> AsyncIterator[Event | EvidenceError]:

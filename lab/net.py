@@ -31,6 +31,15 @@ def is_address(name: str) -> bool:
 
 
 @dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
 class WebPorts:
     """The HTTPS bank's two ports (`lab.bank.web`): here, where the command line and every role read
     them without loading the bank's HTTP server."""

@@ -13,12 +13,13 @@ from mitmproxy import exceptions, tcp
 from mitmproxy.addons.script import load_script
 from mitmproxy.test import taddons, tflow
 
-from lab.attacks import ATTACK_IDS, attack, attacks_on
+from lab.attacks import ATTACK_IDS, attack
 from lab.channel.connection import ClientConfig, ClientConnection
 from lab.channel.frames import Frame, FrameType
 from lab.channel.messages import ClientHello
 from lab.channel.protections import RECOMMENDED
-from lab.stacks import LAB_CHANNEL
+from lab.stacks import attacks_on
+from lab.stacks.scenario import LAB_CHANNEL
 from lab.state import SERVER_NAME, StateDir
 from tests.world import evidence_dicts
 

@@ -22,11 +22,13 @@ from lab.arp.poison import Host, forged_replies, true_replies
 from lab.arp.watch import ArpWatch
 from lab.checker.backends import Lane
 from lab.checker.backends.local import LocalBackend
-from lab.checker.verdict import GroundTruth, RunEvidence, Verdict, decide
 from lab.control import request
 from lab.events import Event
 from lab.evidence import parse_lines
+from lab.stacks import EVERY_PROTECTION
+from lab.stacks.lab_channel import decide
 from lab.state import StateDir
+from lab.verdict import GroundTruth, RunEvidence, Verdict
 from tests.conftest import need_root
 
 pytestmark = [pytest.mark.loopback, pytest.mark.root]
@@ -119,7 +121,7 @@ def call(lane: Lane, role: str, cmd: str, **params: Any) -> dict[str, Any]:
 
 
 def taken(lane: Lane, role: str) -> list[Event]:
-    return parse_lines(role, call(lane, role, "evidence", take=True)["lines"])[0]
+    return parse_lines(role, call(lane, role, "evidence", take=True)["lines"], EVERY_PROTECTION)[0]
 
 
 def macs_of(lane: Lane) -> dict[str, str]:
@@ -171,7 +173,10 @@ def test_poisoning_moves_the_clients_entry_to_the_attacker_and_restoring_moves_i
     on = lane
     assert on.network is not None
     server, macs = on.network["server"], macs_of(on)
-    redirect = (on.server_service.port, 4444)  # the lab channel's port, to a transparent listener
+    redirect = (
+        on.services["server"]["service"].port,
+        4444,
+    )  # the lab channel's port, to a transparent listener
     during = poisoned_run(on, redirects=(redirect,))
     assert f"--dport {redirect[0]} -j REDIRECT --to-ports 4444" in during
     assert "REDIRECT" not in nat_rules(on)  # taken away with the poisoning

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from lab.attacks import attacks_on
 from lab.channel.protections import PROTECTION_IDS
 from lab.clients.browser import CHROMIUM_FLAGS
 from lab.report.writers import FILES
-from lab.stacks import LAB_CHANNEL
+from lab.stacks import attacks_on
+from lab.stacks.scenario import LAB_CHANNEL
 from tests.conftest import CHANNEL_VIEWS
 from tests.processes import mitmlab
+from tests.world import verdicts_unchanged_since_before_stacks
 
 pytestmark = pytest.mark.system
 
@@ -235,6 +236,13 @@ def test_two_consecutive_runs_give_identical_verdicts(
 
     assert verdicts(first) == verdicts(second)
     assert first["headline"] == second["headline"]
+
+
+def test_the_stacks_as_plug_ins_judge_every_run_as_before(
+    runs: tuple[Path, dict[str, Any], dict[str, Any]],
+) -> None:
+    _, report, _ = runs
+    assert verdicts_unchanged_since_before_stacks(report) >= 300
 
 
 def test_junit_has_one_case_per_scenario_and_compromised_ones_fail(

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from lab.attacks import attacks_on
 from lab.cli.check import _clients_table
 from lab.clients.adapters import CLIENTS
 from lab.report.writers import FILES
-from lab.stacks import REAL_TLS
+from lab.stacks import attacks_on
+from lab.stacks.real_tls import REAL_TLS
+from tests.world import verdicts_unchanged_since_before_stacks
 
 pytestmark = pytest.mark.system
 
@@ -89,6 +90,11 @@ def test_every_client_meets_every_tls_attack_with_the_verdict_real_clients_give(
     measured = {(c["attack"], c["client"]): (c["verdict"], c["protection"]) for c in report["clients"]}
     wanted = {(a, c): expected(a, c) for a in rows for c in CLIENTS}
     assert measured == wanted, {k: (measured.get(k), v) for k, v in wanted.items() if measured.get(k) != v}
+
+
+def test_the_stacks_as_plug_ins_judge_every_cell_as_before(checked: tuple[Path, dict[str, Any]]) -> None:
+    _, report = checked
+    assert verdicts_unchanged_since_before_stacks(report) == len(CLIENTS) * (1 + len(attacks_on(REAL_TLS)))
 
 
 def test_the_clients_refuse_in_their_own_words(checked: tuple[Path, dict[str, Any]]) -> None:

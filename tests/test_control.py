@@ -27,6 +27,7 @@ from lab.control import (
 from lab.events import ControlRefusalsCounted, ControlRefused
 from lab.evidence import parse_lines
 from lab.roles.ready import wait_until_ready
+from lab.stacks import EVERY_PROTECTION
 from lab.state import StateDir
 
 pytestmark = pytest.mark.loopback
@@ -98,7 +99,7 @@ def test_a_request_without_the_labs_secret_is_refused_and_recorded(
             assert b"does not carry this lab's secret" in await reader.readline()
             writer.close()
             answer = await request(server.host, server.port, "evidence", secret=lane.secret)
-            recorded, invalid = parse_lines("server", answer["lines"])
+            recorded, invalid = parse_lines("server", answer["lines"], EVERY_PROTECTION)
             refused = [e for e in recorded if isinstance(e, ControlRefused)]
             assert not invalid and [e.cmd for e in refused] == ["reset"] * 4
             assert all(e.peer.startswith("127.0.0.1:") for e in refused)
@@ -339,7 +340,7 @@ def test_a_flood_of_refused_requests_and_idle_connections_leaves_the_owners_chec
     assert refused_answers == requests  # the flood was answered, every request refused
     assert idle_closed >= idle - MAX_CONNECTIONS  # the cap closed the oldest to make room
     assert max(latencies) < 2.0, f"the owner waited up to {max(latencies):.2f} s"
-    recorded, invalid = parse_lines("client", lines)
+    recorded, invalid = parse_lines("client", lines, EVERY_PROTECTION)
     assert not invalid
     one_by_one = [e for e in recorded if isinstance(e, ControlRefused)]
     counted = [e for e in recorded if isinstance(e, ControlRefusalsCounted)]

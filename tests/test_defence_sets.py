@@ -20,10 +20,10 @@ from lab.channel.protections import NONE, RECOMMENDED
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult
 from lab.checker.runner import Runner, ground_truth
-from lab.checker.scenarios import Placement, Scenario
-from lab.checker.views import ViewOutcome
+from lab.checker.views import Placement, ViewOutcome
 from lab.report.model import build
 from lab.report.writers import write_report
+from lab.stacks.scenario import Scenario
 from lab.state import StateDir
 from tests.processes import mitmlab
 

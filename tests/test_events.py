@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from lab import events
-from lab.evidence import EvidenceLog, read_evidence
+from lab.evidence import EvidenceLog, parse_lines
+from lab.stacks import EVERY_PROTECTION
+from tests.world import read_evidence
 
 DOC = (Path(__file__).resolve().parent.parent / "docs" / "evidence.md").read_text()
 
@@ -59,9 +61,10 @@ def test_a_role_writes_only_its_own_events_and_reads_them_back_typed(tmp_path: P
     ],
 )
 def test_a_line_that_is_not_an_event_is_a_typed_error_saying_why(line: bytes, reason: str) -> None:
-    with pytest.raises(events.EvidenceError, match=re.escape(reason)) as caught:
-        events.decode("server", line, 7)
-    assert (caught.value.role, caught.value.line) == ("server", 7)
+    good = '{"event":"session_closed","ts":"2026-12-01T00:00:00+00:00","role":"server"}'
+    parsed, [error] = parse_lines("server", [good] * 6 + [line.decode()] + [good], EVERY_PROTECTION)
+    assert len(parsed) == 7  # the lines around it are kept
+    assert reason in str(error) and (error.role, error.line) == ("server", 7)
 
 
 def test_a_torn_last_line_is_left_out_and_every_whole_line_kept(tmp_path: Path) -> None:

@@ -30,11 +30,11 @@ from typing import Any, Final
 import click
 import pytest
 
-from lab.attacks import attacks_on
 from lab.cli import cli
 from lab.cli.errors import EXIT_REFUSED
 from lab.net import WebPorts
-from lab.stacks import REAL_TLS
+from lab.stacks import attacks_on
+from lab.stacks.real_tls import REAL_TLS
 from tests.test_clients import expected
 
 pytestmark = pytest.mark.loopback

@@ -15,7 +15,7 @@ from lab.channel.protections import RECOMMENDED
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
-from lab.checker.scenarios import Scenario
+from lab.stacks.scenario import Scenario
 from lab.state import StateDir
 
 pytestmark = pytest.mark.loopback

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from lab import system
-from lab.attacks import attacks_on
 from lab.clients.adapters import CLIENTS
-from lab.stacks import REAL_TLS
+from lab.stacks import attacks_on
+from lab.stacks.real_tls import REAL_TLS
 
 pytestmark = pytest.mark.system
 

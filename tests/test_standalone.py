@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from lab.attacks import attack, attacks_on
+from lab.attacks import attack
 from lab.channel.errors import ChannelError
 from lab.channel.protections import RECOMMENDED, Protections
 from lab.checker.runner import ground_truth
-from lab.checker.verdict import RunEvidence, decide
-from lab.evidence import read_evidence
 from lab.roles.client import BankRefused, NoReply, ReplyUnreadable, run_session
-from lab.stacks import LAB_CHANNEL
+from lab.stacks import attacks_on
+from lab.stacks.lab_channel import decide
+from lab.stacks.scenario import LAB_CHANNEL
 from lab.state import StateDir
+from lab.verdict import RunEvidence
 from tests.processes import background, mitmdump
-from tests.world import SESSION, evidence_dicts
+from tests.world import SESSION, evidence_dicts, read_evidence
 
 pytestmark = pytest.mark.loopback
 

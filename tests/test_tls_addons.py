@@ -26,19 +26,18 @@ from mitmproxy.test import taddons, tflow
 
 from lab import events
 from lab.attacks import attack
-from lab.checker.verdict import GroundTruth, RunEvidence
-from lab.checker.visit_verdict import decide_visit
 from lab.clients.adapters import CLIENTS
 from lab.clients.browser import Browsers
 from lab.clients.job import Target
 from lab.clients.run import visit
 from lab.clients.visit import make_visit, trust_files
-from lab.evidence import read_evidence
 from lab.net import WebPorts
 from lab.pki.authority import new_rsa_key
+from lab.stacks.real_tls import decide_visit
 from lab.state import StateDir
+from lab.verdict import GroundTruth, RunEvidence
 from tests.processes import free_port, mitmdump
-from tests.world import evidence_dicts
+from tests.world import evidence_dicts, read_evidence
 
 pytestmark = pytest.mark.loopback
 

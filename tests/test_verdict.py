@@ -11,8 +11,9 @@ import msgspec
 
 from lab import events as ev
 from lab.bank import protocol
-from lab.checker.verdict import GroundTruth, RunEvidence, decide
 from lab.events import Event
+from lab.stacks.lab_channel import decide
+from lab.verdict import GroundTruth, RunEvidence
 
 TRUTH = GroundTruth(password="s3cret", server_key="SHA256:real")
 OFFERED = ["ECDHE_AES128_GCM", "RSA_AES128_CTR"]

@@ -17,10 +17,10 @@ from cryptography import x509
 
 from lab.bank.web import HSTS, SESSION_COOKIE
 from lab.channel.protections import RECOMMENDED
-from lab.evidence import read_evidence
 from lab.net import WebPorts
 from lab.roles.server import BankServer
 from lab.state import StateDir
+from tests.world import read_evidence
 
 pytestmark = pytest.mark.loopback
 

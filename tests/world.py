@@ -5,21 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from lab.channel.protections import Protections
 from lab.checker.runner import ground_truth
-from lab.checker.verdict import RunEvidence, Verdict, decide
 from lab.events import Event, to_dict
-from lab.evidence import read_evidence
+from lab.evidence import evidence_lines, parse_lines
 from lab.roles.attacker import AttackerRole
 from lab.roles.client import Command, SessionResult, run_session
 from lab.roles.server import BankServer
+from lab.stacks import EVERY_PROTECTION
+from lab.stacks.lab_channel import decide
 from lab.state import StateDir
+from lab.verdict import RunEvidence, Verdict
 
 SESSION = (Command("transfer", to="bob", amount=100), Command("balance"))
+
+
+def read_evidence(path: Path, role: str) -> list[Event]:
+    """A role's evidence file, every line valid; raises the `EvidenceError` of the first that is not."""
+    parsed, bad = parse_lines(role, evidence_lines(path), EVERY_PROTECTION)
+    if bad:
+        raise bad[0]
+    return parsed
 
 
 @dataclass
@@ -90,3 +102,27 @@ def evidence_dicts(state: StateDir, role: str) -> list[dict[str, Any]]:
 
 def run_attack(state: StateDir, attack_id: str | None, protections: Protections, **kwargs: Any) -> Outcome:
     return asyncio.run(attack_session(state, attack_id, protections, **kwargs))
+
+
+VERDICTS_BEFORE_STACKS: Final = Path(__file__).parent / "data" / "verdicts-before-stacks.json"
+"""Every run's verdict in a whole check made before the stacks became plug-ins (`lab.stacks`)."""
+
+
+def verdicts_unchanged_since_before_stacks(report: dict[str, Any]) -> int:
+    """How many of the report's runs were compared with the check made before the stacks became
+    plug-ins; asserts each has the verdict, the protection, the step and the breakages it had then."""
+    recorded = json.loads(VERDICTS_BEFORE_STACKS.read_text())["runs"]
+    now = {
+        s["id"]: {
+            "verdict": s["verdict"],
+            "blocked_by": s["blocked_by"],
+            "step": s["step"],
+            "broken": sorted({b["kind"] for b in s["broken"]}),
+        }
+        for s in report["scenarios"]
+    }
+    assert set(now) <= set(recorded), (
+        f"runs the earlier check did not make: {sorted(set(now) - set(recorded))}"
+    )
+    assert now == {sid: recorded[sid] for sid in now}
+    return len(now)

@@ -8,12 +8,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.attacks import attacks_on
 from lab.checker.backends import Backend
 from lab.checker.runner import Runner, RunResult, ground_truth
-from lab.checker.scenarios import Placement
-from lab.checker.views import VIEWS, Headline, View, ViewOutcome, attacks_for, merge_headlines
-from lab.stacks import LAB_CHANNEL, NAMES
+from lab.checker.views import VIEWS, Headline, Placement, View, ViewOutcome, attacks_for, merge_headlines
+from lab.stacks import NAMES
 from lab.state import StateDir
 
 
@@ -99,6 +97,13 @@ async def run_check(
     result.lanes_ready = lanes_ready
     result.outcomes = dict(zip(views, outcomes, strict=True))
     result.results = runner.results
-    # The headline is the lab channel's: its protections are switches the views turn on and off.
-    result.headline = merge_headlines(outcomes, attacks_on(LAB_CHANNEL, attacks))
+    # The headline's rows: the attacks of the views that tell cells (those whose protections are
+    # switches they turn on and off).
+    told = {
+        a
+        for name, outcome in result.outcomes.items()
+        if outcome.headline
+        for a in attacks_for(known[name], attacks)
+    }
+    result.headline = merge_headlines(outcomes, tuple(a for a in attacks if a in told))
     return result

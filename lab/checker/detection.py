@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from lab import events
-from lab.checker.verdict import Verdict
 from lab.events import Event
+from lab.verdict import Verdict
 
 
 def _moment(event: Event) -> datetime.datetime:

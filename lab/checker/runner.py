@@ -1,36 +1,23 @@
 """The runner: plays scenarios on lanes of roles, through their control ports, and judges each run.
 
-One scenario on one lane (the three roles' first steps at once, each role's in this order):
+One scenario on one lane: the scenario's stack plays it (`lab.stacks`, each stack's docstring has its
+steps) through this runner's `_LaneRun`, which every stack's steps share:
 
-    all:      reset (fresh bank, no pins, no recordings, no evidence)
-    server:   configure the scenario's protections
-    attacker: the scenario's attack
-    client:   a clean session straight to the server, if the scenario makes a key pin first
-              (its evidence is taken and kept apart, under pre/; the attack comes after it)
-    client:   log in, transfer 100 to bob, read the balance, dialling the attacker as bank.lab
-    attacker, server: wait until idle (a session-replay happens after the client has gone)
+    all:      reset (fresh bank, no pins, no recordings, no evidence), the three roles at once
+    server:   configure, as the stack says
+    attacker: the scenario's attack (a stack may play a session before it, whose evidence is kept
+              apart under pre/)
+    client:   the stack's session or visit, dialling the attacker under the server's name
+    attacker, server: wait until idle
 
 Positioned by ARP (docs/arp.md), the client dials the server's own address instead, and around its
 session:
 
     client:   warm the ARP cache (an ICMP echo), pin the server's entry if static_arp, watch the cache
-    attacker: poison both caches, redirect the server's port to mitmproxy's transparent listener
+    attacker: poison both caches, redirect the server's ports to mitmproxy's transparent listener
     client:   record its entry and the hops once the entry has moved (or after ARP_TAKES)
     ...       the session, as above
     attacker: stop, restore both caches, remove the redirect; client: record its entry again
-
-On the real-TLS stack (docs/tls.md) the steps are:
-
-    all:      reset
-    server:   the HTTPS port bank.lab has for the client (the attacker's), for the front door's redirect
-    attacker: the scenario's attack
-    client:   the real client visits bank.lab (which is the attacker, to it)
-    attacker, server: wait until idle
-
-(through ARP: the client visits the bank's own address, between the ARP steps above, and the
-attacker redirects the bank's HTTPS and plain-HTTP ports)
-
-and the TLS key logs of the client and of mitmproxy are kept beside the evidence.
 
 Right after its reset, the attacker starts capturing the lane's connections (and ARP, through ARP);
 once the run is over, its frames are written as `run.pcapng` beside the evidence, with the run's TLS
@@ -56,10 +43,9 @@ import binascii
 import contextlib
 import contextvars
 import dataclasses
-import shlex
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -70,19 +56,16 @@ from lab.capture.diagram import Places, sequence_diagram
 from lab.capture.pcapng import write_pcapng
 from lab.capture.streams import read_capture
 from lab.channel.connection import key_fingerprint
-from lab.channel.protections import NONE, Protections
-from lab.checker.backends import Address, Backend, BackendError, Lane
-from lab.checker.scenarios import PROBE, Scenario
-from lab.checker.verdict import NOT_RUN_HERE, GroundTruth, RunEvidence, Verdict, decide
-from lab.checker.visit_verdict import decide_visit
+from lab.checker.backends import Backend, BackendError, Lane
 from lab.control import Connections, ControlError
 from lab.events import Event, EvidenceError
 from lab.evidence import parse_lines
-from lab.stacks import ARP, NAMES, REAL_TLS
-from lab.state import ROLES, SERVER_NAME, StateDir
+from lab.net import Address
+from lab.stacks import ARP, EVERY_PROTECTION, NAMES, STACKS
+from lab.stacks.scenario import Scenario
+from lab.state import ROLES, StateDir
+from lab.verdict import NOT_RUN_HERE, GroundTruth, RunEvidence, Verdict
 
-SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
-PIN_SESSION: Final = [{"op": "balance"}]
 SCENARIO_TIMEOUT: Final = 30.0
 ARP_TAKES: Final = 3.0
 """How long the client's entry may take to move once the poisoning starts: an interval of forged
@@ -233,7 +216,9 @@ class Runner:
         try:
             try:
                 async with asyncio.timeout(self.timeout):
-                    outcome = await self._steps(lane, scenario, pre_lines, wire)
+                    outcome = await STACKS[scenario.stack].play(
+                        _LaneRun(lane, scenario, wire, pre_lines, self.capture), scenario
+                    )
                     run.client_outcome = outcome["outcome"]
             except TimeoutError:
                 run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
@@ -257,9 +242,11 @@ class Runner:
             run.lab_error = f"evidence does not validate: {'; '.join(map(str, taken.invalid[:3]))}"
         duration = (time.perf_counter() - started) * 1000
         keylogs = {role: log for role, log in (outcome or {}).get("keylogs", {}).items() if log}
-        pre_events = {role: parse_lines(role, lines)[0] for role, lines in pre_lines.items()}
+        pre_events = {
+            role: parse_lines(role, lines, EVERY_PROTECTION)[0] for role, lines in pre_lines.items()
+        }
         try:
-            verdict = (decide_visit if scenario.stack == REAL_TLS else decide)(run, self.truth)
+            verdict = STACKS[scenario.stack].decide(run, self.truth)
         except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
             verdict = Verdict("error", error=f"the evidence could not be judged: {type(exc).__name__}: {exc}")
         if verdict.verdict == NOT_RUN_HERE:
@@ -282,84 +269,80 @@ class Runner:
             result, _RunFiles(scenario.id, taken.lines, pre_lines, keylogs, lab_keylog, frames, places, wire)
         )
 
-    async def _fresh(
-        self, lane: Lane, scenario: Scenario, wire: _Wire, configure: dict[str, Any], *, attack: bool
+
+class _LaneRun:
+    """One run on one lane: the steps every stack's `play` is made of (`lab.stacks.LaneRun`)."""
+
+    def __init__(
+        self, lane: Lane, scenario: Scenario, wire: _Wire, pre_lines: dict[str, list[str]], capture: bool
     ) -> None:
-        """Every role reset and made ready, the three at once, each role's own steps in order: the
-        server configured with `configure`; the attacker capturing the lane's connections from here on,
-        then running the scenario's attack if `attack` (a pin session must come first otherwise)."""
+        self.lane, self.scenario, self.wire, self.pre_lines, self.capture = (
+            lane,
+            scenario,
+            wire,
+            pre_lines,
+            capture,
+        )
+
+    def service(self, role: str, name: str) -> Address:
+        address = self.lane.services.get(role, {}).get(name)
+        if address is None:
+            raise ControlError(f"this lane's {role} serves no {name!r}")
+        return address
+
+    async def call(self, role: str, cmd: str, *, timeout: float = 60.0, **params: Any) -> dict[str, Any]:
+        return await _call(self.lane, role, cmd, timeout=timeout, **params)
+
+    async def fresh(self, configure: Mapping[str, Any], *, attack: bool) -> None:
+        """Every role reset and made ready, the three at once, each role's own steps in order."""
 
         async def attacker() -> None:
-            await _call(lane, "attacker", "reset")
-            await self._capture(lane, scenario, wire)
+            await self.call("attacker", "reset")
+            await self._capture()
             if attack:
-                await _call(lane, "attacker", "attack", id=scenario.attack)
+                await self.call("attacker", "attack", id=self.scenario.attack)
 
         async def server() -> None:
-            await _call(lane, "server", "reset")
-            await _call(lane, "server", "configure", **configure)
+            await self.call("server", "reset")
+            await self.call("server", "configure", **configure)
 
-        await asyncio.gather(attacker(), server(), _call(lane, "client", "reset"))
+        await asyncio.gather(attacker(), server(), self.call("client", "reset"))
 
-    async def _capture(self, lane: Lane, scenario: Scenario, wire: _Wire) -> None:
+    async def _capture(self) -> None:
         """The attacker capturing the lane's connections from now on, or why not in `wire`."""
         if not self.capture:
-            wire.note = "capturing was turned off (--no-capture)"
+            self.wire.note = "capturing was turned off (--no-capture)"
             return
-        answer = await _call(
-            lane,
+        answer = await self.call(
             "attacker",
             "capture",
-            interface="lo" if lane.network is None else "eth0",
-            ports=sorted(lane.ports),
-            arp=scenario.positioning == ARP,
+            interface="lo" if self.lane.network is None else "eth0",
+            ports=sorted(self.lane.ports),
+            arp=self.scenario.positioning == ARP,
         )
-        wire.began, wire.note = bool(answer.get("capturing")), answer.get("why")
+        self.wire.began, self.wire.note = bool(answer.get("capturing")), answer.get("why")
 
-    async def _steps(
-        self, lane: Lane, scenario: Scenario, pre_lines: dict[str, list[str]], wire: _Wire
-    ) -> dict[str, Any]:
-        if scenario.stack == REAL_TLS:
-            return await self._visit(lane, scenario, wire)
-        configure = {"protections": scenario.server.as_dict()}
-        await self._fresh(lane, scenario, wire, configure, attack=not scenario.pin_first)
-        if scenario.pin_first:
-            began = time.time()  # the capture's clock: the diagram tells the client's own connection by it
-            await self._session(lane, scenario.client, lane.server_service, PIN_SESSION)
-            wire.direct.append((began, time.time()))
-            await _call(lane, "server", "idle")
-            taken = await _take_all_evidence(lane)
-            if taken.missing or taken.invalid:
-                why = "; ".join([*taken.missing, *map(str, taken.invalid)])
-                raise ControlError(f"the pin session's evidence could not be taken: {why}")
-            pre_lines.update(taken.lines)
-            await _call(lane, "attacker", "attack", id=scenario.attack)
-        if scenario.positioning == ARP:
-            port = lane.server_service.port  # the lab channel's
-            return await self._through_arp(
-                lane, scenario, [port], lambda server: self._session(lane, scenario.client, server, SESSION)
-            )
-        outcome = await self._session(lane, scenario.client, lane.attacker_service, SESSION)
-        await _call(lane, "attacker", "idle")
-        await _call(lane, "server", "idle")
-        return outcome
+    async def set_aside(self) -> None:
+        taken = await _take_all_evidence(self.lane)
+        if taken.missing or taken.invalid:
+            why = "; ".join([*taken.missing, *map(str, taken.invalid)])
+            raise ControlError(f"the evidence before the attack could not be taken: {why}")
+        self.pre_lines.update(taken.lines)
 
-    async def _through_arp(
-        self,
-        lane: Lane,
-        scenario: Scenario,
-        ports: list[int],
-        play: Callable[[Address], Awaitable[dict[str, Any]]],
+    def went_direct(self, began: float, ended: float) -> None:
+        self.wire.direct.append((began, ended))
+
+    async def through_arp(
+        self, ports: list[int], play: Callable[[Address], Awaitable[dict[str, Any]]]
     ) -> dict[str, Any]:
         """`play` with the client dialling the server's own address (at the first of `ports`, which
         are all redirected); the attacker is on the path only if its poisoning of both caches took
         (docs/arp.md)."""
-        network, transparent = lane.network, lane.transparent
+        network, transparent = self.lane.network, self.lane.transparent
         if network is None or transparent is None:
             raise ControlError("this lane's roles share one host: ARP positioning needs a lab network")
-        await _call(lane, "client", "arp_begin", server=network["server"], static_arp=scenario.static_arp)
-        positioned = await _call(
-            lane,
+        await self.call("client", "arp_begin", server=network["server"], static_arp=self.scenario.static_arp)
+        positioned = await self.call(
             "attacker",
             "position",
             client=network["client"],
@@ -368,67 +351,16 @@ class Runner:
         )
         try:
             if positioned.get("positioned"):
-                await _call(lane, "client", "arp_during", wait=ARP_TAKES)
+                await self.call("client", "arp_during", wait=ARP_TAKES)
                 outcome = await play(Address(network["server"], ports[0]))
             else:
                 outcome = {"outcome": "not_positioned", "message": positioned.get("error", "")}
-            await _call(lane, "attacker", "idle")
+            await self.call("attacker", "idle")
         finally:
-            await _call(lane, "attacker", "unposition")
-            await _call(lane, "client", "arp_end")
-        await _call(lane, "server", "idle")
+            await self.call("attacker", "unposition")
+            await self.call("client", "arp_end")
+        await self.call("server", "idle")
         return outcome
-
-    async def _visit(self, lane: Lane, scenario: Scenario, wire: _Wire) -> dict[str, Any]:
-        """A real client's visit: to the attacker as bank.lab, or (through ARP) to the bank itself."""
-        web = lane.server_web if scenario.positioning == ARP else lane.attacker_web
-        if web is None:
-            raise ControlError("this lane's roles do not serve the HTTPS bank")
-        configure = {"protections": NONE.as_dict(), "public_https_port": web.https}
-        await self._fresh(lane, scenario, wire, configure, attack=True)
-        assert scenario.victim is not None
-        who = (
-            {"command": shlex.split(scenario.victim.removeprefix(PROBE))}
-            if scenario.victim.startswith(PROBE)
-            else {"client": scenario.victim}
-        )
-
-        async def visit(host: str) -> dict[str, Any]:
-            return await _call(
-                lane, "client", "visit", address=host, https=web.https, http=web.http, **who, timeout=90
-            )
-
-        if scenario.positioning == ARP:
-            visited = await self._through_arp(
-                lane, scenario, [web.https, web.http], lambda server: visit(server.host)
-            )
-            if visited.get("outcome") == "not_positioned":
-                return visited
-        else:
-            visited = await visit(web.host)
-            await _call(lane, "attacker", "idle")
-            await _call(lane, "server", "idle")
-        attacker = await _call(lane, "attacker", "keylog")
-        return {
-            "outcome": "visited",
-            "visited": visited.get("visited"),
-            "keylogs": {"client": visited.get("keylog", ""), "attacker": attacker.get("keylog", "")},
-        }
-
-    @staticmethod
-    async def _session(
-        lane: Lane, protections: Protections, target: Address, commands: list[Any]
-    ) -> dict[str, Any]:
-        return await _call(
-            lane,
-            "client",
-            "session",
-            protections=protections.as_dict(),
-            host=target.host,
-            port=target.port,
-            server_name=SERVER_NAME,
-            commands=commands,
-        )
 
 
 async def _call(lane: Lane, role: str, cmd: str, *, timeout: float = 60.0, **params: Any) -> dict[str, Any]:
@@ -589,7 +521,7 @@ async def _take_all_evidence(lane: Lane) -> TakenEvidence:
             taken.missing.append(f"{role}: its answer holds no evidence lines")
             lines = []
         taken.lines[role] = lines
-        taken.events[role], invalid = parse_lines(role, lines)
+        taken.events[role], invalid = parse_lines(role, lines, EVERY_PROTECTION)
         taken.invalid += invalid
     return taken
 

@@ -18,7 +18,6 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from lab.attacks import attacks_on
 from lab.bench import crypto
 from lab.bench.channel import Bench
 from lab.bench.measure import Result, ratios
@@ -28,7 +27,8 @@ from lab.cli.errors import EXIT_SETUP, fail
 from lab.cli.options import attack_option, file_to_write
 from lab.clients.adapters import CLIENTS, Chromium
 from lab.containers import ComposeLab, ContainersError, free_port
-from lab.stacks import LAB_CHANNEL
+from lab.stacks import attacks_on
+from lab.stacks.scenario import LAB_CHANNEL
 from lab.state import StateDir
 
 console = Console(highlight=False)

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lab import system
-from lab.attacks import ATTACK_IDS, attacks_on
+from lab.attacks import ATTACK_IDS
 from lab.capture import capture_refused
 from lab.channel.protections import PROTECTION_IDS
 from lab.checker.backends import Backend
@@ -32,8 +32,6 @@ from lab.checker.backends.compose import ComposeBackend
 from lab.checker.backends.local import LocalBackend
 from lab.checker.check import CheckResult, run_check
 from lab.checker.runner import Runner, RunResult, ground_truth
-from lab.checker.scenarios import PROBE, Scenario
-from lab.checker.verdict import NOT_RUN_HERE
 from lab.checker.views import CELL_KINDS, VIEWS, views_here
 from lab.cli.errors import EXIT_SETUP, fail, reported_errors, stderr
 from lab.cli.options import attack_option, endpoint, endpoint_option, protection_options, protections_from
@@ -53,8 +51,11 @@ from lab.report.writers import (
     prepare_report_folder,
     write_report,
 )
-from lab.stacks import ARP, LAB_CHANNEL, LINK_LAYER, NAMES, POSITIONINGS, PROTECTIONS_BY_ID
+from lab.stacks import ARP, LINK_LAYER, NAMES, POSITIONINGS, PROTECTIONS_BY_ID, attacks_on
+from lab.stacks.real_tls import PROBE
+from lab.stacks.scenario import LAB_CHANNEL, Scenario
 from lab.state import StateDir, StateError
+from lab.verdict import NOT_RUN_HERE
 
 LOG_WIDTH = 160
 """The columns of the tables where the output is not a terminal (a container's log, a file), whose
@@ -549,8 +550,7 @@ def _headline_table(report: dict[str, Any]) -> Table:
     table = _compact_table("headline: which protection stops which attack", "attack", HEADLINE_LEGEND)
     for protection in report["protections"]:
         table.add_column(PROTECTION_SHORT[protection], justify="center", no_wrap=True)
-    for attack in report["stack_attacks"][LAB_CHANNEL]:
-        cells = report["headline"][attack]
+    for attack, cells in report["headline"].items():
         table.add_row(
             _plain(attack),
             *(f"[{CELL_STYLE[cells[p]]}]{CELL_GLYPH[cells[p]]}[/]" for p in report["protections"]),

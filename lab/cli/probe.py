@@ -10,9 +10,7 @@ from pathlib import Path
 
 import click
 
-from lab.attacks import attacks_on
 from lab.checker.check import run_check
-from lab.checker.scenarios import PROBE
 from lab.checker.views.clients import Clients
 from lab.cli.check import (
     EXIT_RUN_ERRORS,
@@ -28,7 +26,8 @@ from lab.cli.options import attack_option, shown
 from lab.clients.adapters import PLACEHOLDERS
 from lab.report.model import build
 from lab.report.writers import write_report
-from lab.stacks import REAL_TLS
+from lab.stacks import attacks_on
+from lab.stacks.real_tls import PROBE, REAL_TLS
 
 TLS_ATTACKS = attacks_on(REAL_TLS)
 

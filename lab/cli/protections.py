@@ -8,8 +8,8 @@ from rich.table import Table
 
 from lab.channel.errors import Refusal
 from lab.channel.protections import PROTECTIONS
-from lab.protection import Protection
-from lab.stacks import CLIENT_SETTINGS, LINK_LAYER
+from lab.protection import CLIENT_SETTING, Protection
+from lab.stacks import LINK_LAYER, PROTECTIONS_BY_ID, STACKS
 
 MARKDOWN_BEGIN = "<!-- mitmlab protections --markdown: begin -->"
 MARKDOWN_END = "<!-- mitmlab protections --markdown: end -->"
@@ -64,7 +64,9 @@ def protections(markdown: bool) -> None:
     settings.add_column("when on")
     settings.add_column("where")
     settings.add_column("seed")
-    for where, group in (("real TLS", CLIENT_SETTINGS), ("the link layer (ARP)", LINK_LAYER)):
-        for p in group.values():
+    for p in PROTECTIONS_BY_ID.values():
+        if p.whose == CLIENT_SETTING:
+            on = [stack.id for stack in STACKS.values() if p.id in stack.protections]
+            where = ", ".join(on) if p.id not in LINK_LAYER else "the link layer (ARP), every stack"
             settings.add_row(p.id, p.short, p.when_on, where, p.seed)
     console.print(settings)

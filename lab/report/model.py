@@ -9,17 +9,17 @@ from collections import Counter
 from typing import Any, Final
 
 from lab import system
-from lab.attacks import ATTACKS, attacks_on
+from lab.attacks import ATTACKS
 from lab.channel.protections import PROTECTION_IDS
 from lab.checker.check import CheckResult
 from lab.checker.detection import detection
 from lab.checker.runner import RunResult
-from lab.checker.scenarios import Placement
-from lab.checker.verdict import VERDICTS
+from lab.checker.views import Placement
 from lab.events import SCHEMA_VERSION as EVIDENCE_SCHEMA
 from lab.events import Event, to_dict
 from lab.narrate import told
-from lab.stacks import PROTECTIONS_BY_ID, STACKS
+from lab.stacks import PROTECTIONS_BY_ID, STACKS, attacks_on, stacks_of
+from lab.verdict import VERDICTS
 
 SCHEMA: Final = "mitm-lab/report"
 VERSION: Final = 5
@@ -61,7 +61,7 @@ def build(check: CheckResult) -> dict[str, Any]:
             a: {
                 "summary": ATTACKS[a].summary,
                 "evidence": ATTACKS[a].evidence,
-                "stacks": list(ATTACKS[a].stacks),
+                "stacks": list(stacks_of(a)),
             }
             for a in check.attacks
         },
@@ -87,6 +87,7 @@ def _scenario(placement: Placement, run: RunResult) -> dict[str, Any]:
         "profile": scenario.profile,
         "protections": {"client": scenario.client.as_dict(), "server": scenario.server.as_dict()},
         "stack": scenario.stack,
+        "victim": scenario.victim,
         "positioning": scenario.positioning,
         "static_arp": scenario.static_arp,
         "detection": detection(run.events, verdict),

@@ -7,12 +7,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Final
 
-from lab.stacks import LAB_CHANNEL
-
 FILTERS: Final = ("view", "attack", "client", "verdict")
 """What the run list filters by, each a `data-` attribute of a run (a view's: every view it is placed in)."""
 LAB_CLIENT: Final = "lab client"
-"""The client of the lab channel's runs: the lab's own (a real-TLS run's is its real client's name)."""
+"""The client of a run that names none (`victim`): the lab's own (a real-TLS run's is its real client)."""
 NO_ATTACK: Final = "no attack"
 
 
@@ -21,7 +19,7 @@ def groups_of(run: dict[str, Any]) -> dict[str, list[str]]:
     return {
         "view": list(dict.fromkeys(run["views"])),
         "attack": [run["attack"] or NO_ATTACK],
-        "client": [LAB_CLIENT if run["stack"] == LAB_CHANNEL else run["profile"]],
+        "client": [run.get("victim") or LAB_CLIENT],
         "verdict": [run["verdict"]],
     }
 
@@ -42,7 +40,7 @@ def said(run: dict[str, Any]) -> str:
     against recommended -sequence_numbers: compromised: 100 to bob executed 2 times, sent 1"."""
     attack = run["attack"] or NO_ATTACK
     target = run["profile"]
-    if run["stack"] != LAB_CHANNEL:
+    if run.get("victim"):
         target = f"{target} (a real client)"
     where = " through ARP" if run["positioning"] == "arp" else ""
     why = _why(run)

@@ -14,9 +14,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup, escape
 
 from lab import files
-from lab.checker.verdict import NOT_RUN_HERE
 from lab.checker.views import CELL_KINDS
 from lab.report.runs import FILTERS, group_counts, groups_of, said
+from lab.verdict import NOT_RUN_HERE
 
 FILES: Final = ("report.json", "report.md", "report.html", "junit.xml")
 EVIDENCE: Final = "evidence"

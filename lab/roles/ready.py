@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Final
+
+NOT_SERVICES: Final = ("control", "transparent")
+"""What a ready file holds besides the role's services (each by name, with its port): the control
+port, and the attacker's transparent listener (where ARP positioning redirects the server's ports)."""
 
 
 class NotReady(Exception):

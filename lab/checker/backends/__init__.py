@@ -7,23 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True)
-class WebService:
-    """bank.lab over real TLS as the client reaches it: a host, its HTTPS and its plain-HTTP port."""
-
-    host: str
-    https: int
-    http: int
+from lab.net import Address
 
 
 @dataclass(frozen=True)
@@ -36,16 +20,10 @@ class Lane:
     """Each role's control port, by role name."""
     secret: str
     """The lab's control secret, which every request carries."""
-    server_service: Address
-    """The server as the client dials it directly (for the clean session that makes a key pin)."""
-    attacker_service: Address
-    """The attacker as the client dials it, under the server's name."""
-    attacker_web: WebService | None = None
-    """The attacker in front of the HTTPS bank, as real clients reach bank.lab (the real-TLS stack);
-    None where the lane's roles do not serve it."""
-    server_web: WebService | None = None
-    """The HTTPS bank itself, which a real client dials through ARP positioning (at the server's
-    address on the lab network)."""
+    services: Mapping[str, Mapping[str, Address]]
+    """Each role's services by name, as its ready file names them, where the client reaches them: the
+    server's as the client dials it directly, the attacker's under the server's name (`lab.stacks`'s
+    `play` asks for them by name)."""
     network: Mapping[str, str] | None = None
     """Each role's address on a lab network of hosts with their own ARP caches, where the attacker can
     get on the path by ARP poisoning; None where the roles share one host (loopback)."""
@@ -54,16 +32,15 @@ class Lane:
 
     @property
     def attacker_ports(self) -> frozenset[int]:
-        """Where the client reaches the attacker by names: the lab channel's port, the HTTPS bank's."""
-        web = (self.attacker_web.https, self.attacker_web.http) if self.attacker_web else ()
-        return frozenset((self.attacker_service.port, *web))
+        """Where the client reaches the attacker by names: every service of the attacker's."""
+        return frozenset(address.port for address in self.services.get("attacker", {}).values())
 
     @property
     def ports(self) -> frozenset[int]:
         """Every port the lane's connections go to: the attacker's and the server's (a run's capture
         keeps these)."""
-        web = (self.server_web.https, self.server_web.http) if self.server_web else ()
-        return self.attacker_ports | {self.server_service.port, *web}
+        server = self.services.get("server", {}).values()
+        return self.attacker_ports | {address.port for address in server}
 
 
 class Backend(Protocol):

@@ -15,15 +15,15 @@ import time
 from collections.abc import Mapping
 from typing import Final
 
-from lab.checker.backends import Address, BackendError, Lane, WebService
+from lab.checker.backends import BackendError, Lane
 from lab.control import ControlError, NoAnswer, request
-from lab.net import WebPorts
+from lab.net import Address
 from lab.state import ROLES
 
 CONTROL_PORT: Final = 7000
-SERVICE_PORT: Final = 4433
-WEB_PORTS: Final = WebPorts(https=9443, http=9080)
-"""The HTTPS bank's ports, and the attacker's in front of them (lane i: + i - 1)."""
+SERVICE_PORTS: Final = {"service": 4433, "https": 9443, "http": 9080}
+"""The server's services as docker-compose.yml starts them (the lab channel's, the HTTPS bank's two),
+and the attacker's in front of them, on the same ports (lane i: + i - 1)."""
 TRANSPARENT_PORT: Final = 8443
 """mitmproxy's transparent listener in the attacker's container, where ARP positioning redirects."""
 STARTUP_TIMEOUT: Final = 90.0
@@ -38,14 +38,12 @@ class ComposeBackend:
         secret: str,
         hosts: Mapping[str, str] | None = None,
         control_port: int = CONTROL_PORT,
-        service_port: int = SERVICE_PORT,
         startup_timeout: float = STARTUP_TIMEOUT,
     ) -> None:
         self.secret = secret
         self.hosts = dict(hosts or {role: role for role in ROLES})
         """Each role's host name: its compose service name."""
         self.control_port = control_port
-        self.service_port = service_port
         self.startup_timeout = startup_timeout
         self._network: dict[str, str] | None = None
         """Each role's address on the lab network, once looked up: ARP positioning dials the server's
@@ -57,10 +55,10 @@ class ComposeBackend:
             number=number,
             controls={role: Address(host, self.control_port + shift) for role, host in self.hosts.items()},
             secret=self.secret,
-            server_service=Address(self.hosts["server"], self.service_port + shift),
-            attacker_service=Address(self.hosts["attacker"], self.service_port + shift),
-            attacker_web=WebService(self.hosts["attacker"], WEB_PORTS.https + shift, WEB_PORTS.http + shift),
-            server_web=WebService(self.hosts["server"], WEB_PORTS.https + shift, WEB_PORTS.http + shift),
+            services={
+                role: {name: Address(self.hosts[role], port + shift) for name, port in SERVICE_PORTS.items()}
+                for role in ("server", "attacker")
+            },
             network=self._network,
             transparent=TRANSPARENT_PORT + shift if self._network else None,
         )

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from lab.arp.netns import LabNetwork
 from lab.arp.poison import PositioningError
-from lab.checker.backends import Address, BackendError, Lane, WebService
-from lab.roles.ready import NotReady, wait_until_ready
+from lab.checker.backends import BackendError, Lane
+from lab.net import Address
+from lab.roles.ready import NOT_SERVICES, NotReady, wait_until_ready
 from lab.state import StateDir
 
 STARTUP_TIMEOUT = 60.0
@@ -79,10 +80,14 @@ class LocalBackend:
             number=number,
             controls={role: Address(hosts[role], ports["control"]) for role, ports in ready.items()},
             secret=state.secret(),
-            server_service=Address(hosts["server"], server["service"]),
-            attacker_service=Address(hosts["attacker"], attacker["service"]),
-            attacker_web=WebService(hosts["attacker"], attacker["https"], attacker["http"]),
-            server_web=WebService(hosts["server"], server["https"], server["http"]),
+            services={
+                role: {
+                    name: Address(hosts[role], port)
+                    for name, port in ready[role].items()
+                    if name not in NOT_SERVICES and port is not None
+                }
+                for role in ("server", "attacker")
+            },
             network=hosts if self.namespaces else None,
             transparent=attacker.get("transparent"),
         )

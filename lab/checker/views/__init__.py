@@ -23,13 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
-from lab import attacks as catalog
 from lab.channel.protections import PROTECTION_IDS
-from lab.stacks import EVERY_PROTECTION
+from lab.stacks import EVERY_PROTECTION, attacks_on
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult
-    from lab.checker.scenarios import Placement
+    from lab.stacks.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,17 @@ class Cell:
 
 
 Headline = dict[str, dict[str, Cell]]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a scenario appears in a view (one scenario can appear in several)."""
+
+    view: str
+    attack: str
+    label: str
+    """What the scenario is in its view: 'baseline', a protection id, a ladder level, a set."""
+    scenario: Scenario
 
 
 @dataclass
@@ -123,7 +133,7 @@ def views_on(stack: str, *, lab_network: bool = False) -> tuple[str, ...]:
 
 def attacks_for(view: View, attacks: Iterable[str]) -> tuple[str, ...]:
     """Those of `attacks` that apply to the view's stack."""
-    return catalog.attacks_on(view.stack, attacks)
+    return attacks_on(view.stack, attacks)
 
 
 def cell_for(runs: Iterable[RunResult | None], value: str) -> Cell:

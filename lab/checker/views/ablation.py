@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 from lab.channel.protections import PROTECTION_IDS, RECOMMENDED
-from lab.checker.scenarios import Placement, Scenario
-from lab.checker.views import Cell, ViewOutcome, cell_for
-from lab.stacks import LAB_CHANNEL
+from lab.checker.views import Cell, Placement, ViewOutcome, cell_for
+from lab.stacks.scenario import LAB_CHANNEL, Scenario
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lab import events, system
-from lab.checker.scenarios import PROBE, Placement, Scenario
-from lab.checker.verdict import NOT_RUN_HERE
-from lab.checker.views import ViewOutcome
+from lab.checker.views import Placement, ViewOutcome
 from lab.clients.adapters import CLIENTS
-from lab.stacks import REAL_TLS
+from lab.stacks.real_tls import PROBE, REAL_TLS
+from lab.stacks.scenario import Scenario
+from lab.verdict import NOT_RUN_HERE
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult
@@ -47,7 +47,7 @@ class Clients:
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
     ) -> ViewOutcome:
         placements = [
-            Placement(self.name, attack or NO_ATTACK, victim, Scenario.visit(attack, victim))
+            Placement(self.name, attack or NO_ATTACK, victim, Scenario.visit(REAL_TLS, attack, victim))
             for attack in (None, *attacks)
             for victim in self.victims
         ]

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from lab.channel.protections import NONE, PROTECTION_IDS, Protections
-from lab.checker.scenarios import Placement, Scenario
-from lab.checker.views import STOPPED, Cell, ViewOutcome, cell_for
-from lab.stacks import ARP, EVERY_PROTECTION, LAB_CHANNEL
+from lab.checker.views import STOPPED, Cell, Placement, ViewOutcome, cell_for
+from lab.stacks import ARP, EVERY_PROTECTION
+from lab.stacks.scenario import LAB_CHANNEL, Scenario
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult

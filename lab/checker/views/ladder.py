@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from lab.channel.protections import NONE
-from lab.checker.scenarios import Placement, Scenario
-from lab.checker.views import ViewOutcome
-from lab.stacks import LAB_CHANNEL
+from lab.checker.views import Placement, ViewOutcome
+from lab.stacks.scenario import LAB_CHANNEL, Scenario
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from lab.channel.protections import NONE, RECOMMENDED
-from lab.checker.scenarios import Placement, Scenario
-from lab.checker.views import ViewOutcome
-from lab.stacks import ARP, LAB_CHANNEL, NAMES
+from lab.checker.views import Placement, ViewOutcome
+from lab.stacks import ARP, NAMES
+from lab.stacks.scenario import LAB_CHANNEL, Scenario
 
 if TYPE_CHECKING:
     from lab.checker.runner import Runner, RunResult

@@ -1,4 +1,4 @@
-"""Scenarios: an attack, the client's and the server's protections, the stack they run on.
+"""A scenario: an attack, the client's and the server's protections, the stack it runs on.
 
 The views (`lab.checker.views`) choose which scenarios to run; nothing here says what a run's verdict
 should be.
@@ -11,12 +11,14 @@ import hashlib
 from dataclasses import dataclass
 from typing import Final
 
+from lab import stacks
 from lab.attacks import attack
 from lab.channel.protections import NONE, PROTECTION_IDS, Protections
-from lab.stacks import ARP, LAB_CHANNEL, NAMES, POSITIONINGS, REAL_TLS, STACKS
+from lab.stacks import ARP, NAMES, POSITIONINGS
 
-PROBE: Final = "probe: "
-"""A victim that is a command of one's own (`mitmlab probe`): this, then the command, shell-quoted."""
+LAB_CHANNEL: Final = "lab-channel"
+"""The stack a scenario runs on unless it names another: the lab channel, whose protections are the
+`client` and `server` switches every scenario holds."""
 
 
 @dataclass(frozen=True)
@@ -31,29 +33,31 @@ class Scenario:
     """Make a clean session first so that the key pin exists (pinning is trust on first use)."""
     stack: str = LAB_CHANNEL
     victim: str | None = None
-    """On the real-TLS stack, the real client (`lab.clients.adapters.CLIENTS`), or PROBE and a command
-    of one's own; its protections are its own settings, so `client` and `server` are `none`."""
+    """On a stack whose scenarios name their client (`Stack.victims`), that client: on real TLS a real
+    client (`lab.clients.adapters.CLIENTS`), or `lab.stacks.real_tls.PROBE` and a command of one's own;
+    its protections are its own settings, so `client` and `server` are `none`."""
     positioning: str = NAMES
     """How the attacker gets on the path (`lab.stacks.POSITIONINGS`)."""
     static_arp: bool = False
     """ARP positioning only: the client pins the server's ARP entry first (the `static_arp` protection)."""
 
     def __post_init__(self) -> None:
-        if self.stack not in STACKS:
-            raise ValueError(f"unknown stack {self.stack!r}; stacks are {', '.join(STACKS)}")
-        if self.attack is not None and self.stack not in attack(self.attack).stacks:
+        on = stacks.STACKS.get(self.stack)
+        if on is None:
+            raise ValueError(f"unknown stack {self.stack!r}; stacks are {', '.join(stacks.STACKS)}")
+        if self.attack is not None and attack(self.attack).id not in on.attacks:
             raise ValueError(f"{self.attack} does not apply to the {self.stack} stack")
-        if (self.victim is not None) != (self.stack == REAL_TLS):
-            raise ValueError("a real client (victim) is what a real-TLS scenario has, and only it")
+        if (self.victim is not None) != on.victims:
+            raise ValueError(f"a scenario on {self.stack} {'names' if on.victims else 'has no'} victim")
         if self.positioning not in POSITIONINGS:
             raise ValueError(f"unknown positioning {self.positioning!r}; they are {', '.join(POSITIONINGS)}")
         if self.static_arp and self.positioning != ARP:
             raise ValueError("static_arp is a defence against ARP positioning: it needs positioning arp")
 
     @classmethod
-    def visit(cls, attack: str | None, victim: str) -> Scenario:
-        """A real client's visit to bank.lab, through `attack` (None: the attacker only relays)."""
-        return cls(attack, NONE, NONE, stack=REAL_TLS, victim=victim)
+    def visit(cls, stack: str, attack: str | None, victim: str) -> Scenario:
+        """`victim`'s run on `stack`, through `attack` (None: the attacker only relays)."""
+        return cls(attack, NONE, NONE, stack=stack, victim=victim)
 
     @classmethod
     def symmetric(cls, attack: str | None, protections: Protections) -> Scenario:
@@ -71,7 +75,7 @@ class Scenario:
         bits = (
             _bits(self.client) if self.client == self.server else f"{_bits(self.client)}/{_bits(self.server)}"
         )
-        stack = "" if self.stack == LAB_CHANNEL else f":{self.stack}:{self.victim}"
+        stack = "" if self.victim is None else f":{self.stack}:{self.victim}"
         position = "" if self.positioning == NAMES else f":{self.positioning}:{self.static_arp}"
         tag = hashlib.sha256(f"{self.attack}:{bits}:{self.pin_first}{stack}{position}".encode()).hexdigest()[
             :8
@@ -95,14 +99,3 @@ class Scenario:
 
 def _bits(protections: Protections) -> str:
     return "".join("1" if protections.as_dict()[p] else "0" for p in PROTECTION_IDS)
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a scenario appears in a view (one scenario can appear in several)."""
-
-    view: str
-    attack: str
-    label: str
-    """What the scenario is in its view: 'baseline', a protection id, a ladder level, a set."""
-    scenario: Scenario

@@ -1,4 +1,12 @@
-"""A run's verdict, computed from what the roles recorded and nothing else.
+"""The lab channel (docs/protocol.md): the lab's own TLS-like channel, every protection a switch.
+
+A run: every role reset, the server configured with the scenario's protections, the attacker's attack
+(after a clean session straight to the server, if the scenario makes a key pin first: its evidence is
+kept apart, under pre/), then the client logs in, transfers 100 to bob and reads the balance, dialling
+the attacker as bank.lab (through ARP: the server's own address); then the attacker and the server wait
+until idle (a session-replay happens after the client has gone).
+
+A run's verdict, computed from what the roles recorded and nothing else.
 
 The checker does not know what an attack is supposed to do. It looks, in every run, for every kind of
 breakage the brief names, and compares what the attacker claims with what the client and server saw:
@@ -16,110 +24,95 @@ breakage the brief names, and compares what the attacker claims with what the cl
   but someone did (its own, sent back): bytes that decrypt to what no one sent are not this.
 - `weaker_suite_negotiated`: the session ran on a weaker suite than the best both sides support.
 
-Verdicts, in order of precedence:
-
-- `error`: the lab itself failed (a role crashed or timed out, an addon or the server hit a bug, or the
-  session failed without any protection refusing). Never counted as blocked; breakages found are kept.
-- `compromised`: at least one breakage.
-- `blocked`: a protection refused (a client or server `refusal`: protection and step from the typed
-  error); or, where no role refused, the wire shows which protection left the attack empty-handed:
-  a passive attacker's capture holds no secret because the suite both ends recorded encrypts
-  (`encryption`), or the real server key it used decrypts nothing because that suite is ECDHE
-  (`forward_secrecy`); or the client's own record came back and decrypted to what no one sent under
-  the server's write key (`per_direction_keys`). The attacker's own account never names the protection.
-  Through ARP positioning (docs/arp.md), a client whose entry for the server never held the attacker's
-  MAC was never on the attacker's path: `blocked` by `static_arp` when that entry was its own permanent
-  one, an `error` otherwise (the poisoning did not take).
-- `unaffected`: the session went through untouched and the attack found nothing to act on (for example
-  `downgrade` when the client offers nothing stronger than the legacy suites).
-- `not-run-here`: nothing ran, because a program the run needs is not installed on this machine (a
-  real client: `lab.checker.visit_verdict`). It says nothing of the attack nor of the lab: counted
-  apart, with the line that installs what is missing (`lab.system`).
+Its verdicts (`lab.verdict` says what each word means, on every stack): `blocked` when a protection
+refused (a client or server `refusal`: protection and step from the typed error); or, where no role
+refused, when the wire shows which protection left the attack empty-handed: a passive attacker's capture
+holds no secret because the suite both ends recorded encrypts (`encryption`), or the real server key it
+used decrypts nothing because that suite is ECDHE (`forward_secrecy`); or the client's own record came
+back and decrypted to what no one sent under the server's write key (`per_direction_keys`). The
+attacker's own account never names the protection. `unaffected`: the session went through untouched and
+the attack found nothing to act on (for example `downgrade` when the client offers nothing stronger
+than the legacy suites). Through ARP, the link layer's rule comes first (`lab.verdict.not_on_the_path`).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
 
 from lab import events
 from lab.bank import protocol
+from lab.channel.protections import BY_ID, Protections
 from lab.channel.suites import ALL_SUITES, KeyExchange, Suite
 from lab.events import Event
+from lab.net import Address
+from lab.protection import Protection
+from lab.stacks import ARP, LaneRun
+from lab.stacks.scenario import LAB_CHANNEL, Scenario
+from lab.state import SERVER_NAME
+from lab.verdict import Breakage, GroundTruth, RunEvidence, Verdict, not_on_the_path
 
-NOT_RUN_HERE: Final = "not-run-here"
-VERDICTS: Final = ("compromised", "blocked", "unaffected", "error", NOT_RUN_HERE)
-
-E = TypeVar("E", bound=Event)
-
-
-@dataclass(frozen=True)
-class GroundTruth:
-    """What the checker knows independently of the attacker: the real secrets and keys."""
-
-    password: str
-    server_key: str
-    """The SHA-256 fingerprint of the real server key, as the client's evidence writes it."""
+SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
+PIN_SESSION: Final = [{"op": "balance"}]
 
 
-@dataclass(frozen=True)
-class Breakage:
-    kind: str
-    detail: str
-    events: tuple[Event, ...]
-    """The evidence lines that show it."""
+class LabChannel:
+    id: ClassVar[str] = LAB_CHANNEL
+    order: ClassVar[int] = 1
+    summary: ClassVar[str] = "the lab's own TLS-like channel, every protection a switch (docs/protocol.md)"
+    protections: ClassVar[Mapping[str, Protection]] = BY_ID
+    attacks: ClassVar[tuple[str, ...]] = (
+        "eavesdrop",
+        "pubkey-swap",
+        "self-signed",
+        "wrong-host",
+        "expired-cert",
+        "bit-flip",
+        "replay",
+        "session-replay",
+        "reflection",
+        "downgrade",
+        "key-compromise",
+    )
+    victims: ClassVar[bool] = False
+
+    async def play(self, lane: LaneRun, scenario: Scenario) -> dict[str, Any]:
+        await lane.fresh({"protections": scenario.server.as_dict()}, attack=not scenario.pin_first)
+        if scenario.pin_first:
+            began = time.time()  # the capture's clock: the diagram tells the client's own connection by it
+            await _session(lane, scenario.client, lane.service("server", "service"), PIN_SESSION)
+            lane.went_direct(began, time.time())
+            await lane.call("server", "idle")
+            await lane.set_aside()
+            await lane.call("attacker", "attack", id=scenario.attack)
+        if scenario.positioning == ARP:
+            port = lane.service("server", "service").port
+            return await lane.through_arp(
+                [port], lambda server: _session(lane, scenario.client, server, SESSION)
+            )
+        outcome = await _session(lane, scenario.client, lane.service("attacker", "service"), SESSION)
+        await lane.call("attacker", "idle")
+        await lane.call("server", "idle")
+        return outcome
+
+    def decide(self, run: RunEvidence, truth: GroundTruth) -> Verdict:
+        return decide(run, truth)
 
 
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str
-    breakages: tuple[Breakage, ...] = ()
-    blocked_by: str | None = None
-    step: str | None = None
-    refused_by_role: str | None = None
-    """The role whose refusal blocked it; None when no role refused (the wire shows what did)."""
-    message: str | None = None
-    error: str | None = None
-    missing: tuple[str, ...] = ()
-    """`not-run-here`: the programs it needs that are not installed here."""
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "blocked_by": self.blocked_by,
-            "step": self.step,
-            "refused_by_role": self.refused_by_role,
-            "message": self.message,
-            "error": self.error,
-            "missing": list(self.missing),
-            "broken": [{"kind": b.kind, "detail": b.detail} for b in self.breakages],
-        }
-
-
-@dataclass
-class RunEvidence:
-    """The events of one run, by role, and what the runner itself observed."""
-
-    events: dict[str, list[Event]] = field(default_factory=dict)
-    lab_error: str | None = None
-    """A runner-level failure: a timeout, a role that died, evidence that did not validate."""
-    client_outcome: str | None = None
-    """How the client's session ended, as the client role reported it ('ok', or the error's type)."""
-    attacked: bool = True
-    """False for a run with no attack (the attacker only relays)."""
-
-    def of(self, role: str, kind: type[E]) -> list[E]:
-        return [e for e in self.events.get(role, []) if isinstance(e, kind)]
-
-    def lab_failure(self) -> str | None:
-        """Why the lab itself failed in this run (the runner's account, or a role's `LAB_FAILURES`)."""
-        failures = [
-            e for role in self.events for e in self.events[role] if isinstance(e, events.LAB_FAILURES)
-        ]
-        if self.lab_error or failures:
-            return self.lab_error or "; ".join(f"{e.role}: {getattr(e, 'error', '')}" for e in failures)
-        return None
+async def _session(
+    lane: LaneRun, protections: Protections, target: Address, commands: list[Any]
+) -> dict[str, Any]:
+    return await lane.call(
+        "client",
+        "session",
+        protections=protections.as_dict(),
+        host=target.host,
+        port=target.port,
+        server_name=SERVER_NAME,
+        commands=commands,
+    )
 
 
 def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
@@ -144,33 +137,6 @@ def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
             "error", error=f"the client's session ended with {run.client_outcome}, yet nothing refused"
         )
     return Verdict("unaffected", message=_why_unaffected(run))
-
-
-def not_on_the_path(run: RunEvidence) -> Verdict | None:
-    """ARP positioning (docs/arp.md) that did not take: the client's entry for the server never held
-    the attacker's MAC. Blocked by static_arp when the entry was the client's own permanent one; an
-    `error` otherwise (a cold cache: the lab failed to get the attacker in, no protection did)."""
-    poisoning = run.of("attacker", events.ArpPoisoning)
-    if not poisoning:
-        return None
-    attacker_mac = poisoning[0].attacker_mac
-    during = [e for e in run.of("client", events.ArpEntry) if e.moment == "during"]
-    if during and during[0].mac == attacker_mac:
-        return None
-    held = during[0].mac if during else None
-    pinned = run.of("client", events.ArpPinned)
-    if pinned and held == pinned[0].mac and during[0].permanent:
-        return Verdict(
-            "blocked",
-            (),
-            "static_arp",
-            "arp",
-            "client",
-            f"the client's permanent entry for {pinned[0].ip} stayed on {held}: the attacker's ARP "
-            "replies moved nothing, and it never got on the client's path",
-        )
-    where = f"on {held}, the server's MAC" if held else "empty: a cold cache (the client never talked)"
-    return Verdict("error", error=f"the ARP poisoning did not take: the client's entry stayed {where}")
 
 
 def _why_unaffected(run: RunEvidence) -> str:
@@ -411,3 +377,6 @@ def _weaker_suites(run: RunEvidence) -> list[Breakage]:
                 )
             )
     return breakages
+
+
+STACK: Final = LabChannel()

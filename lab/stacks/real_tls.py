@@ -1,6 +1,13 @@
-"""A real-TLS run's verdict (docs/tls.md), from what the three roles recorded and nothing else.
+"""Real TLS (docs/tls.md): the HTTPS bank, mitmproxy intercepting, real clients as victims.
 
-Breakages:
+A run: every role reset, the server told the HTTPS port bank.lab has for the client (the attacker's,
+for the front door's redirect), the attacker's attack, then the real client visits bank.lab (which is
+the attacker, to it; through ARP the bank's own address, whose HTTPS and plain-HTTP ports the attacker
+redirects); the TLS key logs of the client and of mitmproxy are kept beside the evidence. Its
+protections are the clients' own settings: the identity checks the lab channel also switches, and those
+it has no switch for (`CLIENT_SETTINGS`).
+
+A run's verdict, from what the three roles recorded and nothing else. Breakages:
 
 - `password_read`: the attacker read the client's real password (over plain HTTP, or as the TLS relay
   holding both legs): the value is compared with the password the checker holds;
@@ -18,14 +25,106 @@ though OpenSSL may word it as a chain error); `compromised` on any breakage; `bl
 words (as its adapter read them, `lab.clients.adapters`) correspond to a protection; `unaffected` when
 the client got what it came for and the attacker came away with nothing. A run without an attack is
 never `blocked`: a client that does not get through then is an `error`. Through ARP, the link layer's
-rule comes first, as on the lab channel (`lab.checker.verdict.not_on_the_path`).
+rule comes first, as on every stack (`lab.verdict.not_on_the_path`).
 """
 
 from __future__ import annotations
 
+import shlex
+from typing import Any, ClassVar, Final
+
 from lab import events, system
-from lab.checker.verdict import NOT_RUN_HERE, Breakage, GroundTruth, RunEvidence, Verdict, not_on_the_path
+from lab.channel.protections import BY_ID, NONE
 from lab.evidence import digest
+from lab.protection import CLIENT_SETTING, Protection
+from lab.stacks import ARP, LaneRun
+from lab.stacks.scenario import Scenario
+from lab.verdict import NOT_RUN_HERE, Breakage, GroundTruth, RunEvidence, Verdict, not_on_the_path
+
+REAL_TLS: Final = "real-tls"
+PROBE: Final = "probe: "
+"""A victim that is a command of one's own (`mitmlab probe`): this, then the command, shell-quoted."""
+
+CLIENT_SETTINGS: Final = {
+    p.id: p
+    for p in (
+        Protection(
+            "revocation",
+            "crl",
+            CLIENT_SETTING,
+            "the server's certificate checked against the CA's revocation list",
+            "the client checks the server's certificate against the CA's revocation list (a CRL)",
+            "001 §5.2.3 c",
+        ),
+        Protection(
+            "hsts",
+            "hsts",
+            CLIENT_SETTING,
+            "bank.lab known as HTTPS only",
+            "the client knows bank.lab is HTTPS only (HSTS, remembered or preloaded) and never sends it "
+            "plain HTTP",
+            "",
+        ),
+    )
+}
+"""The protections of real TLS that the lab channel has no switch for: real clients' own settings."""
+
+
+class RealTls:
+    id: ClassVar[str] = REAL_TLS
+    order: ClassVar[int] = 2
+    summary: ClassVar[str] = "real TLS: the HTTPS bank, mitmproxy intercepting, real clients (docs/tls.md)"
+    protections: ClassVar[dict[str, Protection]] = {
+        **{p: BY_ID[p] for p in ("ca_trust", "hostname", "validity")},
+        **CLIENT_SETTINGS,
+        "pinning": BY_ID["pinning"],
+    }
+    attacks: ClassVar[tuple[str, ...]] = (
+        "eavesdrop",
+        "self-signed",
+        "wrong-host",
+        "expired-cert",
+        "untrusted-root",
+        "rogue-ca",
+        "revoked",
+        "sslstrip",
+    )
+    victims: ClassVar[bool] = True
+
+    async def play(self, lane: LaneRun, scenario: Scenario) -> dict[str, Any]:
+        """A real client's visit: to the attacker as bank.lab, or (through ARP) to the bank itself."""
+        side = "server" if scenario.positioning == ARP else "attacker"
+        https, http = lane.service(side, "https"), lane.service(side, "http")
+        await lane.fresh({"protections": NONE.as_dict(), "public_https_port": https.port}, attack=True)
+        assert scenario.victim is not None
+        who = (
+            {"command": shlex.split(scenario.victim.removeprefix(PROBE))}
+            if scenario.victim.startswith(PROBE)
+            else {"client": scenario.victim}
+        )
+
+        async def visit(host: str) -> dict[str, Any]:
+            return await lane.call(
+                "client", "visit", address=host, https=https.port, http=http.port, **who, timeout=90
+            )
+
+        if scenario.positioning == ARP:
+            visited = await lane.through_arp([https.port, http.port], lambda server: visit(server.host))
+            if visited.get("outcome") == "not_positioned":
+                return visited
+        else:
+            visited = await visit(https.host)
+            await lane.call("attacker", "idle")
+            await lane.call("server", "idle")
+        attacker = await lane.call("attacker", "keylog")
+        return {
+            "outcome": "visited",
+            "visited": visited.get("visited"),
+            "keylogs": {"client": visited.get("keylog", ""), "attacker": attacker.get("keylog", "")},
+        }
+
+    def decide(self, run: RunEvidence, truth: GroundTruth) -> Verdict:
+        return decide_visit(run, truth)
 
 
 def decide_visit(run: RunEvidence, truth: GroundTruth) -> Verdict:
@@ -118,3 +217,6 @@ def not_installed(programs: tuple[str, ...]) -> str:
     """Why a run did not run here, with what installs it."""
     line = system.install_line(programs)
     return f"not installed here: {', '.join(programs)}" + (f" (Debian: {line})" if line else "")
+
+
+STACK: Final = RealTls()
