@@ -8,13 +8,14 @@ installed (an install that was cut off) counts as missing, so the next install f
 
 from __future__ import annotations
 
+import contextlib
 import ctypes.util
 import functools
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -26,10 +27,18 @@ PACKAGES: Final = {
     "openssl": "openssl",
     "libpcap": "libpcap0.8",
     "libatomic": "libatomic1",
+    "sshd": "openssh-server",
+    "ssh": "openssh-client",
+    "ssh-agent": "openssh-client",
 }
 """Debian's package for each program (and library) a view uses: the clients view's real clients
 (Chromium trusts a CA through NSS's certutil, and is driven by Playwright's driver, a Node.js that needs
-libatomic), and libpcap, which compiles the captures' filters."""
+libatomic), libpcap, which compiles the captures' filters, and OpenSSH's server and client (lab/ssh/)."""
+DAEMONS: Final = {"openssh-server": "ssh"}
+"""Packages whose install would start (and enable) a service, by the service's name: the lab installs
+them with services kept from starting (policy-rc.d) and disables the service after, so that an install
+for the lab never leaves an SSH server listening on the machine; the lab starts its own sshd."""
+POLICY_RC_D: Final = Path("/usr/sbin/policy-rc.d")
 LIBRARIES: Final = frozenset({"libpcap", "libatomic"})
 """Names in `PACKAGES` that are shared libraries, found as ctypes finds them (so does scapy)."""
 SYSTEM_PATH: Final = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -88,10 +97,28 @@ def install(*, packages: list[str], log: Path) -> None:
         ["apt-get", wait, "update"],
         ["apt-get", wait, "install", "-y", *packages],
     ]
+    services = [DAEMONS[p] for p in packages if p in DAEMONS]
     try:
-        _run_steps(steps, env, log)
+        with _services_kept_from_starting(bool(services)):
+            _run_steps(steps, env, log)
+        if services and shutil.which("systemctl", path=SYSTEM_PATH):
+            _run_steps([["systemctl", "disable", "--now", *services]], env, log)
     finally:
         _half_installed.cache_clear()  # dpkg holds something else now, whatever happened
+
+
+@contextlib.contextmanager
+def _services_kept_from_starting(wanted: bool) -> Iterator[None]:
+    """Debian's policy-rc.d (exit 101: "action forbidden") for the install, unless one is there."""
+    if not wanted or POLICY_RC_D.exists():
+        yield
+        return
+    POLICY_RC_D.write_text("#!/bin/sh\n# mitm-lab: no service starts while it installs packages\nexit 101\n")
+    POLICY_RC_D.chmod(0o755)
+    try:
+        yield
+    finally:
+        POLICY_RC_D.unlink(missing_ok=True)
 
 
 def _run_steps(steps: list[list[str]], env: dict[str, str], log: Path) -> None:
