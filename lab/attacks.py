@@ -101,6 +101,17 @@ ATTACKS: Final = {
             "keeps the client on plain HTTP: rewrites links and redirects, strips HSTS and Secure",
             "the password or the session cookie read on plain HTTP, and the cookie used",
         ),
+        Attack(
+            "host-key-swap",
+            "answers the client's SSH connection with a host key of its own and relays to the real sshd",
+            "the client logged in through the attacker, which read the password or ran its command",
+        ),
+        Attack(
+            "rogue-host-ca",
+            "answers the client's SSH connection with a host certificate for the server's name from the "
+            "attacker's own SSH CA, and relays to the real sshd",
+            "the client logged in through the attacker, which read the password or ran its command",
+        ),
     )
 }
 ATTACK_IDS: Final = tuple(ATTACKS)

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal, Union
 
 import msgspec
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 """Bumped whenever an event is added, removed or changes its fields (docs/evidence.md)."""
 
 ReadHow = Literal["in_the_clear", "as_the_relay", "decrypted_offline"]
@@ -182,6 +182,32 @@ class Visited(Event, frozen=True, kw_only=True, tag="visited"):
     """Programs it needs that are not installed here (then nothing ran)."""
 
 
+class SshSession(Event, frozen=True, kw_only=True, tag="ssh_session"):
+    """What the lab read off a real `ssh` run (`lab.clients.ssh`): the client configuration, how it
+    ended, what OpenSSH asked through SSH_ASKPASS, and its own words."""
+
+    client: str
+    command: str
+    """The command it asked the server to run."""
+    exit_code: int | None
+    """OpenSSH's exit: the command's own, or 255 for ssh's own failure; None: killed at its time."""
+    prompts: list[str]
+    """What OpenSSH asked through SSH_ASKPASS, in order (a password prompt: it sent the password)."""
+    words: str
+    """The lines of its standard error that say something (OpenSSH's warnings and refusals)."""
+    output: str
+    """What the command printed, as the client received it (capped)."""
+    missing: list[str]
+    """Programs it needs that are not installed here (then nothing ran)."""
+
+    def said(self) -> str:
+        if self.missing:
+            return f"could not run {self.client}: not installed here: {', '.join(self.missing)}"
+        asked = f", asked {len(self.prompts)}x through SSH_ASKPASS" if self.prompts else ""
+        ending = "was killed at its time" if self.exit_code is None else f"exits {self.exit_code}"
+        return f"ssh ({self.client}) {ending}{asked}: {self.words or 'no words'}"
+
+
 class Listening(Event, frozen=True, kw_only=True, tag="listening"):
     host: str
     port: int
@@ -255,6 +281,33 @@ class WebLogin(Event, frozen=True, kw_only=True, tag="web_login"):
 
     user: str
     session: str
+
+
+class SshLogin(Event, frozen=True, kw_only=True, tag="ssh_login"):
+    """The real sshd's log: a login it accepted or refused, and from where."""
+
+    user: str
+    method: str
+    """`password` or `publickey`."""
+    accepted: bool
+    key: str | None = None
+    """For `publickey`: the key's SHA256 fingerprint, as sshd logs it."""
+    peer: str
+
+    def said(self) -> str:
+        how = f"{self.method} {self.key}" if self.key else self.method
+        verdict = "ACCEPTS" if self.accepted else "refuses"
+        return f"sshd {verdict} {self.user}'s login by {how} from {self.peer}"
+
+
+class SshCommandRan(Event, frozen=True, kw_only=True, tag="ssh_command_ran"):
+    """A command ran on the real server as the customer (its login shell wrote it down)."""
+
+    user: str
+    command: str
+
+    def said(self) -> str:
+        return f"RUNS `{self.command}` as {self.user}"
 
 
 class SessionCut(Event, frozen=True, kw_only=True, tag="session_cut"):
@@ -355,6 +408,35 @@ class DecryptedOffline(AttackerEvent, frozen=True, kw_only=True, tag="decrypted_
 
 class Intercepting(AttackerEvent, frozen=True, kw_only=True, tag="intercepting"):
     offered: list[str]
+
+
+class SshPresenting(AttackerEvent, frozen=True, kw_only=True, tag="ssh_presenting"):
+    """The SSH man in the middle answers as the server with a host key of its own, or a host
+    certificate signed by `ca` (fingerprints, SHA256:...)."""
+
+    host_key: str
+    ca: str | None = None
+
+    def said(self) -> str:
+        signed = f", certified by the CA {self.ca}" if self.ca else ""
+        return f"answers as the SSH server with its own host key {self.host_key}{signed}"
+
+
+class SshUpstream(AttackerEvent, frozen=True, kw_only=True, tag="ssh_upstream"):
+    """The relay's own login to the real sshd as the customer: how, and whether it got in."""
+
+    user: str
+    method: str
+    """`password`, `publickey` (the client's own signature, replayed) or `agent` (the client's
+    forwarded agent signing for it)."""
+    accepted: bool
+    reason: str | None = None
+    """Why the real server refused it."""
+
+    def said(self) -> str:
+        if self.accepted:
+            return f"logs in to the real server as {self.user} by {self.method}"
+        return f"is refused by the real server as {self.user} by {self.method}: {self.reason or 'no reason'}"
 
 
 class Presenting(AttackerEvent, frozen=True, kw_only=True, tag="presenting"):
@@ -468,6 +550,7 @@ EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         Reply,
         ProgramRan,
         Visited,
+        SshSession,
         ArpEntry,
         ArpPinned,
         ArpDetected,
@@ -487,6 +570,8 @@ EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         WebListening,
         WebRequest,
         WebLogin,
+        SshLogin,
+        SshCommandRan,
     ),
     "attacker": (
         *ANY_ROLE,
@@ -503,6 +588,8 @@ EVENTS: Final[dict[str, tuple[type[Event], ...]]] = {
         DecryptedOffline,
         Intercepting,
         Presenting,
+        SshPresenting,
+        SshUpstream,
         UpstreamEstablished,
         DownstreamEstablished,
         Negotiated,

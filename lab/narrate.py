@@ -28,7 +28,11 @@ STYLE = {
 
 
 def sentence(event: Event) -> str | None:
-    """What one evidence event says, in words; None for events not worth a line."""
+    """What one evidence event says, in words; None for events not worth a line. An event that carries
+    its own sentence (`said`) says it."""
+    said = getattr(event, "said", None)
+    if callable(said):
+        return str(said())
     match event:
         case events.Listening(host=host, port=port):
             return f"listens on {host}:{port}"

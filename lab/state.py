@@ -50,6 +50,7 @@ from lab.channel.pins import KnownHosts, parse_pins
 from lab.channel.verify import LabTrust
 from lab.evidence import EvidenceLog
 from lab.pki.authority import CertificateAuthority, Leaf, new_rsa_key, self_signed
+from lab.ssh.keys import SshKeys
 
 YEAR: Final = datetime.timedelta(days=365)
 SERVER_NAME: Final = "bank.lab"
@@ -73,7 +74,9 @@ MARKER: Final = ".mitm-lab-state"
 MARKER_TEXT: Final = "mitm-lab state "
 STATE_VERSION: Final = 1
 SUBDIRECTORIES: Final = ("pki", "pki/server", "pki/attacker", "client", "server", "evidence", "attacker")
-LAB_ENTRIES: Final = frozenset({"pki", "client", "server", "evidence", "attacker", "control.secret", MARKER})
+LAB_ENTRIES: Final = frozenset(
+    {"pki", "ssh", "client", "server", "evidence", "attacker", "control.secret", MARKER}
+)
 """What the lab makes at the top of a state directory: all that `clear` deletes."""
 
 DAMAGE: Final = (ValueError, TypeError, UnsupportedAlgorithm, RecursionError)
@@ -135,6 +138,14 @@ class StateDir:
         return self.root / "pki" / "attacker" / f"{name}.key.pem"
 
     @property
+    def ssh_folder(self) -> Path:
+        """The SSH stack's keys and certificates (`lab.ssh.keys`)."""
+        return self.root / "ssh"
+
+    def ssh_keys(self) -> SshKeys:
+        return SshKeys(self.ssh_folder)
+
+    @property
     def known_hosts(self) -> Path:
         return self.root / "client" / "known_hosts"
 
@@ -184,7 +195,7 @@ class StateDir:
         pki = [self.ca_cert, self.ca_key, self.ca_crl, self.server_cert, self.server_key]
         for name in ATTACKER_CERTIFICATES:
             pki += [self.attacker_cert(name), self.attacker_key(name)]
-        return [*pki, self.accounts, self.ledger_template, self.ledger_path]
+        return [*pki, *self.ssh_keys().files, self.accounts, self.ledger_template, self.ledger_path]
 
     def exists(self) -> bool:
         """Complete: every file the lab makes is there (whether each is sound is for `check` to say)."""
@@ -289,6 +300,7 @@ class StateDir:
             for sub in SUBDIRECTORIES:
                 (self.root / sub).mkdir(mode=0o700)
             self._make_pki(now)
+            SshKeys.make(self.ssh_folder, now)
             passwords = {name: secrets.token_urlsafe(12) for name in DEMO_BALANCES}
             Ledger.create(self.ledger_template, {n: (passwords[n], b) for n, b in DEMO_BALANCES.items()})
             _copy_private(self.ledger_template, self.ledger_path)

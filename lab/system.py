@@ -30,10 +30,13 @@ PACKAGES: Final = {
     "sshd": "openssh-server",
     "ssh": "openssh-client",
     "ssh-agent": "openssh-client",
+    "ssh-add": "openssh-client",
+    "git": "git",
 }
 """Debian's package for each program (and library) a view uses: the clients view's real clients
 (Chromium trusts a CA through NSS's certutil, and is driven by Playwright's driver, a Node.js that needs
-libatomic), libpcap, which compiles the captures' filters, and OpenSSH's server and client (lab/ssh/)."""
+libatomic), libpcap, which compiles the captures' filters, OpenSSH's server and client (lab/ssh/), and
+git, which the SSH stack's `git` client runs over SSH."""
 DAEMONS: Final = {"openssh-server": "ssh"}
 """Packages whose install would start (and enable) a service, by the service's name: the lab installs
 them with services kept from starting (policy-rc.d) and disables the service after, so that an install

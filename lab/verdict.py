@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
-from lab import events
+from lab import events, system
 from lab.events import Event
 
 NOT_RUN_HERE: Final = "not-run-here"
@@ -97,6 +97,23 @@ class RunEvidence:
         if self.lab_error or failures:
             return self.lab_error or "; ".join(f"{e.role}: {getattr(e, 'error', '')}" for e in failures)
         return None
+
+
+def first_rules(run: RunEvidence, breakages: tuple[Breakage, ...]) -> Verdict | None:
+    """The rules that come before a stack's own: a lab failure is an `error` (with the breakages found);
+    through ARP, a client that never was on the attacker's path (`not_on_the_path`), unless something
+    broke anyway."""
+    failure = run.lab_failure()
+    if failure is not None:
+        return Verdict("error", breakages, error=failure)
+    return None if breakages else not_on_the_path(run)
+
+
+def not_run_here(programs: tuple[str, ...]) -> Verdict:
+    """A run that did not run because `programs` are not installed here, with what installs them."""
+    line = system.install_line(programs)
+    why = f"not installed here: {', '.join(programs)}" + (f" (Debian: {line})" if line else "")
+    return Verdict(NOT_RUN_HERE, message=why, missing=programs)
 
 
 def not_on_the_path(run: RunEvidence) -> Verdict | None:

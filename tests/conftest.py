@@ -67,6 +67,15 @@ def clients_check(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
 
 
 @pytest.fixture(scope="session")
+def ssh_check(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """The ssh view, checked locally as root, every run captured (test_ssh_view reads its table,
+    test_ssh_capture its captures and diagrams)."""
+    need_root()
+    out = tmp_path_factory.mktemp("ssh-check")
+    return out, local_check(out, "--view", "ssh")
+
+
+@pytest.fixture(scope="session")
 def small_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real check, small: the ablation of replay, captured where the attacker can (as root). Its
     report folder, which test_report_files and test_cli read (a check takes seconds: made once)."""

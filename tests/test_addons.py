@@ -129,6 +129,8 @@ def test_every_attack_of_the_brief_has_its_addon_file() -> None:
         "rogue-ca",
         "revoked",
         "sslstrip",
+        "host-key-swap",
+        "rogue-host-ca",
     }
     for attack_id in ATTACK_IDS:
         source = attack(attack_id).addon.read_text()

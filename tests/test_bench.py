@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import mitmlab
+from tests.test_ssh import need_openssh
 
 pytestmark = pytest.mark.system
 
@@ -89,3 +90,27 @@ def test_bench_clients_compares_a_handshake_through_mitmproxy_with_direct(tmp_pa
     assert rows["clients view, the other clients: cells"]["value"] == 2 * 9  # two clients, nine rows
     assert rows["clients view, the other clients: runs in error"]["value"] == 0
     assert "clients view, Chromium: cells" not in rows
+
+
+def test_bench_ssh_compares_a_session_through_the_relay_with_direct_and_times_the_view(
+    tmp_path: Path,
+) -> None:
+    need_openssh()
+    out = tmp_path / "ssh.json"
+    result = mitmlab("bench", "ssh", "--sessions", "2", "--no-against-check", "--json", str(out), timeout=600)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(out.read_text())}
+    for kex in ("default key exchange", "curve25519-sha256 forced"):
+        for statistic in ("median", "p90"):
+            direct = f"session, direct, {kex} ({statistic})"
+            through = rows[f"session, through the attacker, {kex} ({statistic})"]
+            assert through["reference"] == direct and rows[direct]["value"] > 0 and through["ratio"] > 0
+    relayed = rows["sessions through the attacker"]["value"]
+    assert relayed == 2 * (2 + 1)  # two sessions and one `ssh -v` per key exchange
+    assert rows["passwords the attacker read"]["value"] == relayed  # each really went through the relay
+    said = " ".join(result.stdout.split())
+    forced = "curve25519-sha256 forced: the client agreed on curve25519-sha256"
+    assert f"{forced} with sshd and on curve25519-sha256 with the attacker" in said
+    assert rows["mitmlab check --view ssh --no-capture: runs"]["value"] == 32
+    assert rows["mitmlab check --view ssh: runs in error"]["value"] == 0
+    assert rows["mitmlab check --view ssh --no-capture"]["value"] > 0

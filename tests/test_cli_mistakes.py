@@ -371,6 +371,7 @@ def poisoned_commands(lab: Lab) -> list[st.SearchStrategy[list[str]]]:
         pair("--sessions", bad_count).map(lambda p: ["bench", "proxy", *p]),
         pair("--jobs", bad_jobs).map(lambda p: ["bench", "check", *p]),
         pair("--rounds", bad_count).map(lambda p: ["bench", "capture", *p]),
+        pair("--sessions", bad_count).map(lambda p: ["bench", "ssh", *p]),
         pair("--client", positional(hostile_text()).filter(not_among(CLIENTS))).map(
             lambda p: ["bench", "clients", *p]
         ),

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from lab.cli.check import _clients_table
+from lab.cli.check import _victims_table
 from lab.clients.adapters import CLIENTS
 from lab.report.writers import FILES
 from lab.stacks import attacks_on
@@ -167,7 +167,7 @@ def test_the_terminals_clients_table_fits_100_columns_with_every_name_whole(
 ) -> None:
     _, report = checked
     terminal = Console(width=100, record=True, color_system=None)
-    terminal.print(_clients_table(report))
+    terminal.print(_victims_table(report, "clients"))
     lines = terminal.export_text().splitlines()
     assert "…" not in "\n".join(lines) and max(len(line) for line in lines) <= 100
     words = {word for line in lines for word in line.split()}

@@ -225,11 +225,16 @@ def test_docker_compose_up_gives_the_verdicts_of_local_and_serves_the_report(
     assert attached.checker_exit == 0, lab.compose.logs("checker")[-3000:]
     in_containers = lab.report()
     assert in_containers["backend"] == "compose"
-    assert in_containers["summary"]["error"] == 0
-    assert in_containers["summary"]["captured"] == in_containers["summary"]["runs"]  # it has NET_RAW
+    summary = in_containers["summary"]
+    assert summary["error"] == 0
+    assert summary["captured"] == summary["runs"] - summary["not-run-here"]  # it has NET_RAW
+    # The compose lab's server runs no sshd: the ssh view's runs are not run here, and say why.
+    ssh = [s for s in in_containers["scenarios"] if s["stack"] == "ssh"]
+    assert ssh and len(ssh) == summary["not-run-here"]
+    assert all(s["verdict"] == "not-run-here" and "runs no sshd" in s["message"] for s in ssh)
     (_, channel), (_, clients) = channel_check, clients_check
     assert channel["backend"] == clients["backend"] == "local"
-    by_names = [s for s in in_containers["scenarios"] if s["positioning"] == "names"]
+    by_names = [s for s in in_containers["scenarios"] if s["positioning"] == "names" and s["stack"] != "ssh"]
     assert verdicts({"scenarios": by_names}) == verdicts(channel) | verdicts(clients)
     # Every lab-channel attack by names and through ARP (the positioning view), and each floor through
     # ARP with static_arp (defence-sets): static_arp alone stops every attack that has a floor.

@@ -217,11 +217,7 @@ def test_a_real_capture_cut_or_altered_anywhere_still_draws(
     out, runs = checked
     [run] = [r for r in runs.values() if r["attack"] == "replay" and r["label"] == "mac"]
     frames = [Frame(float(p.time), bytes(p)) for p in rdpcap(str(out / run["evidence"]["capture"]))]
-    target = frames[flip % len(frames)]
-    altered = bytearray(target.data[: len(target.data) - cut % max(len(target.data), 1)])
-    if altered:
-        altered[flip % len(altered)] = byte
-    frames[flip % len(frames)] = Frame(target.time, bytes(altered))
+    frames = cut_and_flipped(frames, cut, flip, byte)
     svg = sequence_diagram(read_capture(frames), Places(frozenset()))
     assert ET.fromstring(svg).tag == f"{SVG}svg"
 
@@ -374,3 +370,14 @@ def test_hostile_plain_http_never_breaks_the_reader(pieces: list[bytes], answer:
     )
     svg = sequence_diagram(read_capture(frames), Places(frozenset({4433})))
     assert ET.fromstring(svg).tag == f"{SVG}svg"
+
+
+def cut_and_flipped(frames: list[Frame], cut: int, flip: int, byte: int) -> list[Frame]:
+    """`frames` with one of them cut short by `cut` bytes and one of its bytes made `byte`."""
+    frames = list(frames)
+    target = frames[flip % len(frames)]
+    altered = bytearray(target.data[: len(target.data) - cut % max(len(target.data), 1)])
+    if altered:
+        altered[flip % len(altered)] = byte
+    frames[flip % len(frames)] = Frame(target.time, bytes(altered))
+    return frames

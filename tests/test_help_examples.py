@@ -47,6 +47,8 @@ PARSED_ONLY: Final = {
     "mitmlab check": "tests/test_check.py, tests/test_clients.py",
     "mitmlab check --view clients": "tests/test_clients.py",
     "mitmlab check --view all": "tests/test_check.py, tests/test_clients.py",
+    # sshd needs root: run, as root, in tests/test_ssh_view.py.
+    "mitmlab demo host-key-swap --client tofu": "tests/test_ssh_view.py",
 }
 
 

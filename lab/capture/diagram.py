@@ -1,14 +1,15 @@
 """A run's sequence diagram, drawn from its capture (lab.capture.streams), not from the roles' own
 accounts, so that the two can be compared: the client, the attacker and the server as lifelines; each
-TCP connection's handshake, its lab-channel frames or TLS records, its close; through ARP, the ARP
-frames. The attacker's lifeline has two sides, one for its connections with the client and one for
-those with the server, so that its two connections show as two.
+TCP connection's handshake, its lab-channel frames, TLS records or SSH packets, its close; through
+ARP, the ARP frames. The attacker's lifeline has two sides, one for its connections with the client
+and one for those with the server, so that its two connections show as two.
 
 A lab-channel frame the attacker sent that its peer on the other side did not send it (or not that
 many times) is the attacker's change, and is drawn in red: a flipped record, a replayed one, a
 ServerHello with another certificate, a ClientHello with fewer suites. So is an ARP reply that puts
-another host's address at the attacker's MAC. TLS records are not compared: an intercepting attacker
-encrypts each leg under keys of its own, so every record differs.
+another host's address at the attacker's MAC, and an SSH key exchange reply to the client with a host
+key the server did not send (host-key-swap). TLS records and SSH's encrypted packets are not
+compared: an intercepting attacker encrypts each leg under keys of its own, so every record differs.
 
 The SVG is built with ElementTree, so that nothing a capture holds can break out of its text."""
 
@@ -20,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from lab.capture.streams import Capture, Conversation, Message
+from lab.capture.streams import Capture, Conversation, Message, ssh_host_key
 
 MAX_ROWS: Final = 300
 """A diagram draws at most this many arrows (a lab run has a few dozen) and says how many it left out."""
@@ -47,6 +48,9 @@ STYLE: Final = """
 """
 CHANGED: Final = "the attacker's: its peer on the other side did not send it this (or not this many times)"
 FORGED_ARP: Final = "the attacker's: another host's address at the attacker's MAC"
+SWAPPED_HOST_KEY: Final = (
+    "the attacker's: a host key the server did not send it (it signs the key exchange itself)"
+)
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,11 @@ def _draw(svg: ET.Element, arrow: _Arrow, y: int, start: float) -> None:
 
 def _describe(number: int, leg: _Leg) -> str:
     (opener_ip, opener_port), (answer_ip, answer_port) = leg.conversation.client, leg.conversation.server
-    what = {"lab": "the lab channel", "tls": "TLS"}.get(leg.conversation.protocol, "TCP")
+    what = {"lab": "the lab channel", "tls": "TLS", "ssh": "SSH", "http": "plain HTTP"}.get(
+        leg.conversation.protocol, "TCP"
+    )
+    if leg.conversation.agreed:
+        what += f", {leg.conversation.agreed}"
     line = (
         f"connection {number + 1}: {leg.opener} {opener_ip}:{opener_port} to {leg.answerer} "
         f"{answer_ip}:{answer_port}, {what}"
@@ -205,7 +213,13 @@ def _side(role: str, peer: str) -> str:
     return "attacker:server" if peer == "server" else "attacker:client"
 
 
-def _attackers_changes(legs: list[_Leg]) -> set[tuple[int, int]]:
+def _attackers_changes(legs: list[_Leg]) -> dict[tuple[int, int], str]:
+    """(leg, message) for each change of the attacker's, with what it is: the lab channel's (below)
+    and SSH's (`_swapped_host_keys`)."""
+    return {**dict.fromkeys(_changed_frames(legs), CHANGED), **_swapped_host_keys(legs)}
+
+
+def _changed_frames(legs: list[_Leg]) -> set[tuple[int, int]]:
     """(leg, message) for each lab-channel frame the attacker sent that its peer on the other side
     did not send it, or not that many times, in the order they went. None where a leg the attacker
     is on stops being readable: what it lacks would make what was passed on look made up."""
@@ -233,7 +247,30 @@ def _attackers_changes(legs: list[_Leg]) -> set[tuple[int, int]]:
     return changed
 
 
-def _leg_arrows(number: int, leg: _Leg, changed: set[tuple[int, int]]) -> Iterator[_Arrow]:
+def _swapped_host_keys(legs: list[_Leg]) -> dict[tuple[int, int], str]:
+    """(leg, message) for each SSH key exchange reply the attacker sent the client with a host key
+    the server did not send the attacker: it signed the exchange with a key of its own. A relay that
+    only passes bytes on sends the server's. None where a leg the attacker is on stops being
+    readable, as for the lab channel's frames."""
+    from_server: set[bytes] = set()
+    sent: list[tuple[int, int, bytes]] = []
+    for n, leg in enumerate(legs):
+        if leg.conversation.protocol != "ssh" or "attacker" not in (leg.opener, leg.answerer):
+            continue
+        if leg.conversation.unreadable:
+            return {}
+        for m, message in enumerate(leg.conversation.messages):
+            key = ssh_host_key(message)
+            if key is None:
+                continue
+            if leg.sender(message) == "server":
+                from_server.add(key)
+            elif leg.sender(message) == "attacker" and leg.opener == "client":
+                sent.append((n, m, key))
+    return {(n, m): SWAPPED_HOST_KEY for n, m, key in sent if key not in from_server}
+
+
+def _leg_arrows(number: int, leg: _Leg, changed: Mapping[tuple[int, int], str]) -> Iterator[_Arrow]:
     conversation = leg.conversation
     acked = False
     for segment in conversation.segments:
@@ -247,9 +284,13 @@ def _leg_arrows(number: int, leg: _Leg, changed: set[tuple[int, int]]) -> Iterat
         if label is not None:
             yield _Arrow(segment.time, *leg.end(segment.from_client), label, "tcp")
     for m, message in enumerate(conversation.messages):
-        label = f"record, {len(message.data)} bytes" if message.label == "record" else message.label
+        label = message.label
+        if label == "record":
+            label = f"record, {len(message.data)} bytes"
+        elif label == "encrypted":
+            label = f"encrypted ({len(message.data)} bytes)"
         if (number, m) in changed:
-            yield _Arrow(message.time, *leg.end(message.from_client), label, "changed", CHANGED)
+            yield _Arrow(message.time, *leg.end(message.from_client), label, "changed", changed[number, m])
         else:
             yield _Arrow(message.time, *leg.end(message.from_client), label, leg.kind)
     for from_client, why in conversation.unreadable.items():

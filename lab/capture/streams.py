@@ -1,6 +1,7 @@
 """A capture read back: its TCP connections put together again, and what they carried cut into the
-messages a reader knows, the lab channel's frames (lab.channel.frames), TLS's records or plain HTTP's
-requests and responses (sslstrip keeps a victim on plain HTTP). The sequence
+messages a reader knows, the lab channel's frames (lab.channel.frames), TLS's records, SSH's
+identification strings and packets (RFC 4253) or plain HTTP's requests and responses (sslstrip keeps
+a victim on plain HTTP). The sequence
 diagrams (lab.capture.diagram) are drawn from them. Nothing in a capture is trusted: bytes that are not
 what they claim end the messages of their direction, with the reason, and never raise."""
 
@@ -11,7 +12,7 @@ import itertools
 import re
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from lab.capture import ETHERTYPE_ARP, ETHERTYPE_IPV4, Frame
@@ -38,6 +39,60 @@ TLS_HANDSHAKES: Final = {
 }
 """The handshake messages TLS 1.2 sends in the clear (TLS 1.3 encrypts all but the two hellos)."""
 TLS_MAX_RECORD: Final = 2**14 + 2048
+SSH_IDENTIFICATION: Final = re.compile(rb"SSH-([0-9.]{1,8})-[\x21-\x7e]{1,250}( [\x20-\x7e]{0,250})?\r?\n")
+"""An SSH identification string (RFC 4253 §4.2): printable ASCII, ended by CR LF (or LF, which
+OpenSSH accepts)."""
+SSH_MAX_IDENTIFICATION: Final = 255
+SSH_SHOWN: Final = 48
+"""How much of an identification string its label shows."""
+SSH_PACKET: Final = struct.Struct("!IB")
+"""A binary packet's packet_length and padding_length (RFC 4253 §6)."""
+SSH_MAX_PACKET: Final = 256 * 1024
+"""OpenSSH's largest packet (PACKET_MAX_SIZE): a longer one is taken for no SSH at all."""
+SSH_BLOCK: Final = 8
+"""Before the first NEWKEYS (no cipher yet) a packet, its length field included, is a multiple of
+8 bytes, with at least 4 bytes of padding."""
+SSH_KEXINIT: Final = 20
+SSH_NEWKEYS: Final = 21
+SSH_MESSAGES: Final = {
+    1: "DISCONNECT",
+    2: "IGNORE",
+    3: "UNIMPLEMENTED",
+    4: "DEBUG",
+    5: "SERVICE_REQUEST",
+    6: "SERVICE_ACCEPT",
+    7: "EXT_INFO",
+    SSH_KEXINIT: "KEXINIT",
+    SSH_NEWKEYS: "NEWKEYS",
+}
+"""The messages SSH can send in the clear whatever the key exchange (after NEWKEYS all is encrypted)."""
+SSH_KEX_MESSAGES: Final = (
+    (
+        ("diffie-hellman-group-exchange-",),
+        {
+            30: "KEX_DH_GEX_REQUEST_OLD",
+            31: "KEX_DH_GEX_GROUP",
+            32: "KEX_DH_GEX_INIT",
+            33: "KEX_DH_GEX_REPLY",
+            34: "KEX_DH_GEX_REQUEST",
+        },
+    ),
+    (("diffie-hellman-group",), {30: "KEXDH_INIT", 31: "KEXDH_REPLY"}),
+    (
+        (
+            "curve25519-",
+            "curve448-",
+            "ecdh-sha2-",
+            "sntrup761x25519-",
+            "mlkem768x25519-",
+        ),
+        {30: "KEX_ECDH_INIT", 31: "KEX_ECDH_REPLY"},
+    ),
+)
+"""Messages 30 to 49 mean what the agreed key exchange method says (RFC 4253 §12): by the method's
+name, these. The hybrid post-quantum methods use ECDH's two messages, as OpenSSH names them."""
+SSH_KEX_REPLIES: Final = frozenset({"KEXDH_REPLY", "KEX_ECDH_REPLY", "KEX_DH_GEX_REPLY"})
+"""The server's key exchange replies: each carries its host key (or certificate) first, and signs."""
 SEQ_SPACE: Final = 2**32
 ETHERNET: Final = struct.Struct("!6s6sH")
 ARP_IPV4: Final = struct.Struct("!HHBBH6s4s6s4s")
@@ -74,16 +129,17 @@ class Segment:
 
 @dataclass(frozen=True)
 class Message:
-    """One lab-channel frame, or one TLS record, as it crossed the wire."""
+    """One lab-channel frame, TLS record, SSH packet or HTTP message, as it crossed the wire."""
 
     time: float
     from_client: bool
     label: str
     """What a reader calls it: "ClientHello", "Finished", "Alert", "record", "TLS ApplicationData",
+    "SSH-2.0-OpenSSH_9.2p1", "KEXINIT", "encrypted" (SSH's bytes after NEWKEYS, one TCP segment's),
     "POST /login", "HTTP 302 Found"."""
     data: bytes
-    """The frame, record or HTTP message, header included: the same bytes on two legs are the same
-    message."""
+    """The frame, record, SSH packet or HTTP message, header included: the same bytes on two legs are
+    the same message."""
 
 
 @dataclass
@@ -94,10 +150,13 @@ class Conversation:
     server: Address
     segments: list[Segment] = field(default_factory=list)
     protocol: str = "tcp"
-    """"lab", "tls", "http", or "tcp" when what it carried is none of these (or nothing)."""
+    """"lab", "tls", "ssh", "http", or "tcp" when what it carried is none of these (or nothing)."""
     messages: list[Message] = field(default_factory=list)
     unreadable: dict[bool, str] = field(default_factory=dict)
     """For a direction (keyed by from_client) whose bytes stopped being messages: why."""
+    agreed: str = ""
+    """What the two ends' messages in the clear say they agreed on, where the protocol says it in the
+    clear: SSH's key exchange method ("curve25519-sha256"); "" otherwise."""
 
     @property
     def opened(self) -> float:
@@ -240,11 +299,15 @@ def _read_messages(conversation: Conversation) -> None:
         conversation.protocol, read = "tls", _tls_messages
     elif _opens_with_a_client_hello(opening):
         conversation.protocol, read = "lab", _lab_messages
+    elif any(b"".join(data for _, data in streams[side])[:4] == b"SSH-" for side in (True, False)):
+        conversation.protocol, read = "ssh", _ssh_messages
     elif HTTP_REQUEST_LINE.match(opening):
         conversation.protocol, read = "http", _http_messages
     else:
         return
     messages = [m for side in (True, False) for m in read(conversation, side, streams[side])]
+    if conversation.protocol == "ssh":
+        messages = _name_the_key_exchange(conversation, messages)
     conversation.messages = sorted(messages, key=lambda m: m.time)
 
 
@@ -336,6 +399,113 @@ def _tls_messages(
     if buffer:
         conversation.unreadable.setdefault(from_client, f"a record cut off after {len(buffer)} bytes")
     return messages
+
+
+def _ssh_messages(
+    conversation: Conversation, from_client: bool, chunks: list[tuple[float, bytes]]
+) -> list[Message]:
+    """The identification string and each packet in the clear at the time of the segment that
+    completed it; after NEWKEYS, each segment's bytes as "encrypted" (a cipher such as
+    chacha20-poly1305 encrypts the packets' lengths too: they cannot be cut into packets)."""
+    data = b"".join(chunk for _, chunk in chunks)
+    pieces, encrypted_from, why = _ssh_stream(data)
+    completed = _completion_times(chunks)
+    messages = [Message(completed(end), from_client, _ssh_label(piece), piece) for end, piece in pieces]
+    if encrypted_from is not None:
+        at = 0
+        for time, chunk in chunks:
+            start, at = max(encrypted_from - at, 0), at + len(chunk)
+            if start < len(chunk):
+                messages.append(Message(time, from_client, "encrypted", chunk[start:]))
+        return messages
+    done = pieces[-1][0] if pieces else 0
+    if why is not None:
+        conversation.unreadable[from_client] = why
+    elif done < len(data):
+        what = "an SSH packet" if pieces else "an SSH identification string"
+        conversation.unreadable.setdefault(from_client, f"{what} cut off after {len(data) - done} bytes")
+    return messages
+
+
+def _ssh_stream(data: bytes) -> tuple[list[tuple[int, bytes]], int | None, str | None]:
+    """The identification string and the packets in the clear after it, each with the offset where
+    it ends; where the encrypted bytes begin (after the first NEWKEYS; None before one); why the bytes
+    after the last packet are none (None: the start of one the capture cut off, or nothing)."""
+    line = SSH_IDENTIFICATION.match(data, 0, SSH_MAX_IDENTIFICATION)
+    if line is None:
+        whole = b"\n" in data[:SSH_MAX_IDENTIFICATION] or len(data) >= SSH_MAX_IDENTIFICATION
+        if whole or not data.startswith(b"SSH-"[: len(data)]):
+            return [], None, f"not an SSH identification string: {data[:40]!r}"
+        return [], None, None  # its start: the capture ends there
+    pieces = [(line.end(), line.group())]
+    if line.group(1) not in (b"2.0", b"1.99"):
+        return pieces, None, f"SSH {line.group(1).decode()}, not SSH 2: not read"
+    at = line.end()
+    while len(data) - at >= SSH_PACKET.size + 1:
+        length, padding = SSH_PACKET.unpack_from(data, at)
+        if length > SSH_MAX_PACKET or (4 + length) % SSH_BLOCK or padding < 4 or length - padding - 1 < 1:
+            return pieces, None, f"not an SSH packet: {length} bytes, {padding} of them padding"
+        end = 4 + at + length
+        if end > len(data):
+            break
+        pieces.append((end, data[at:end]))
+        kind, at = data[at + SSH_PACKET.size], end
+        if kind == SSH_NEWKEYS:
+            return pieces, at, None
+    return pieces, None, None
+
+
+def _ssh_label(piece: bytes) -> str:
+    if piece[:4] == b"SSH-":
+        line = piece.rstrip(b"\r\n").decode("ascii")
+        return line[:SSH_SHOWN] + ("..." if len(line) > SSH_SHOWN else "")
+    kind = piece[SSH_PACKET.size]
+    return SSH_MESSAGES.get(kind, f"SSH message {kind}")
+
+
+def _name_the_key_exchange(conversation: Conversation, messages: list[Message]) -> list[Message]:
+    """The key exchange method the two ends agreed on, as their KEXINITs say (the first on the
+    client's list that is also on the server's, RFC 4253 §7.1), and its messages named by it."""
+    offers: dict[bool, list[str]] = {}
+    for message in messages:
+        if message.label == "KEXINIT":
+            offers.setdefault(message.from_client, _kex_methods(message.data))
+    if len(offers) < 2:
+        return messages
+    conversation.agreed = next((method for method in offers[True] if method in offers[False]), "")
+    names = next(
+        (names for prefixes, names in SSH_KEX_MESSAGES if conversation.agreed.startswith(prefixes)), {}
+    )
+    return [
+        replace(m, label=names[m.data[SSH_PACKET.size]])
+        if m.label.startswith("SSH message ") and m.data[SSH_PACKET.size] in names
+        else m
+        for m in messages
+    ]
+
+
+def _kex_methods(packet: bytes) -> list[str]:
+    """A KEXINIT's key exchange methods: its first name-list, after the message type and a 16-byte
+    cookie (RFC 4253 §7.1); none when the packet is too short to hold it."""
+    at = SSH_PACKET.size + 1 + 16
+    if len(packet) < at + 4:
+        return []
+    length = int.from_bytes(packet[at : at + 4])
+    if len(packet) < at + 4 + length:
+        return []
+    return packet[at + 4 : at + 4 + length].decode("ascii", "replace").split(",")
+
+
+def ssh_host_key(message: Message) -> bytes | None:
+    """The host key (or host certificate) an SSH key exchange reply carries, its first field after
+    the message type (RFC 4253 §8, RFC 4419 §3, RFC 5656 §4); None for another message, or for a
+    reply too short to hold it."""
+    if message.label not in SSH_KEX_REPLIES:
+        return None
+    at = SSH_PACKET.size + 1
+    length = int.from_bytes(message.data[at : at + 4])
+    key = message.data[at + 4 : at + 4 + length]
+    return key if len(message.data) >= at + 4 and len(key) == length else None
 
 
 def _http_messages(

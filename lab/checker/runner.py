@@ -61,7 +61,7 @@ from lab.control import Connections, ControlError
 from lab.events import Event, EvidenceError
 from lab.evidence import parse_lines
 from lab.net import Address
-from lab.stacks import ARP, EVERY_PROTECTION, NAMES, STACKS
+from lab.stacks import ARP, EVERY_PROTECTION, NAMES, STACKS, CannotPlay, NotRunHere
 from lab.stacks.scenario import Scenario
 from lab.state import ROLES, StateDir
 from lab.verdict import NOT_RUN_HERE, GroundTruth, RunEvidence, Verdict
@@ -209,6 +209,7 @@ class Runner:
         started = time.perf_counter()
         run = RunEvidence(attacked=scenario.attack is not None)
         outcome: dict[str, Any] | None = None
+        not_here: str | None = None
         pre_lines: dict[str, list[str]] = {}
         wire = _Wire()
         connections = Connections()
@@ -222,6 +223,10 @@ class Runner:
                     run.client_outcome = outcome["outcome"]
             except TimeoutError:
                 run.lab_error = f"the scenario did not finish within {self.timeout:g} s"
+            except NotRunHere as exc:
+                not_here = str(exc)
+            except CannotPlay as exc:
+                run.lab_error = str(exc)
             except (ControlError, OSError) as exc:
                 dead = await self.backend.dead_roles(lane, settle=1.0)
                 run.lab_error = (
@@ -246,7 +251,11 @@ class Runner:
             role: parse_lines(role, lines, EVERY_PROTECTION)[0] for role, lines in pre_lines.items()
         }
         try:
-            verdict = STACKS[scenario.stack].decide(run, self.truth)
+            verdict = (
+                Verdict(NOT_RUN_HERE, message=not_here)
+                if not_here is not None and run.lab_error is None
+                else STACKS[scenario.stack].decide(run, self.truth)
+            )
         except Exception as exc:  # evidence the rules cannot read: never a verdict by accident
             verdict = Verdict("error", error=f"the evidence could not be judged: {type(exc).__name__}: {exc}")
         if verdict.verdict == NOT_RUN_HERE:
@@ -333,7 +342,11 @@ class _LaneRun:
         self.wire.direct.append((began, ended))
 
     async def through_arp(
-        self, ports: list[int], play: Callable[[Address], Awaitable[dict[str, Any]]]
+        self,
+        ports: list[int],
+        play: Callable[[Address], Awaitable[dict[str, Any]]],
+        *,
+        to: int | None = None,
     ) -> dict[str, Any]:
         """`play` with the client dialling the server's own address (at the first of `ports`, which
         are all redirected); the attacker is on the path only if its poisoning of both caches took
@@ -347,7 +360,7 @@ class _LaneRun:
             "position",
             client=network["client"],
             server=network["server"],
-            redirects=[[port, transparent] for port in ports],
+            redirects=[[port, to or transparent] for port in ports],
         )
         try:
             if positioned.get("positioned"):

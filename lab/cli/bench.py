@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import tempfile
@@ -23,7 +24,7 @@ from lab.bench.channel import Bench
 from lab.bench.measure import Result, ratios
 from lab.bench.proxy import ProxyBench
 from lab.checker.views import View, views_here, views_on
-from lab.cli.errors import EXIT_SETUP, fail
+from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail
 from lab.cli.options import attack_option, file_to_write
 from lab.clients.adapters import CLIENTS, Chromium
 from lab.containers import ComposeLab, ContainersError, free_port
@@ -366,6 +367,122 @@ def clients_command(
         ]
     title = f"real TLS, {jobs} lanes (goal: the clients view adds under 15 s to the check)"
     _report(title, results, json_path)
+
+
+SSH_CHECK_VIEWS: Final = ("ladder", "ablation", "defence-sets", "clients")
+"""The check the ssh view is added to: every view that runs on loopback as root but positioning's."""
+
+
+@bench.command(name="ssh")
+@click.option(
+    "--sessions",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Sessions per path (direct, through the attacker) and key exchange (OpenSSH's default, "
+    "curve25519-sha256 forced), interleaved.",
+)
+@click.option(
+    "--view-check/--no-view-check",
+    default=True,
+    show_default=True,
+    help="Also time `mitmlab check --view ssh --no-capture`: the ssh view's runs alone.",
+)
+@click.option(
+    "--against-check/--no-against-check",
+    default=True,
+    show_default=True,
+    help=f"Also time `mitmlab check` with the views {', '.join(SSH_CHECK_VIEWS)}, without and then with "
+    "--view ssh: what the ssh view adds to the check.",
+)
+@click.option(
+    "--check-rounds",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=1, max=5),
+    help="With --against-check: rounds of the two checks, in turns (without first, then with first, ...); "
+    "each row reports its median.",
+)
+@json_option
+def ssh_command(
+    sessions: int, view_check: bool, against_check: bool, check_rounds: int, json_path: Path | None
+) -> None:
+    """The SSH stack, timed: a session of the real `ssh` (first contact, password) against the real sshd
+    directly and through the attacker's SSH relay (host-key-swap), alternately, median and p90 of each;
+    with OpenSSH's default key exchange (which flatters the relay: it offers no sntrup761, so ssh falls
+    back to curve25519-sha256 with it) and with curve25519-sha256 forced. Then what the ssh view costs
+    the check (goal: it adds under 10 s). Needs root, as the lab's sshd does (exit 7 otherwise)."""
+    from lab import system
+    from lab.bench.ssh import CheckTimed, SshBenchError, SshSessionBench, timed_check
+    from lab.clients.ssh import SshSetupError
+    from lab.mitm.ssh import SshPartError
+    from lab.ssh.sshd import SshdError
+
+    if os.geteuid() != 0:
+        fail(
+            EXIT_SETUP,
+            "bench ssh needs root: the lab's sshd reads /etc/shadow for password login and keeps its "
+            "customer off this machine in a private mount namespace (run it with sudo)",
+        )
+    missing = system.missing(("sshd", "ssh"))
+    if missing:
+        fail(EXIT_SETUP, f"not installed: {', '.join(missing)} ({system.install_line(missing)})")
+    try:
+        with tempfile.TemporaryDirectory(prefix="mitmlab-bench-") as scratch:
+            state = StateDir(Path(scratch) / "state").ensure()
+            bench_run = SshSessionBench(state, Path(scratch) / "sshd", sessions)
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("ssh sessions", total=bench_run.steps)
+                results = asyncio.run(bench_run.run(lambda: progress.advance(task)))
+        if view_check:
+            with console.status("mitmlab check --view ssh --no-capture ..."):
+                alone = timed_check(("ssh",), capture=False)
+            results += [
+                Result("mitmlab check --view ssh --no-capture: runs", alone.runs, ""),
+                Result("mitmlab check --view ssh --no-capture", alone.duration_s, "s"),
+                Result("mitmlab check --view ssh: runs in error", alone.errors, ""),
+                Result("mitmlab check --view ssh: runs not run here", alone.not_run, ""),
+            ]
+        if against_check:
+            without, with_ssh = "mitmlab check, without the ssh view", "mitmlab check, with the ssh view"
+            timed: dict[bool, list[CheckTimed]] = {False: [], True: []}
+            for number in range(check_rounds):
+                for ssh in (False, True) if number % 2 == 0 else (True, False):
+                    with console.status(f"{with_ssh if ssh else without} (round {number + 1}) ..."):
+                        views = (*SSH_CHECK_VIEWS, "ssh") if ssh else SSH_CHECK_VIEWS
+                        timed[ssh].append(timed_check(views, capture=True))
+            before, after = timed[False], timed[True]
+            results += [
+                Result(f"{without}: runs", before[0].runs, ""),
+                Result(f"{without} (median)", statistics.median(t.duration_s for t in before), "s"),
+                Result(f"{with_ssh}: runs", after[0].runs, ""),
+                Result(
+                    f"{with_ssh} (median)",
+                    statistics.median(t.duration_s for t in after),
+                    "s",
+                    f"{without} (median)",
+                ),
+                Result(
+                    "what the ssh view adds to the check (median of the rounds' differences)",
+                    statistics.median(
+                        a.duration_s - b.duration_s for a, b in zip(after, before, strict=True)
+                    ),
+                    "s",
+                ),
+                Result("runs in error, all checks", sum(t.errors for t in (*before, *after)), ""),
+            ]
+    except (SshdError, SshPartError, SshSetupError) as exc:
+        fail(EXIT_SETUP, str(exc))
+    except SshBenchError as exc:
+        fail(EXIT_CONNECTION, str(exc))
+    for note in bench_run.notes:
+        console.print(note)
+    _report(
+        "the real ssh, direct against through the attacker's SSH relay (host-key-swap); "
+        "the ssh view in the check (goal: adds under 10 s)",
+        results,
+        json_path,
+    )
 
 
 @bench.command(name="labs")

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import click
 from rich import box
@@ -51,7 +51,7 @@ from lab.report.writers import (
     prepare_report_folder,
     write_report,
 )
-from lab.stacks import ARP, LINK_LAYER, NAMES, POSITIONINGS, PROTECTIONS_BY_ID, attacks_on
+from lab.stacks import ARP, LINK_LAYER, NAMES, POSITIONINGS, PROTECTIONS_BY_ID, STACKS, attacks_on
 from lab.stacks.real_tls import PROBE
 from lab.stacks.scenario import LAB_CHANNEL, Scenario
 from lab.state import StateDir, StateError
@@ -65,6 +65,8 @@ PROGRESS_EVERY_S = 5.0
 """How often the check says how far it is, where no progress bar can be drawn (a container's log)."""
 PROTECTION_SHORT = {p: protection.short for p, protection in PROTECTIONS_BY_ID.items()}
 CHANNEL_ATTACKS = attacks_on(LAB_CHANNEL)
+CLIENT_STACKS: Final = {client: stack.id for stack in STACKS.values() for client in stack.clients}
+"""Every real client's configuration, and the stack it plays on."""
 EXIT_RUN_ERRORS = 8
 CELL_STYLE = {
     "needed": "bold red",
@@ -497,8 +499,9 @@ def print_summary(report: dict[str, Any]) -> None:
     )
     if report["headline"]:
         console.print(_headline_table(report))
-    if report["clients"]:
-        console.print(_clients_table(report))
+    for name in report["views"]:
+        if "columns" in report["sections"][name]:  # a table of clients (clients, ssh)
+            console.print(_victims_table(report, name))
     for name in report["views"]:
         lines = report["sections"][name].get("summary", [])
         if lines:
@@ -513,11 +516,13 @@ def print_summary(report: dict[str, Any]) -> None:
         programs = s.get("not_installed") or []
         install = s.get("install")
         how = f" To run them: {_plain(install)} (as root), then check again." if install else ""
-        console.print(
-            f"\n{_plain(not_run)} runs not run here: {_plain(', '.join(programs))} "
-            f"{'is' if len(programs) == 1 else 'are'} not installed on this machine.{how}",
-            soft_wrap=True,
+        are = "is" if len(programs) == 1 else "are"
+        why = (
+            f"{_plain(', '.join(programs))} {are} not installed on this machine"
+            if programs
+            else "this machine does not allow them (each run says why: the SSH stack's sshd needs root)"
         )
+        console.print(f"\n{_plain(not_run)} runs not run here: {why}.{how}", soft_wrap=True)
     errors = [x for x in report["scenarios"] if x["verdict"] == "error"]
     for scenario in errors[:10]:
         console.print(
@@ -558,15 +563,16 @@ def _headline_table(report: dict[str, Any]) -> Table:
     return table
 
 
-def _clients_table(report: dict[str, Any]) -> Table:
-    """The `clients` view turned on its side for a terminal: a row per client, a column per attack."""
-    section = report["sections"]["clients"]
-    title = "clients (✗ compromised, ✓ blocked by, - unaffected, ! error, ∅ not run here)"
+def _victims_table(report: dict[str, Any], view: str) -> Table:
+    """A view of clients (`clients`, `ssh`) turned on its side for a terminal: a row per client, a
+    column per attack."""
+    section = report["sections"][view]
+    title = f"{_plain(view)} (✗ compromised, ✓ blocked by, - unaffected, ! error, ∅ not run here)"
     table = _compact_table(title, "client")
     table.padding = (0, 0)  # the columns stay apart by the box's own space: the table fits 100 columns
     for attack in section["rows"]:
         table.add_column(_plain(attack).replace("-", "-\n"), justify="center", no_wrap=True)
-    cells = {(c["client"], c["attack"]): c for c in report["clients"]}
+    cells = {(c["client"], c["attack"]): c for c in section["cells"]}
     for column in section["columns"]:
         row = []
         for attack in section["rows"]:
@@ -581,8 +587,22 @@ def _clients_table(report: dict[str, Any]) -> Table:
     return table
 
 
-@click.command(epilog="Attacks: " + ", ".join(CHANNEL_ATTACKS))
-@click.argument("attack", type=click.Choice(CHANNEL_ATTACKS), required=False)
+@click.command(
+    epilog="Attacks on the lab channel: "
+    + ", ".join(CHANNEL_ATTACKS)
+    + ". With --client: "
+    + "; ".join(
+        f"{stack.id}: {', '.join(attacks_on(stack.id))}" for stack in STACKS.values() if stack.clients
+    )
+    + "."
+)
+@click.argument("attack", type=click.Choice(ATTACK_IDS), required=False)
+@click.option(
+    "--client",
+    type=click.Choice(list(CLIENT_STACKS)),
+    help="A real client, in one of its configurations, instead of the lab's own (the clients and ssh "
+    "views' columns); its protections are its own settings, so the switches do not apply.",
+)
 @protection_options
 @click.option(
     "--server-without",
@@ -608,6 +628,7 @@ def _clients_table(report: dict[str, Any]) -> Table:
 )
 def demo(
     attack: str | None,
+    client: str | None,
     server_without: tuple[str, ...],
     server_with: tuple[str, ...],
     capture: Path | None,
@@ -616,20 +637,38 @@ def demo(
     """Run one scenario and narrate it: who sent what, what the attacker did, who refused and why.
 
     Without ATTACK: a clean session. The switches set the protections of both sides; --server-without
-    and --server-with then set the server apart.
+    and --server-with then set the server apart. With --client, a real client plays instead, on its
+    stack (real TLS, or SSH as root), with its own settings.
 
     \b
     Examples:
       mitmlab demo bit-flip --no-mac        no MAC: the attacker changes a transfer's recipient
       mitmlab demo key-compromise --no-forward-secrecy --server-with forward_secrecy
                                             forward secrecy on one side only: the stolen key decrypts it all
+      mitmlab demo host-key-swap --client tofu
+                                            SSH's first contact, as root: ssh takes the attacker's key
     """
     refused = capture_refused() if capture is not None and not in_compose() else None
     if refused:
         fail(EXIT_SETUP, refused)
     protections = protections_from(switches)
-    server = protections.without(*server_without).plus(*server_with)
-    scenario = Scenario(attack, protections, server, pin_first=protections.pinning)
+    if client is not None:
+        stack = CLIENT_STACKS[client]
+        if attack is not None and attack not in attacks_on(stack):
+            raise click.UsageError(
+                f"{attack} does not apply to {client}'s stack ({stack}): try {', '.join(attacks_on(stack))}"
+            )
+        if server_without or server_with:
+            raise click.UsageError(
+                f"{client} has its own settings: --server-without and --server-with set the lab channel's"
+            )
+        scenario = Scenario.visit(stack, attack, client)
+    elif attack is not None and attack not in CHANNEL_ATTACKS:
+        stacks = " or ".join(s for s in STACKS if attack in attacks_on(s))
+        raise click.UsageError(f"{attack} is an attack on {stacks}: name a client of it with --client")
+    else:
+        server = protections.without(*server_without).plus(*server_with)
+        scenario = Scenario(attack, protections, server, pin_first=protections.pinning)
     title = f"{attack or 'no attack'} against {scenario.profile}"
     console.print(f"[bold]Demo:[/] {title}\n")
     with tempfile.TemporaryDirectory(prefix="mitmlab-demo-") as scratch, reported_errors():

@@ -114,6 +114,21 @@ def web_ports_option(flag: str, default: str | None, help: str) -> Callable[[F],
     )
 
 
+def services_option(flag: str, help: str) -> Callable[[F], F]:
+    """NAME=PORT, repeatable: a role's services by name (`lab.roles.ready`), as a dict."""
+
+    def parse(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, int]:
+        services: dict[str, int] = {}
+        for value in values:
+            name, sep, port = value.partition("=")
+            if not sep or not name.isidentifier() or port_problem(port):
+                raise click.BadParameter(f"{shown(value)} is not NAME=PORT (for example ssh=2222)")
+            services[name] = int(port)
+        return services
+
+    return click.option(flag, callback=parse, metavar="NAME=PORT", multiple=True, help=help)
+
+
 def endpoint_option(flag: str, default: str | None, help: str) -> Callable[[F], F]:
     """A HOST:PORT option; without a default it is optional and None when absent."""
 

@@ -18,11 +18,11 @@ import click
 
 from lab.channel.protections import RECOMMENDED
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail, reported_errors
-from lab.cli.options import endpoint_option, state_dir_option, web_ports_option
+from lab.cli.options import endpoint_option, services_option, state_dir_option, web_ports_option
 from lab.control import ControlError, ControlServer, Handler, Refused
 from lab.events import ControlRefused
 from lab.evidence import evidence_lines
-from lab.net import WebPorts
+from lab.net import Address, WebPorts
 from lab.roles.lanes import LanePorts, Lanes, LanesFailed
 from lab.state import StateDir
 
@@ -49,6 +49,15 @@ if TYPE_CHECKING:  # each role's own modules are imported where that role starts
     "The attacker's upstream HTTPS bank ports, on the --upstream host; without it the attacker has no "
     "real-TLS listeners.",
 )
+@services_option(
+    "--service",
+    "A service of the role's own by name, on the --listen host (the SSH stack's: ssh=PORT, the server's "
+    "sshd or the attacker's SSH listener; 0 picks a free port). Without it, none.",
+)
+@services_option(
+    "--upstream-service",
+    "The attacker's upstream for a service, on the --upstream host (ssh=PORT: the real sshd).",
+)
 @endpoint_option(
     "--transparent",
     None,
@@ -71,7 +80,7 @@ if TYPE_CHECKING:  # each role's own modules are imported where that role starts
     "--ready-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help='Write {"control": PORT, "service": PORT, "https": PORT, "http": PORT, "transparent": PORT} '
-    'here once listening (with --lanes: {"lanes": N}).',
+    'here once listening, and each --service by name (with --lanes: {"lanes": N}).',
 )
 @click.option(
     "--lanes",
@@ -94,6 +103,8 @@ def role(
     upstream: tuple[str, int],
     web_ports: WebPorts,
     upstream_web_ports: WebPorts | None,
+    service: dict[str, int],
+    upstream_service: dict[str, int],
     transparent: tuple[str, int] | None,
     web: tuple[str, int] | None,
     web_exposed: bool,
@@ -105,7 +116,9 @@ def role(
     """Run the server, attacker or client as a long-lived role for `mitmlab check`."""
     with reported_errors():
         state = StateDir(state_dir).require()
-        ports = LanePorts(control, listen, upstream, web_ports, upstream_web_ports, transparent)
+        ports = LanePorts(
+            control, listen, upstream, web_ports, upstream_web_ports, transparent, service, upstream_service
+        )
         if web is not None and not web_exposed:
             from lab.mitm.live_view import LiveViewError, require_loopback
 
@@ -152,6 +165,8 @@ async def _serve(
     service_port: int | None = None
     web_ports: WebPorts | None = None
     transparent_port: int | None = None
+    own: dict[str, int | None] = {}
+    """Services by name beyond the lab channel's and the HTTPS bank's; None: it could not start."""
     handlers: dict[str, Handler]
     server: BankServer | None = None
     attacker: AttackerRole | None = None
@@ -162,6 +177,8 @@ async def _serve(
         server = BankServer(state, RECOMMENDED)
         service_port = await server.start(*ports.listen)
         web_ports = await server.start_web(ports.listen[0], ports.web.https, ports.web.http)
+        if "ssh" in ports.services:
+            own["ssh"] = await server.start_ssh(ports.listen[0], ports.services["ssh"])
         serving = asyncio.create_task(server.serve_forever())
         handlers = server.control_handlers()
     elif name == "attacker":
@@ -174,6 +191,12 @@ async def _serve(
             web_listen=ports.web if ports.upstream_web else None,
             web_upstream=ports.upstream_web,
             transparent=ports.transparent,
+            ssh_listen=(ports.listen[0], ports.services["ssh"]) if "ssh" in ports.services else None,
+            ssh_upstream=(
+                Address(ports.upstream[0], ports.upstream_services["ssh"])
+                if "ssh" in ports.upstream_services
+                else None
+            ),
             web=web,
             web_exposed=web_exposed,
         )
@@ -185,6 +208,7 @@ async def _serve(
             # stdout: the owner's terminal, or the container's log, which only Docker's users read
             print(f"mitmweb's live view, for the lab's owner only: {view}", flush=True)
         web_ports = attacker.web_ports()
+        own["ssh"] = attacker.ssh_port()
         transparent_port = attacker.transparent_port()
         handlers = attacker.control_handlers()
     else:
@@ -226,6 +250,7 @@ async def _serve(
         ready: dict[str, int | None] = {"control": control_port, "service": service_port}
         if web_ports is not None:
             ready.update(https=web_ports.https, http=web_ports.http)
+        ready.update({name: port for name, port in own.items() if port is not None})
         if transparent_port is not None:
             ready.update(transparent=transparent_port)
         ready_file.write_text(json.dumps(ready) + "\n")

@@ -2,6 +2,9 @@
 attack addons from `addons/`, loaded with mitmproxy's own script loader (the same files that run under
 `mitmdump -s`). The active attack can be switched between scenarios without a restart.
 
+mitmproxy does not speak SSH: in front of the real sshd the role listens itself (`lab.mitm.ssh`), and
+asks the loaded addon, per connection, whether it answers SSH (`ssh_identity`) or lets it pass.
+
 mitmproxy bites (see the field notes): DumpMaster and WebMaster exit the process on a start-up error,
 so a bare Master with the default addons is used (and WebMaster loses its ErrorCheck); listeners are
 closed explicitly before shutdown, or a restart on the same port fails.
@@ -28,7 +31,9 @@ from lab.attacks import attack
 from lab.capture import ETHERTYPE_ARP, MAX_BYTES, CaptureError, RunCapture
 from lab.control import ControlError
 from lab.mitm import addon_file, live_view
-from lab.net import WebPorts
+from lab.mitm.ssh import SshIdentity, SshPart, SshPartError
+from lab.net import Address, WebPorts
+from lab.ssh.keys import SshKeys
 from lab.state import StateDir, take_text
 
 
@@ -115,6 +120,8 @@ class AttackerRole:
         transparent: tuple[str, int] | None = None,
         web: tuple[str, int] | None = None,
         web_exposed: bool = False,
+        ssh_listen: tuple[str, int] | None = None,
+        ssh_upstream: Address | None = None,
     ) -> None:
         if web is not None and not web_exposed:
             live_view.require_loopback(web[0])
@@ -130,6 +137,10 @@ class AttackerRole:
         ports here, and mitmproxy reads each connection's original destination back."""
         self.web = web
         """Where mitmweb's live view listens (`lab.mitm.live_view`): on loopback unless `web_exposed`."""
+        self.ssh_listen = ssh_listen
+        self.ssh_upstream = ssh_upstream
+        """The SSH port (port 0: any) in front of the real sshd; either None: no SSH part."""
+        self._ssh: SshPart | None = None
         self.attack_id: str | None = None
         self.settings: dict[str, Any] = {}
         self._module: ModuleType | None = None
@@ -193,7 +204,36 @@ class AttackerRole:
             why = f"{type(failure).__name__}: {failure}" if failure else "in use, or not an address here?"
             raise CannotListen(f"mitmproxy could not listen on {host}:{port} ({why})")
         bound: int = addresses[0][1]
+        if self.ssh_listen is not None and self.ssh_upstream is not None:
+            ssh = SshPart(
+                self.ssh_listen,
+                self.ssh_upstream,
+                self.state.ssh_keys(),
+                self.state.evidence("attacker").record,
+                self._ssh_identity,
+                lambda: self.attack_id,
+            )
+            try:
+                await ssh.start()
+            except SshPartError as exc:
+                await self.stop()
+                raise CannotListen(str(exc)) from None
+            self._ssh = ssh
         return bound
+
+    def ssh_port(self) -> int | None:
+        """The bound SSH port, None without an SSH part."""
+        return None if self._ssh is None else self._ssh.port
+
+    def _ssh_identity(self, keys: SshKeys) -> SshIdentity | None:
+        """What the loaded addon answers SSH with (`ssh_identity`); None: no addon does, pass through.
+        What the hook raises, the SSH part records as the addon's error."""
+        for addon in self._addons():
+            offer = getattr(addon, "ssh_identity", None)
+            if callable(offer):
+                identity: SshIdentity | None = offer(keys)
+                return identity
+        return None
 
     def web_ports(self) -> WebPorts | None:
         """The HTTPS and plain-HTTP ports bound in front of the HTTPS bank."""
@@ -289,25 +329,30 @@ class AttackerRole:
             self.mitm.addons.remove(module)
 
     async def idle(self, timeout: float = 30.0) -> None:
-        """Wait until no flow is live and the attack's background work (a pending replay) is done."""
+        """Wait until no flow is live, no SSH connection is in flight and the attack's background work (a
+        pending replay) is done."""
         async with asyncio.timeout(timeout):
-            while self._tracker.live or self._pending():
+            while self._tracker.live or self._pending() or (self._ssh is not None and self._ssh.busy):
                 await asyncio.sleep(0.005)  # flows end a moment after the client closes
 
+    def _addons(self) -> list[object]:
+        """The loaded addon file's addons, none without one."""
+        return list(getattr(self._module, "addons", [])) if self._module else []
+
     def _intercepts_tls(self) -> bool:
-        addons = getattr(self._module, "addons", []) if self._module else []
-        return any(getattr(addon, "intercepts_tls", False) for addon in addons)
+        return any(getattr(addon, "intercepts_tls", False) for addon in self._addons())
 
     def _pending(self) -> bool:
-        addons = getattr(self._module, "addons", []) if self._module else []
-        return any(not task.done() for addon in addons for task in getattr(addon, "pending", ()))
+        return any(not task.done() for addon in self._addons() for task in getattr(addon, "pending", ()))
 
     def status(self) -> dict[str, Any]:
+        ssh = {} if self._ssh is None else {"ssh_connections": self._ssh.connections}
         return {
             "attack": self.attack_id,
             "settings": self.settings,
             "live_flows": self._tracker.live,
             "flows": self._tracker.flows,
+            **ssh,
         }
 
     async def unposition(self) -> None:
@@ -367,6 +412,9 @@ class AttackerRole:
         self.end_capture()
         with contextlib.suppress(PositioningError):
             await self.unposition()
+        ssh, self._ssh = self._ssh, None
+        if ssh is not None:
+            await ssh.stop()
         if self._master is None:
             return
         with contextlib.suppress(TimeoutError):  # let the last flows close rather than cut them off
@@ -444,6 +492,8 @@ class AttackerRole:
             self._capturing = False
             await self.unposition()
             self.switch(None)
+            if self._ssh is not None:  # before the evidence goes: a leftover connection writes no more
+                await self._ssh.reset()
             self.state.reset_role("attacker")
             return self.status()
 

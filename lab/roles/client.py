@@ -1,5 +1,6 @@
 """The client role: a bank customer who logs in, transfers, and reads the balance over the lab channel;
-on the real-TLS stack, the real clients that visit bank.lab (`lab.clients`)."""
+on the real-TLS stack, the real clients that visit bank.lab (`lab.clients`); on the SSH stack, the real
+`ssh` in each client configuration (`lab.clients.ssh`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from lab.channel.keylog import keylog_line
 from lab.channel.protections import Protections
 from lab.clients.adapters import CLIENTS, Adapter, Probe
 from lab.clients.browser import Browsers
+from lab.clients.ssh import SSH_CLIENTS, SshSetupError, ssh_session
+from lab.clients.ssh import TIMEOUT as SSH_TIMEOUT
 from lab.clients.visit import make_visit
 from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import EvidenceLog, digest, now
@@ -170,7 +173,8 @@ async def _exchange(
 
 def control_handlers(state: StateDir, browsers: Browsers) -> dict[str, Handler]:
     """The client as the checker drives it: one `session` request, one bank session, one answer; one
-    `visit`, one real client's visit (a browser's in one of `browsers`, which the caller closes)."""
+    `visit`, one real client's visit (a browser's in one of `browsers`, which the caller closes); one
+    `ssh`, one run of the real `ssh` in a client configuration of the SSH stack."""
 
     async def session(request: dict[str, Any]) -> dict[str, Any]:
         protections = protections_from_request(request)
@@ -223,6 +227,28 @@ def control_handlers(state: StateDir, browsers: Browsers) -> dict[str, Handler]:
         done = await make_visit(state, adapter, address, https, http, browsers)
         return {"visited": events.to_dict(done.visited), "keylog": done.keylog}
 
+    async def ssh(request: dict[str, Any]) -> dict[str, Any]:
+        """The real `ssh` in one client configuration (`lab.clients.ssh`) against `host`:`port` (the
+        server's sshd, or the attacker's relay), bounded by `timeout` seconds."""
+        client = SSH_CLIENTS.get(str(request.get("client")))
+        if client is None:
+            raise ControlError(
+                f"no SSH client {request.get('client')!r}; SSH clients are {', '.join(SSH_CLIENTS)}"
+            )
+        host, port = request.get("host"), request.get("port")
+        if not isinstance(host, str) or not isinstance(port, int):
+            raise ControlError('an ssh run needs "host" (string) and "port" (integer)')
+        timeout = request.get("timeout", SSH_TIMEOUT)
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 120:
+            raise ControlError('"timeout" is a number of seconds, above 0 and at most 120')
+        try:
+            done = await ssh_session(state, client, host, port, float(timeout))
+        except SshSetupError as exc:
+            raise ControlError(str(exc)) from None
+        if done.missing:
+            return {"outcome": "not_installed", "missing": done.missing}
+        return {"outcome": "ran", "exit_code": done.exit_code}
+
     victim = ArpVictim(lambda: state.evidence("client"))
 
     async def arp_begin(request: dict[str, Any]) -> dict[str, Any]:
@@ -265,6 +291,7 @@ def control_handlers(state: StateDir, browsers: Browsers) -> dict[str, Handler]:
     return {
         "session": session,
         "visit": visit,
+        "ssh": ssh,
         "arp_begin": arp_begin,
         "arp_during": arp_during,
         "arp_end": arp_end,

@@ -14,7 +14,8 @@ import json
 import shutil
 import signal
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
@@ -42,6 +43,10 @@ class LanePorts:
     upstream_web: WebPorts | None = None
     transparent: Endpoint | None = None
     """The attacker's transparent listener, for what ARP positioning redirects to it (docs/arp.md)."""
+    services: Mapping[str, int] = field(default_factory=dict)
+    """The role's other services by name, on the listen host (`--service`)."""
+    upstream_services: Mapping[str, int] = field(default_factory=dict)
+    """The attacker's upstream for each, on the upstream host (`--upstream-service`)."""
 
     def of(self, number: int) -> LanePorts:
         def shifted(endpoint: Endpoint) -> Endpoint:
@@ -58,6 +63,8 @@ class LanePorts:
             shifted_web(self.web),
             shifted_web(self.upstream_web) if self.upstream_web else None,
             shifted(self.transparent) if self.transparent else None,
+            {name: _shift(port, number) for name, port in self.services.items()},
+            {name: _shift(port, number) for name, port in self.upstream_services.items()},
         )
 
 
@@ -133,6 +140,8 @@ class Lanes:
             args += ["--upstream-web-ports", f"{ports.upstream_web.https},{ports.upstream_web.http}"]
         if ports.transparent is not None:
             args += ["--transparent", "{}:{}".format(*ports.transparent)]
+        args += [f"--service={name}={port}" for name, port in ports.services.items()]
+        args += [f"--upstream-service={name}={port}" for name, port in ports.upstream_services.items()]
         if self.web is not None and self.role == "attacker" and number == 1:
             args += ["--web", "{}:{}".format(*self.web)]
             if self.web_exposed:

@@ -23,6 +23,7 @@ from lab.channel.protections import Protections
 from lab.control import ControlError, Handler, protections_from_request
 from lab.evidence import digest
 from lab.net import WebPorts
+from lab.roles.ssh_server import SshServer
 from lab.roles.transport import DEFAULT_TIMEOUTS, ChannelStream, Timeouts
 from lab.state import SERVER_NAME, StateDir
 
@@ -32,6 +33,8 @@ class BankServer:
         self, state: StateDir, protections: Protections, timeouts: Timeouts = DEFAULT_TIMEOUTS
     ) -> None:
         self.state = state
+        self.ssh: SshServer | None = None
+        """The SSH stack's real sshd, once `start_ssh` has tried it."""
         self.leaf = state.server_leaf()
         self.hellos = RecentClientHellos()
         self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key, hellos=self.hellos)
@@ -77,21 +80,33 @@ class BankServer:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
         await self.web.stop()
+        if self.ssh is not None:
+            await self.ssh.stop()
         self.ledger.close()
 
     def set_protections(self, protections: Protections) -> None:
         """The protections for the connections that come next."""
         self.config = ServerConfig(protections, self.leaf.chain, self.leaf.private_key, hellos=self.hellos)
 
+    async def start_ssh(self, host: str, port: int = 0) -> int | None:
+        """The real sshd beside the bank (`lab.roles.ssh_server`): its port, or None where it cannot
+        start here (`ssh_ready` then says why)."""
+        self.ssh = SshServer(self.state, self.evidence, self.state.root / "server" / "sshd")
+        return await self.ssh.start(host, port)
+
     async def idle(self, timeout: float = 30.0) -> None:
-        """Wait until no session is open."""
+        """Wait until no session is open; what sshd saw meanwhile is in the evidence."""
         async with asyncio.timeout(timeout):
             while self._sessions:
                 await asyncio.wait(set(self._sessions))
+        if self.ssh is not None:
+            self.ssh.take()
 
     async def reset(self) -> None:
         """A fresh bank and no evidence, between scenarios (see `StateDir.reset`)."""
         await self.idle()
+        if self.ssh is not None:
+            self.ssh.reset()
         self.ledger.close()
         self.state.reset_role("server")
         self.ledger = Ledger(self.state.ledger_path)
@@ -122,6 +137,13 @@ class BankServer:
         async def status(request: dict[str, Any]) -> dict[str, Any]:
             return {"protections": self.config.protections.as_dict(), "open_sessions": len(self._sessions)}
 
+        async def ssh_ready(request: dict[str, Any]) -> dict[str, Any]:
+            """Whether the SSH stack's sshd serves (`lab.roles.ssh_server`), and why not."""
+            if self.ssh is None:
+                why = "this server role runs no sshd (it was started without --service ssh=PORT)"
+                return {"ready": False, "why": why, "not_here": True}
+            return self.ssh.status()
+
         async def lab_keylog(request: dict[str, Any]) -> dict[str, Any]:
             return {"lab_keylog": self.state.take_lab_keylog("server")}
 
@@ -131,6 +153,7 @@ class BankServer:
             "idle": idle,
             "status": status,
             "lab_keylog": lab_keylog,
+            "ssh_ready": ssh_ready,
         }
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -75,6 +75,13 @@ class SshKeys:
         return keys
 
     @property
+    def files(self) -> list[Path]:
+        """Every file `make` writes."""
+        keys = [self.lab_ca, self.rogue_ca, self.server_key, self.attacker_key, self.customer_key]
+        certificates = [self.server_certificate, self.attacker_certificate]
+        return [*keys, *map(_public_path, keys), *certificates]
+
+    @property
     def server_key(self) -> Path:
         """The real sshd's host key (its `HostKey`)."""
         return self.folder / "server_host_ed25519"

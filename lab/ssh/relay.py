@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import asyncssh
 from asyncssh.public_key import decode_ssh_public_key
@@ -213,11 +214,14 @@ class SshRelay:
         *,
         timeout: float = TIMEOUT,
         on_record: Callable[[RelayRecord], None] | None = None,
+        banner: str | None = None,
     ) -> None:
         self.upstream = upstream
         self.host_key = host_key
         self.certificate = certificate
         self.timeout = timeout
+        self.banner = banner
+        """The real server's version, sent as the relay's own; None: read from it when first needed."""
         self.records: list[RelayRecord] = []
         self._on_record = on_record
         self._numbers = itertools.count(1)
@@ -243,29 +247,37 @@ class SshRelay:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
         """Listen on `host`:`port` (0: any free port), with the real server's banner; the bound port."""
-        banner = await read_banner(self.upstream, self.timeout)
+        self._acceptor = await asyncssh.listen(host, port, **await self._options())
+        return self._acceptor.get_port()
+
+    async def serve(self, sock: socket.socket) -> asyncssh.SSHServerConnection:
+        """Answer one client whose connection was accepted elsewhere (the attacker role's SSH port, which
+        decides per connection whether to relay). Returns once the client has logged in; raises
+        `asyncssh.Error` or `OSError` if it left before (a client that refused the host key)."""
+        return await asyncssh.run_server(sock, **await self._options())
+
+    async def _options(self) -> dict[str, Any]:
+        if self.banner is None:
+            self.banner = await read_banner(self.upstream, self.timeout)
         host_keys: list[asyncssh.SSHKey | tuple[asyncssh.SSHKey, asyncssh.SSHCertificate]] = [
             (self.host_key, self.certificate) if self.certificate else self.host_key
         ]
-        self._acceptor = await asyncssh.listen(
-            host,
-            port,
-            server_factory=self._new_connection,
-            process_factory=self._serve_process,
-            server_host_keys=host_keys,
-            server_version=banner,
-            encoding=None,
-            config=None,
-            agent_forwarding=True,  # accepted from the client: it lets the relay sign as the user
-            x11_forwarding=False,
-            allow_scp=False,
-            line_editor=False,  # bytes pass as they are, a pty's included
-            gss_host=None,
-            kbdint_auth=False,
-            login_timeout=self.timeout,
-            keepalive_interval=0,
-        )
-        return self._acceptor.get_port()
+        return {
+            "server_factory": self._new_connection,
+            "process_factory": self._serve_process,
+            "server_host_keys": host_keys,
+            "server_version": self.banner,
+            "encoding": None,
+            "config": None,
+            "agent_forwarding": True,  # accepted from the client: it lets the relay sign as the user
+            "x11_forwarding": False,
+            "allow_scp": False,
+            "line_editor": False,  # bytes pass as they are, a pty's included
+            "gss_host": None,
+            "kbdint_auth": False,
+            "login_timeout": self.timeout,
+            "keepalive_interval": 0,
+        }
 
     async def close(self) -> None:
         """Stop listening and end every open connection, both legs."""

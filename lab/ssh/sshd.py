@@ -66,6 +66,8 @@ INSIDE_HOME: Final = "/home"
 INSIDE_SERVER: Final = "/home/.lab-server"
 INSIDE_KEYS: Final = "/home/.lab-keys"
 INSIDE_LAB: Final = "/home/.lab"
+GIT_AUTHOR: Final = (("NAME", "bank"), ("EMAIL", "bank@bank.lab"))
+"""Who made the customer's repository's one commit."""
 JOURNAL: Final = ".lab-commands"
 
 LOGIN_SHELL: Final = """#!/bin/sh
@@ -452,6 +454,29 @@ class Sshd:
                 raise _start_error(said, code)
             time.sleep(0.01)
         raise SshdTimeoutError(f"sshd did not listen on {self.listen} within {timeout} s: {' / '.join(said)}")
+
+    def seed_repository(self, relative: str, work: Path) -> None:
+        """A bare git repository at `relative` in the customer's home (`~/bank.git`), with one commit,
+        the customer's own: what a `git clone` over SSH fetches (seed 002 §四). `work`: a folder of the
+        lab's for the commit."""
+        assert self.account is not None, "start() first"
+        names = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER") for what, value in GIT_AUTHOR}
+        env = {**os.environ, **names}
+        bare = self.folder / "home" / self.customer / relative.removeprefix("~/")
+        subprocess.run(["git", "init", "-q", str(work)], check=True, env=env, capture_output=True)
+        (work / "README").write_text("the bank's code\n")
+        for argv in (
+            ["add", "README"],
+            ["commit", "-q", "-m", "first"],
+            ["clone", "-q", "--bare", ".", str(bare)],
+        ):
+            subprocess.run(["git", "-C", str(work), *argv], check=True, env=env, capture_output=True)
+        for path in [bare, *bare.rglob("*")]:
+            os.chown(path, self.account.uid, self.account.gid)
+
+    def new_records(self) -> list[SshdRecord]:
+        """The records of sshd's log since the last call (or since it listened)."""
+        return [record for line in self._log.read() if (record := parse_line(line)) is not None]
 
     def records(self) -> list[SshdRecord]:
         """Every record of sshd's log so far."""

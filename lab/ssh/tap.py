@@ -34,7 +34,7 @@ class SshTap:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
-        self._server = await asyncio.start_server(self._relay, host, port)
+        self._server = await asyncio.start_server(self.serve, host, port)
         bound: int = self._server.sockets[0].getsockname()[1]
         return bound
 
@@ -50,7 +50,8 @@ class SshTap:
         """Everything seen in one direction, all connections in order."""
         return b"".join(record.data for record in self.records if record.direction == direction)
 
-    async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        """Relay one client's connection (accepted by `start`, or elsewhere) until both ends close."""
         self._count += 1
         number = self._count
         task = asyncio.current_task()

@@ -27,6 +27,16 @@ if TYPE_CHECKING:
     from lab.verdict import GroundTruth, RunEvidence, Verdict
 
 
+class CannotPlay(Exception):
+    """This lane cannot play the run here (a part of a role that could not start, a positioning the
+    stack does not have): the run is an `error` with this reason, and the others go on."""
+
+
+class NotRunHere(CannotPlay):
+    """This machine does not allow the run (a program that needs root, as sshd): nothing ran, and the
+    run is `not-run-here`, counted apart, with this reason."""
+
+
 class LaneRun(Protocol):
     """What the runner offers a stack's `play`: one lane of roles, for one run, its steps timed out and
     its failures made the run's `error` by the runner."""
@@ -46,11 +56,16 @@ class LaneRun(Protocol):
         ...
 
     async def through_arp(
-        self, ports: list[int], play: Callable[[Address], Awaitable[dict[str, Any]]]
+        self,
+        ports: list[int],
+        play: Callable[[Address], Awaitable[dict[str, Any]]],
+        *,
+        to: int | None = None,
     ) -> dict[str, Any]:
         """`play` with the client dialling the server's own address (at the first of `ports`, all of
-        which the attacker redirects), around the ARP steps of docs/arp.md; an outcome
-        `not_positioned` when the attacker could not get on the path."""
+        which the attacker redirects to its port `to`, by default mitmproxy's transparent listener),
+        around the ARP steps of docs/arp.md; an outcome `not_positioned` when the attacker could not
+        get on the path."""
         ...
 
     async def set_aside(self) -> None:
@@ -59,6 +74,18 @@ class LaneRun(Protocol):
 
     def went_direct(self, began: float, ended: float) -> None:
         """The client went straight to the server between these times (the capture's clock)."""
+        ...
+
+
+class Client(Protocol):
+    """A client a stack's scenarios can name: a real program in one configuration of its own."""
+
+    @property
+    def summary(self) -> str: ...
+
+    @property
+    def programs(self) -> tuple[str, ...]:
+        """What must be installed for it to run (`lab.system`)."""
         ...
 
 
@@ -72,9 +99,9 @@ class Stack(Protocol):
     object in both."""
     attacks: ClassVar[tuple[str, ...]]
     """The attacks (`lab.attacks`) that apply to it."""
-    victims: ClassVar[bool]
-    """Whether its scenarios name the client that plays them (`Scenario.victim`); otherwise the lab's
-    own client plays, with the scenario's protections."""
+    clients: ClassVar[Mapping[str, Client]]
+    """The clients its scenarios name (`Scenario.victim`), by id: real programs, each with its own
+    settings; empty where the lab's own client plays, with the scenario's protections."""
 
     async def play(self, lane: LaneRun, scenario: Scenario) -> dict[str, Any]:
         """The run's steps on the lane; the client's outcome (`outcome`, and `keylogs` by role)."""

@@ -49,10 +49,10 @@ from lab.channel.suites import ALL_SUITES, KeyExchange, Suite
 from lab.events import Event
 from lab.net import Address
 from lab.protection import Protection
-from lab.stacks import ARP, LaneRun
+from lab.stacks import ARP, Client, LaneRun
 from lab.stacks.scenario import LAB_CHANNEL, Scenario
 from lab.state import SERVER_NAME
-from lab.verdict import Breakage, GroundTruth, RunEvidence, Verdict, not_on_the_path
+from lab.verdict import Breakage, GroundTruth, RunEvidence, Verdict, first_rules
 
 SESSION: Final = [{"op": "transfer", "to": "bob", "amount": 100}, {"op": "balance"}]
 PIN_SESSION: Final = [{"op": "balance"}]
@@ -76,7 +76,7 @@ class LabChannel:
         "downgrade",
         "key-compromise",
     )
-    victims: ClassVar[bool] = False
+    clients: ClassVar[Mapping[str, Client]] = {}
 
     async def play(self, lane: LaneRun, scenario: Scenario) -> dict[str, Any]:
         await lane.fresh({"protections": scenario.server.as_dict()}, attack=not scenario.pin_first)
@@ -117,14 +117,10 @@ async def _session(
 
 def decide(run: RunEvidence, truth: GroundTruth) -> Verdict:
     breakages = tuple(find_breakages(run, truth))
-    failure = run.lab_failure()
-    if failure is not None:
-        return Verdict("error", breakages, error=failure)
+    if (ruled := first_rules(run, breakages)) is not None:
+        return ruled
     if breakages:
         return Verdict("compromised", breakages)
-    off_the_path = not_on_the_path(run)
-    if off_the_path is not None:
-        return off_the_path
     refusals = sorted(run.of("client", events.Refusal) + run.of("server", events.Refusal), key=lambda e: e.ts)
     if refusals:
         first = refusals[0]

@@ -31,15 +31,17 @@ rule comes first, as on every stack (`lab.verdict.not_on_the_path`).
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-from lab import events, system
+from lab import events
 from lab.channel.protections import BY_ID, NONE
+from lab.clients.adapters import CLIENTS
 from lab.evidence import digest
 from lab.protection import CLIENT_SETTING, Protection
-from lab.stacks import ARP, LaneRun
+from lab.stacks import ARP, Client, LaneRun
 from lab.stacks.scenario import Scenario
-from lab.verdict import NOT_RUN_HERE, Breakage, GroundTruth, RunEvidence, Verdict, not_on_the_path
+from lab.verdict import Breakage, GroundTruth, RunEvidence, Verdict, first_rules, not_run_here
 
 REAL_TLS: Final = "real-tls"
 PROBE: Final = "probe: "
@@ -89,7 +91,7 @@ class RealTls:
         "revoked",
         "sslstrip",
     )
-    victims: ClassVar[bool] = True
+    clients: ClassVar[Mapping[str, Client]] = CLIENTS
 
     async def play(self, lane: LaneRun, scenario: Scenario) -> dict[str, Any]:
         """A real client's visit: to the attacker as bank.lab, or (through ARP) to the bank itself."""
@@ -129,19 +131,14 @@ class RealTls:
 
 def decide_visit(run: RunEvidence, truth: GroundTruth) -> Verdict:
     breakages = tuple(find_visit_breakages(run, truth))
-    failure = run.lab_failure()
-    if failure is not None:
-        return Verdict("error", breakages, error=failure)
-    off_the_path = None if breakages else not_on_the_path(run)  # through ARP (docs/arp.md)
-    if off_the_path is not None:
-        return off_the_path
+    if (ruled := first_rules(run, breakages)) is not None:
+        return ruled
     visits = run.of("client", events.Visited)
     if not visits:
         return Verdict("error", breakages, error="the client recorded no visit")
     visited = visits[-1]
     if visited.missing:
-        missing = tuple(visited.missing)
-        return Verdict(NOT_RUN_HERE, message=not_installed(missing), missing=missing)
+        return not_run_here(tuple(visited.missing))
     if breakages:
         return Verdict("compromised", breakages, message=visited.words)
     if not run.attacked:
@@ -211,12 +208,6 @@ def find_visit_breakages(run: RunEvidence, truth: GroundTruth) -> list[Breakage]
             )
         )
     return breakages
-
-
-def not_installed(programs: tuple[str, ...]) -> str:
-    """Why a run did not run here, with what installs it."""
-    line = system.install_line(programs)
-    return f"not installed here: {', '.join(programs)}" + (f" (Debian: {line})" if line else "")
 
 
 STACK: Final = RealTls()

@@ -33,7 +33,7 @@ class Scenario:
     """Make a clean session first so that the key pin exists (pinning is trust on first use)."""
     stack: str = LAB_CHANNEL
     victim: str | None = None
-    """On a stack whose scenarios name their client (`Stack.victims`), that client: on real TLS a real
+    """On a stack whose scenarios name their client (`Stack.clients`), that client: on real TLS a real
     client (`lab.clients.adapters.CLIENTS`), or `lab.stacks.real_tls.PROBE` and a command of one's own;
     its protections are its own settings, so `client` and `server` are `none`."""
     positioning: str = NAMES
@@ -47,8 +47,8 @@ class Scenario:
             raise ValueError(f"unknown stack {self.stack!r}; stacks are {', '.join(stacks.STACKS)}")
         if self.attack is not None and attack(self.attack).id not in on.attacks:
             raise ValueError(f"{self.attack} does not apply to the {self.stack} stack")
-        if (self.victim is not None) != on.victims:
-            raise ValueError(f"a scenario on {self.stack} {'names' if on.victims else 'has no'} victim")
+        if (self.victim is not None) != bool(on.clients):
+            raise ValueError(f"a scenario on {self.stack} {'names' if on.clients else 'has no'} victim")
         if self.positioning not in POSITIONINGS:
             raise ValueError(f"unknown positioning {self.positioning!r}; they are {', '.join(POSITIONINGS)}")
         if self.static_arp and self.positioning != ARP:

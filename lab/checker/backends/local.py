@@ -60,7 +60,9 @@ class LocalBackend:
             except PositioningError as exc:
                 raise BackendError(str(exc)) from None
             hosts = {role: roles.network.address(role) for role in hosts}
-        server = await self._spawn(roles, root, "server", "--listen", f"{hosts['server']}:0")
+        server = await self._spawn(
+            roles, root, "server", "--listen", f"{hosts['server']}:0", "--service=ssh=0"
+        )
         attacker_spawn = self._spawn(
             roles,
             root,
@@ -71,6 +73,7 @@ class LocalBackend:
             f"{hosts['server']}:{server['service']}",
             "--upstream-web-ports",
             f"{server['https']},{server['http']}",
+            *(("--service=ssh=0", f"--upstream-service=ssh={server['ssh']}") if "ssh" in server else ()),
             *(("--transparent", f"{hosts['attacker']}:0") if self.namespaces else ()),
         )
         client_spawn = self._spawn(roles, root, "client")

@@ -2,6 +2,7 @@
 
 One run per cell (an attack and a client), plus one per client with no attack: a client that does not
 get through with nobody in the way shows as `error` in every cell of its column, never as `blocked`.
+The ssh view (`views/ssh.py`) is the same table for the SSH stack's clients.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lab import events, system
 from lab.checker.views import Placement, ViewOutcome
-from lab.clients.adapters import CLIENTS
+from lab.stacks import STACKS, Client
 from lab.stacks.real_tls import PROBE, REAL_TLS
 from lab.stacks.scenario import Scenario
 from lab.verdict import NOT_RUN_HERE
@@ -31,51 +32,57 @@ class Clients:
 
     flags: ClassVar[Mapping[str, str]] = {}
     needs_lab_network: ClassVar[bool] = False
+    catalog: ClassVar[Mapping[str, Client]] = STACKS[REAL_TLS].clients
+    """The clients of its stack, by column id: each with its `summary` and `programs`."""
 
-    def __init__(self, victims: Sequence[str] = tuple(CLIENTS)) -> None:
-        self.victims = tuple(victims)
+    def __init__(self, victims: Sequence[str] | None = None) -> None:
+        self.victims = tuple(self.catalog if victims is None else victims)
         """The columns: client ids, or PROBE and a command (`mitmlab probe`)."""
 
     @property
     def programs(self) -> tuple[str, ...]:
         """The system programs its clients run (`lab.system`); a probed program is the user's own."""
-        return tuple(
-            dict.fromkeys(p for v in self.victims if not v.startswith(PROBE) for p in CLIENTS[v].programs)
-        )
+        known = (self.catalog[v] for v in self.victims if not v.startswith(PROBE))
+        return tuple(dict.fromkeys(p for client in known for p in client.programs))
+
+    @staticmethod
+    def words(run: RunResult) -> str | None:
+        """The client's own words in a run, as the lab read them."""
+        visited = [e for e in run.events.get("client", []) if isinstance(e, events.Visited)]
+        return visited[-1].words if visited else None
 
     async def run(
         self, runner: Runner, attacks: tuple[str, ...], settings: Mapping[str, bool]
     ) -> ViewOutcome:
         placements = [
-            Placement(self.name, attack or NO_ATTACK, victim, Scenario.visit(REAL_TLS, attack, victim))
+            Placement(self.name, attack or NO_ATTACK, victim, Scenario.visit(self.stack, attack, victim))
             for attack in (None, *attacks)
             for victim in self.victims
         ]
         results = await asyncio.gather(*(runner.run(p.scenario) for p in placements))
         by_cell = {(p.attack, p.label): r for p, r in zip(placements, results, strict=True)}
         cells = [
-            _cell(attack, victim, by_cell[(attack, victim)], by_cell[(NO_ATTACK, victim)])
+            self._cell(attack, victim, by_cell[(attack, victim)], by_cell[(NO_ATTACK, victim)])
             for attack in (NO_ATTACK, *attacks)
             for victim in self.victims
         ]
-        columns = [_column(victim) for victim in self.victims]
+        columns = [self._column(victim) for victim in self.victims]
         return ViewOutcome(placements, {"columns": columns, "rows": [NO_ATTACK, *attacks], "cells": cells})
 
+    def _column(self, victim: str) -> dict[str, Any]:
+        if victim.startswith(PROBE):
+            command = victim.removeprefix(PROBE)
+            return {"id": victim, "summary": f"your program: {command}", "installed": True}
+        client = self.catalog[victim]
+        return {"id": victim, "summary": client.summary, "installed": not system.missing(client.programs)}
 
-def _column(victim: str) -> dict[str, Any]:
-    if victim.startswith(PROBE):
-        command = victim.removeprefix(PROBE)
-        return {"id": victim, "summary": f"your program: {command}", "installed": True}
-    adapter = CLIENTS[victim]
-    installed = not system.missing(adapter.programs)
-    return {"id": victim, "summary": adapter.summary, "installed": installed}
+    def _cell(self, attack: str, victim: str, run: RunResult, baseline: RunResult) -> dict[str, Any]:
+        return _cell_of(attack, victim, run, baseline, self.words(run) or run.verdict.error or "")
 
 
-def _cell(attack: str, victim: str, run: RunResult, baseline: RunResult) -> dict[str, Any]:
+def _cell_of(attack: str, victim: str, run: RunResult, baseline: RunResult, words: str) -> dict[str, Any]:
     """One cell of the table: the run's verdict, unless the client fails with no attack at all."""
     verdict = run.verdict
-    visited = [e for e in run.events.get("client", []) if isinstance(e, events.Visited)]
-    words = visited[-1].words if visited else (verdict.error or "")
     cell = {
         "client": victim,
         "attack": attack,
