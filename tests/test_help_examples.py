@@ -49,6 +49,7 @@ PARSED_ONLY: Final = {
     "mitmlab check --view all": "tests/test_check.py, tests/test_clients.py",
     # sshd needs root: run, as root, in tests/test_ssh_view.py.
     "mitmlab demo host-key-swap --client tofu": "tests/test_ssh_view.py",
+    "mitmlab check --view ssh --no-capture": "tests/test_bench.py (`mitmlab bench ssh` runs it)",
 }
 
 
