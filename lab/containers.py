@@ -156,14 +156,6 @@ def _run(*command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
-def free_port() -> int:
-    """A port of 127.0.0.1 free a moment ago, for a program that cannot report the one it bound."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _free(port: int) -> bool:
     with socket.socket() as probe:
         try:

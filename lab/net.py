@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 from dataclasses import dataclass
 from typing import Final
 
@@ -19,6 +20,15 @@ async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
             await writer.drain()
         if writer.can_write_eof():
             writer.write_eof()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port of `host` free a moment ago, for a program that cannot report the one it bound (sshd, a
+    compose file's published port)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def is_address(name: str) -> bool:

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from lab.containers import free_port
+from lab.net import free_port
 from lab.state import StateDir
 
 __all__ = ["background", "free_port", "mitmdump", "mitmlab", "wait_for_port", "without_privilege"]

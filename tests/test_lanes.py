@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.containers import free_port
 from lab.control import ControlError, request
+from lab.net import free_port
 from lab.state import StateDir
 
 pytestmark = pytest.mark.loopback

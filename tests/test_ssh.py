@@ -22,8 +22,7 @@ from typing import Final, Literal, TypeVar
 import pytest
 from asyncssh.public_key import SSHOpenSSHCertificate
 
-from lab.containers import free_port
-from lab.net import Address
+from lab.net import Address, free_port
 from lab.ssh.keys import SERVER_NAME, SshKeys, cert_authority_line, known_host_line, openssh_line
 from lab.ssh.relay import (
     AgentUsed,

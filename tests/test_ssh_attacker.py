@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from lab.containers import free_port
-from lab.net import Address
+from lab.net import Address, free_port
 from lab.roles.attacker import AttackerRole, CannotListen
 from lab.ssh.keys import cert_authority_line
 from lab.ssh.sshd import Sshd

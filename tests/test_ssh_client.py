@@ -34,10 +34,9 @@ from lab.clients.ssh import (
     run_ssh,
     words_of,
 )
-from lab.containers import free_port
 from lab.control import ControlError, request
 from lab.evidence import parse_lines
-from lab.net import Address
+from lab.net import Address, free_port
 from lab.roles.client import control_handlers
 from lab.roles.ready import wait_until_ready
 from lab.ssh.keys import openssh_line

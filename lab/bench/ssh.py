@@ -38,9 +38,8 @@ from typing import Final
 from lab import events
 from lab.bench.measure import Result
 from lab.clients.ssh import COMMAND, SSH_CLIENTS, Scratch, SshClient, SshRun, run_ssh
-from lab.containers import free_port
 from lab.mitm.ssh import SshIdentity, SshPart
-from lab.net import Address
+from lab.net import Address, free_port
 from lab.ssh.keys import SshKeys
 from lab.ssh.sshd import Sshd
 from lab.state import StateDir

@@ -27,7 +27,8 @@ from lab.checker.views import View, views_here, views_on
 from lab.cli.errors import EXIT_CONNECTION, EXIT_SETUP, fail
 from lab.cli.options import attack_option, file_to_write
 from lab.clients.adapters import CLIENTS, Chromium
-from lab.containers import ComposeLab, ContainersError, free_port
+from lab.containers import ComposeLab, ContainersError
+from lab.net import free_port
 from lab.stacks import attacks_on
 from lab.stacks.scenario import LAB_CHANNEL
 from lab.state import StateDir

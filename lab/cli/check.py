@@ -520,7 +520,7 @@ def print_summary(report: dict[str, Any]) -> None:
         why = (
             f"{_plain(', '.join(programs))} {are} not installed on this machine"
             if programs
-            else "this machine does not allow them (each run says why: the SSH stack's sshd needs root)"
+            else "this machine does not allow them (each run says why)"
         )
         console.print(f"\n{_plain(not_run)} runs not run here: {why}.{how}", soft_wrap=True)
     errors = [x for x in report["scenarios"] if x["verdict"] == "error"]

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
 from lab import events
 from lab.clients.ssh import REPOSITORY
 from lab.evidence import EvidenceLog
-from lab.net import Address
+from lab.net import Address, free_port
 from lab.ssh.sshd import LoginAccepted, LoginFailed, MissingProgramError, NeedsRootError, Sshd, SshdError
 from lab.state import StateDir
 
@@ -41,7 +40,7 @@ class SshServer:
         sshd = Sshd(
             self.folder,
             self.state.ssh_keys(),
-            Address(host, port or _free_port(host)),
+            Address(host, port or free_port(host)),
             self.state.client_password(),
         )
         try:
@@ -90,11 +89,3 @@ class SshServer:
     def status(self) -> dict[str, Any]:
         """Whether sshd serves; where not, why, and whether it is this machine that does not allow it."""
         return {"ready": self.unavailable is None, "why": self.unavailable, "not_here": self.not_here}
-
-
-def _free_port(host: str) -> int:
-    """A port of `host` free a moment ago: sshd cannot report one it picked."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
